@@ -49,8 +49,8 @@ class BlockSpec:
         return self.stride == 1 and self.in_channels == self.out_channels
 
 
-def block_specs(arch: dict, network: Network = Network()) -> Iterator[BlockSpec]:
-    """The MBConv blocks of ``arch`` in order."""
+def block_specs(arch: dict, network: Network = Network(), trim_pad: bool = True) -> Iterator[BlockSpec]:
+    """The MBConv blocks of ``arch`` in order; ``trim_pad=False`` ignores the ``s<i>_trim_pad`` dims."""
     in_ch = arch["stem_channels"]
     for i, stride in enumerate(network.stage_strides):
         out_ch = arch[f"s{i}_channels"]
@@ -58,10 +58,34 @@ def block_specs(arch: dict, network: Network = Network()) -> Iterator[BlockSpec]
             first = j == 0
             k = arch[f"s{i}_kernel"] if first else arch[f"s{i}_kernel_rep"]
             e = arch[f"s{i}_expansion"] if first else arch[f"s{i}_expansion_rep"]
-            pad = k // 2 - (1 if first and arch.get(f"s{i}_trim_pad", False) else 0)
+            pad = k // 2 - (1 if first and trim_pad and arch.get(f"s{i}_trim_pad", False) else 0)
             yield BlockSpec(in_ch, out_ch, k, stride if first else 1, e,
                             bool(arch[f"s{i}_se"]), arch[f"s{i}_act"], pad)
             in_ch = out_ch
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def min_input_size(arch: dict, network: Network = Network(), trim_pad: bool = True) -> int:
+    """Smallest input side for which every convolution of ``arch`` sees an input at least its kernel.
+
+    Only trimmed depthwise padding (``s<i>_trim_pad``) makes this larger than 1: FBNetV3's
+    trimmed stride-2 convolutions need inputs of about 50 px or more.
+    """
+    specs = list(block_specs(arch, network, trim_pad))
+    for size in range(1, 4096):
+        x = conv_out(size, 3, network.stem_stride, 1)
+        ok = x >= 1
+        for b in specs:
+            if not ok or x + 2 * b.padding < b.kernel:
+                ok = False
+                break
+            x = conv_out(x, b.kernel, b.stride, b.padding)
+        if ok and x >= 1:
+            return size
+    raise ValueError("arch has no valid input size below 4096")
 
 
 class MBConv(nn.Module):
@@ -88,9 +112,9 @@ class MBConv(nn.Module):
 
 class MBConvNet(nn.Module):
     def __init__(self, arch: dict, num_classes: int, in_channels: int, network: Network = Network(),
-                 dropout: float = 0.0, drop_path: float = 0.0):
+                 dropout: float = 0.0, drop_path: float = 0.0, trim_pad: bool = True):
         super().__init__()
-        specs = list(block_specs(arch, network))
+        specs = list(block_specs(arch, network, trim_pad))
         self.stem = Conv2dNormActivation(in_channels, arch["stem_channels"], 3, network.stem_stride, 1,
                                          activation_layer=nn.Hardswish)
         # Stochastic-depth rate grows linearly with block index (as in EfficientNet/timm).
@@ -113,6 +137,10 @@ class MBConvNet(nn.Module):
 
 
 def build_model(arch: dict, num_classes: int = 1000, in_channels: int = 3, *, network: Optional[Network] = None,
-                dropout: float = 0.0, drop_path: float = 0.0) -> MBConvNet:
-    """Build the network for ``arch`` (see :mod:`jointnas.space`); ``network`` defaults to FBNetV3's."""
-    return MBConvNet(arch, num_classes, in_channels, network or Network(), dropout, drop_path)
+                dropout: float = 0.0, drop_path: float = 0.0, trim_pad: bool = True) -> MBConvNet:
+    """Build the network for ``arch`` (see :mod:`jointnas.space`); ``network`` defaults to FBNetV3's.
+
+    ``trim_pad=False`` builds every depthwise conv with ``k // 2`` padding, for task models whose
+    input is smaller than :func:`min_input_size` allows with the trimmed padding.
+    """
+    return MBConvNet(arch, num_classes, in_channels, network or Network(), dropout, drop_path, trim_pad)

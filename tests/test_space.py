@@ -1,0 +1,128 @@
+import textwrap
+
+import numpy as np
+import pytest
+import yaml
+
+from jointnas import Candidate, SpaceError, load_space
+from jointnas.space import CategoricalDim, FloatDim, IntDim, space_from_dict
+
+
+def test_loads_by_name_and_path(space):
+    assert space.name == "fbnetv3"
+    assert load_space(space.source).fingerprint() == space.fingerprint()
+    assert space.deploy.in_channels == 3 and space.deploy.num_classes == 1000
+
+
+def test_required_recipe_dimensions(space):
+    for name in ("optimizer", "lr", "weight_decay", "label_smoothing", "mixup_alpha", "dropout",
+                 "stochastic_depth", "ema", "epochs", "warmup_epochs"):
+        assert name in space.recipe
+    assert set(space.recipe["optimizer"].choices) == {"sgd", "rmsprop", "adamw"}
+    assert space.recipe["lr"].log and space.recipe["weight_decay"].log
+    res = space.arch["resolution"]
+    assert res.low <= 224 and res.high >= 272 and res.step == 8
+
+
+def test_unknown_space_names_the_choices():
+    with pytest.raises(SpaceError, match="available: .*fbnetv3"):
+        load_space("nope")
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "bad.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def _base_doc(space):
+    """A valid document built from the shipped space file, to be broken one key at a time."""
+    return yaml.safe_load(open(space.source))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["recipe"].update(lr={"type": "float", "low": 0.1, "high": 0.01, "log": True}), r"recipe\.lr: empty range"),
+    (lambda d: d["arch"].update(s1_depth={"type": "int", "low": 5, "high": 3}), r"arch\.s1_depth: empty or ragged range"),
+    (lambda d: d["recipe"].update(ema={"type": "bool", "colour": "red"}), r"recipe\.ema: unknown key\(s\) colour"),
+    (lambda d: d.update(extras=1), r"unknown top-level key\(s\) extras"),
+    (lambda d: d["recipe"].update(dropout={"type": "gaussian"}), r"recipe\.dropout\.type: unknown type"),
+    (lambda d: d["arch"].pop("s2_kernel"), r"arch\.s2_kernel: required"),
+    (lambda d: d["recipe"].update(optimizer={"type": "categorical", "choices": ["sgd"]}), r"recipe\.optimizer\.choices"),
+    (lambda d: d["recipe"].update(resolution={"type": "bool"}), r"also used in arch"),
+    (lambda d: d["presets"]["FBNetV3_A"]["arch"].update(s1_depth=40), r"presets\.FBNetV3_A: .*s1_depth=40 is outside"),
+])
+def test_malformed_spaces_name_file_and_key(tmp_path, space, mutate, message):
+    doc = _base_doc(space)
+    mutate(doc)
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpaceError, match=message) as err:
+        load_space(path)
+    assert str(path) in str(err.value)
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    p = _write(tmp_path, """\
+        name: dup
+        arch: {}
+        recipe:
+          lr: {type: float, low: 0.1, high: 1.0}
+          lr: {type: float, low: 0.2, high: 1.0}
+        """)
+    with pytest.raises(SpaceError, match=r"bad\.yaml: duplicate key 'lr' at line 5"):
+        load_space(p)
+
+
+def test_invalid_yaml_is_one_clear_error(tmp_path):
+    p = _write(tmp_path, "name: [unclosed\n")
+    with pytest.raises(SpaceError, match="not valid YAML"):
+        load_space(p)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    p = _write(tmp_path, "name: !!python/object/apply:os.system ['echo hacked']\narch: {}\nrecipe: {}\n")
+    with pytest.raises(SpaceError):
+        load_space(p)
+
+
+def test_dimension_mapping_stays_in_range():
+    u = np.linspace(0, 0.999999, 1001)
+    d = IntDim("x", 16, 32, 8)
+    assert set(d.from_unit(u)) == {16, 24, 32}
+    f = FloatDim("lr", 1e-3, 1.0, log=True)
+    v = np.array(f.from_unit(u))
+    assert v.min() >= 1e-3 and v.max() <= 1.0
+    # log scale: the median is the geometric middle
+    assert abs(np.log10(np.median(v)) - (-1.5)) < 0.01
+    c = CategoricalDim("opt", ("a", "b", "c"))
+    assert set(c.from_unit(u)) == {"a", "b", "c"}
+
+
+def test_encoding_layout_and_ranges(space):
+    from jointnas import sample_pool
+
+    pool = sample_pool(space, 300, seed=1) + [space.preset(n) for n in space.presets if n != "FBNetV3_G"]
+    x = space.encode(pool)
+    assert x.shape == (len(pool), space.encoding_width)
+    assert x.dtype == np.float32
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    schema = space.encoding_schema()
+    assert sum(s["width"] for s in schema) == space.encoding_width
+    assert sum(s["width"] for s in schema if s["part"] == "arch") == space.arch_width
+    # one-hot blocks sum to one per row
+    for s in schema:
+        if s["kind"] == "categorical":
+            np.testing.assert_allclose(x[:, s["offset"]:s["offset"] + s["width"]].sum(1), 1.0)
+    # log dims are encoded on the log scale
+    lr = next(s for s in schema if s["name"] == "lr")
+    lows = Candidate(pool[0].arch, dict(pool[0].recipe, lr=space.recipe["lr"].low))
+    mids = Candidate(pool[0].arch, dict(pool[0].recipe, lr=float(np.sqrt(space.recipe["lr"].low * space.recipe["lr"].high))))
+    assert space.encode([lows])[0, lr["offset"]] == pytest.approx(0.0)
+    assert space.encode([mids])[0, lr["offset"]] == pytest.approx(0.5, abs=1e-5)
+
+
+def test_fingerprint_changes_with_ranges(space):
+    doc = yaml.safe_load(open(space.source))
+    doc["recipe"]["lr"]["high"] = 0.9
+    assert space_from_dict(doc).fingerprint() != space.fingerprint()
+    assert space_from_dict(yaml.safe_load(open(space.source))).fingerprint() == space.fingerprint()
