@@ -6,11 +6,13 @@ import warnings
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 from .candidate import Candidate  # noqa: E402
+from .data import Task, load_task, task_resolution  # noqa: E402
 from .model import build_model  # noqa: E402
 from .pool import sample_pool  # noqa: E402
-from .proxies import Cost, count_cost, count_cost_fvcore  # noqa: E402
+from .proxies import Cost, count_cost, count_cost_fvcore, count_costs  # noqa: E402
 from .space import Space, SpaceError, load_space  # noqa: E402
+from .trainer import TrainResult, train  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Candidate", "Cost", "Space", "SpaceError", "build_model", "count_cost", "count_cost_fvcore",
-           "load_space", "sample_pool"]
+           "count_costs", "load_space", "sample_pool", "Task", "load_task", "task_resolution", "TrainResult", "train"]

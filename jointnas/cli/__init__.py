@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..space import SpaceError
 
 # Subcommand modules, in the order `jointnas --help` lists them.
-COMMANDS = ["describe"]
+COMMANDS = ["describe", "train", "coarse", "fine", "report"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,0 +1,210 @@
+"""``jointnas coarse``: the coarse stage (pool, proxies, predictor, iterative training), resumable."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ..budget import parse_flops, parse_params
+from ..errors import UsageError
+
+# Defaults sized so that `jointnas coarse --pool 20000` finishes in <= 15 minutes on 2 CPU cores
+# (BENCHMARKS.md, "Coarse search"); paper scale is --batch 48 --iterations 4 --epoch-cap 0.
+DEFAULTS = dict(space="fbnetv3", data="digits", data_root=None, train_subset=None, pool=20000, seed=0,
+                budget=None, max_params=None, batch=6, iterations=3, epoch_cap=3, rank_threshold=0.9, explore=1.0,
+                ensemble=5)
+# Settings that may differ when continuing a run (they change how, not what, is computed).
+EXECUTION = ("workers", "device")
+
+
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def _non_negative(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def register(sub):
+    d = DEFAULTS
+    p = sub.add_parser(
+        "coarse", help="coarse search: train predictor-chosen candidates iteratively (resumable)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="FBNetV3's constrained iterative optimisation. Samples a Sobol pool, drops candidates over "
+        "the budget, pretrains the predictor's encoder on FLOPs/params, trains a diverse first batch to the full "
+        "schedule and calibrates an early-stop epoch (the first whose Kendall tau-b between accuracy at that "
+        "epoch and final accuracy reaches --rank-threshold), then trains predictor-chosen batches to that epoch, "
+        "refitting the predictor after each. Everything lives in the run directory; run the same command with "
+        "--run DIR to continue an interrupted run.",
+        epilog="Defaults are sized for a 2-core laptop (about 10 minutes, see BENCHMARKS.md). Paper scale "
+        "(FBNetV3's AutoTrain: batch 48, 4 iterations, full schedules) on GPUs:\n"
+        "  jointnas coarse --pool 20000 --batch 48 --iterations 4 --epoch-cap 0 --workers 8")
+    p.add_argument("--run", type=Path, metavar="DIR",
+                   help="run directory: an existing run is continued; a new or empty directory starts one "
+                   "(default: a new runs/coarse-<timestamp>)")
+    p.add_argument("--space", help=f"space name or YAML path (default: {d['space']})")
+    p.add_argument("--data", help=f"dataset: digits, fashion-mnist, cifar10 or imagefolder:DIR (default: {d['data']})")
+    p.add_argument("--data-root", help="where fashion-mnist / cifar10 files are (default: data/cache)")
+    p.add_argument("--train-subset", type=_int_at_least(16), metavar="N",
+                   help="train every candidate on the first N (shuffled) training images only, for quick looks; "
+                   "validation uses the whole validation split (default: all training images)")
+    p.add_argument("--pool", type=_int_at_least(1), metavar="N",
+                   help=f"Sobol pool size before the budget filter (default: {d['pool']})")
+    p.add_argument("--seed", type=_int_at_least(0), help=f"seed of pool, batch choice, training, predictor "
+                   f"(default: {d['seed']})")
+    p.add_argument("--budget", metavar="FLOPS",
+                   help="drop candidates above this many FLOPs: fvcore's count of the deployable model (space's "
+                   "deploy section: 3 channels, 1000 classes, at the candidate's resolution; 1 multiply-add = "
+                   "1 flop), e.g. 600MFLOPs, 0.6GFLOPs, 6e8 (default: no limit)")
+    p.add_argument("--max-params", metavar="N", help="drop candidates with more parameters (deployable model), "
+                   "e.g. 8M (default: no limit)")
+    p.add_argument("--batch", type=_int_at_least(3), metavar="N",
+                   help=f"candidates trained per iteration (default: {d['batch']}; paper: 48)")
+    p.add_argument("--iterations", type=_int_at_least(1), metavar="N",
+                   help=f"iterations, the first being the calibration batch (default: {d['iterations']}; "
+                   "paper: 4). Raise it on a finished run to continue it.")
+    p.add_argument("--epoch-cap", type=_int_at_least(0), metavar="E",
+                   help=f"train at most E epochs of each recipe's schedule (recipes ask for 6..24); the "
+                   "learning-rate schedule keeps the recipe's length, so a capped candidate stops before its "
+                   f"schedule ends. 0 = no cap, the full schedules (default: {d['epoch_cap']}, to fit a CPU)")
+    p.add_argument("--rank-threshold", type=_fraction, metavar="TAU",
+                   help=f"Kendall tau-b the early-stop epoch must reach (default: {d['rank_threshold']})")
+    p.add_argument("--explore", type=_non_negative, metavar="BETA",
+                   help=f"choose by predicted mean + BETA * ensemble std (default: {d['explore']})")
+    p.add_argument("--ensemble", type=_int_at_least(1), metavar="N",
+                   help=f"predictor ensemble members (default: {d['ensemble']})")
+    p.add_argument("--workers", type=_int_at_least(1), metavar="N",
+                   help="candidates trained in parallel processes: one GPU each when several exist, CPU threads "
+                   "split between them otherwise (default: the number of GPUs, or 2 on a CPU with >= 2 cores)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = cuda if "
+                   "there is one, else cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs and summary only)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def _requested(args) -> dict:
+    """The run-defining flags the user actually passed, parsed and validated (no files touched)."""
+    out = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+    if "budget" in out:
+        out["budget"] = parse_flops(out["budget"])
+    if "max_params" in out:
+        out["max_params"] = parse_params(out["max_params"])
+    if out.get("epoch_cap") == 0:
+        out["epoch_cap"] = None
+    if "data_root" in out:
+        out["data_root"] = str(out["data_root"])
+    return out
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    from ..trainer import resolve_device
+
+    dev = resolve_device(device)  # UsageError for an unknown or absent device
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA device(s)")
+
+
+def _default_workers(device: str) -> int:
+    import torch
+
+    from ..executor import usable_cpus
+
+    if device in ("auto", "cuda") and torch.cuda.device_count() > 1:
+        return torch.cuda.device_count()
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return 2 if usable_cpus() >= 2 else 1
+    return 1
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(args):
+    from ..coarse import CoarseConfig, CoarseSearch, Progress, build_pool, check_budget, format_summary
+    from ..executor import LocalExecutor
+    from ..space import load_space
+    from ..store import RunStore
+
+    requested = _requested(args)
+    _check_device(args.device)
+    pool = None
+    if args.run is not None and RunStore.is_run(args.run):
+        store = RunStore.open(args.run)
+        stored = store.config
+        conflicts = [f"--{k.replace('_', '-')} {requested[k]!r} (run has {stored.get(k)!r})"
+                     for k in requested if k != "iterations" and requested[k] != stored.get(k)]
+        if conflicts:
+            store.close()
+            raise UsageError(f"{args.run} is a run made with other settings: {'; '.join(conflicts)}; drop those "
+                             "flags to continue it, or pass a new --run directory")
+        space = load_space(stored["space"])
+        if requested.get("iterations", stored["iterations"]) != stored["iterations"]:
+            if requested["iterations"] < stored["iterations"]:
+                store.close()
+                raise UsageError(f"--iterations {requested['iterations']} is fewer than the run's "
+                                 f"{stored['iterations']}; a run can only be extended")
+            store.update_config(iterations=requested["iterations"])
+        print(f"continuing run {args.run}", file=sys.stderr)
+    else:
+        config = CoarseConfig(**{k: v for k, v in {**DEFAULTS, **requested}.items()})
+        space = load_space(config.space)
+        check_budget(space, config.budget, config.max_params)
+        run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")
+        RunStore.check_new_dir(run_dir)
+        from ..data import load_task
+
+        task = load_task(config.data, data_root=config.data_root, seed=config.seed)
+        config.num_classes = task.num_classes
+        # The pool and its proxies are computed before the run directory exists: a budget that no pool
+        # candidate meets is an error that leaves nothing behind.
+        pool = build_pool(space, config, progress=not args.no_progress)
+        store = RunStore.create(run_dir, config.to_dict())
+        print(f"new run {run_dir} (continue it after an interruption with: jointnas coarse --run {run_dir})",
+              file=sys.stderr)
+    workers = args.workers or _default_workers(args.device)
+    search = CoarseSearch(store, space, lambda: LocalExecutor(workers, args.device),
+                          Progress(bars=not args.no_progress))
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops as cleanly as Ctrl-C
+    try:
+        summary = search.run(pool)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"interrupted; finished trials are saved. Continue with: jointnas coarse --run "
+                         f"{store.run_dir}\n")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        store.close()
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0

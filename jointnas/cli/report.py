@@ -1,0 +1,28 @@
+"""``jointnas report RUN_DIR``: a self-contained HTML page of a run's plots and tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub):
+    p = sub.add_parser("report", help="write an HTML page with a run's plots (needs jointnas[report])",
+                       description="Write a self-contained HTML page (PNG plots embedded) showing a run: its "
+                       "config, measured accuracy vs FLOPs with the Pareto front and budget, the predictor's "
+                       "held-out parity per iteration, the early-stop calibration, learning curves and the fine "
+                       "search's top candidates. Works on a run that is still going or was interrupted. Each "
+                       "plot is also written as a PNG into FILE_plots/ beside the page.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory made by 'jointnas coarse'")
+    p.add_argument("--out", type=Path, metavar="FILE.html", help="where to write the page "
+                   "(default: RUN_DIR/report.html)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..report import build_report
+
+    report = build_report(args.run_dir, args.out)
+    line = f"wrote {report.html_path} ({len(report.plots)} plots in {report.html_path.stem}_plots/)"
+    if report.missing:
+        line += "; not available yet: " + ", ".join(sorted(report.missing))
+    print(line)
+    return 0

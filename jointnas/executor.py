@@ -1,0 +1,250 @@
+"""Where candidates get trained. The coarse loop only talks to :class:`Executor`:
+
+    label = ex.submit(job)          # while ex.free_slots > 0
+    for done in ex.poll(timeout):   # JobDone of each job that finished
+        ...
+    ex.close()
+
+:class:`LocalExecutor` runs ``workers`` long-lived processes (spawn context) on this machine:
+one GPU each when several exist, otherwise the CPU threads split between them. Another
+executor (e.g. Ray actors) only has to implement the same four members. The driver, not
+the workers, writes results to the store: results reach it as plain dicts.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional
+
+
+@dataclass
+class TrainJob:
+    """Everything a worker needs to train one trial (plain data, picklable, JSON-able)."""
+
+    trial_id: int
+    candidate: dict            # Candidate.to_dict()
+    space: str                 # space name or YAML path
+    task: str                  # data set name, as load_task takes it
+    data_root: Optional[str]
+    epochs: Optional[int]      # None: the recipe's full schedule
+    seed: int
+    train_subset: Optional[int] = None  # train on the first N training images only
+
+
+@dataclass
+class JobDone:
+    trial_id: int
+    result: dict               # TrainResult.to_dict(): status, curve, final_acc, wall_time, device, error
+    worker: str
+
+
+class Executor(ABC):
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many jobs run at once."""
+
+    @property
+    @abstractmethod
+    def in_flight(self) -> int:
+        """Jobs submitted whose JobDone has not been returned by :meth:`poll` yet."""
+
+    @property
+    def free_slots(self) -> int:
+        return self.capacity - self.in_flight
+
+    @abstractmethod
+    def submit(self, job: TrainJob) -> str:
+        """Start ``job`` (only while ``free_slots > 0``); returns a label of where it runs."""
+
+    @abstractmethod
+    def poll(self, timeout: Optional[float] = None) -> List[JobDone]:
+        """Jobs finished since the last call, waiting up to ``timeout`` seconds for the first one."""
+
+    @abstractmethod
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers; ``kill`` abandons running jobs at once (Ctrl-C)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *rest):
+        self.close(kill=exc_type is not None)
+
+
+# ---------------------------------------------------------------------- local processes
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def plan_workers(workers: int, device: str) -> List[dict]:
+    """Device and CPU-thread count of each worker: GPUs round-robin, CPU threads shared out."""
+    import torch
+
+    gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    threads = max(1, usable_cpus() // workers)
+    if gpus > 1:
+        return [{"device": f"cuda:{i % gpus}", "threads": threads} for i in range(workers)]
+    if device == "auto":
+        device = "cuda" if gpus else "cpu"
+    return [{"device": device, "threads": threads} for _ in range(workers)]
+
+
+class LocalExecutor(Executor):
+    def __init__(self, workers: int = 1, device: str = "auto"):
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self._ctx = mp.get_context("spawn")
+        self._plans = plan_workers(workers, device)
+        self._outbox = self._ctx.Queue()
+        self._procs: List[Optional[mp.Process]] = [None] * workers
+        self._inboxes: List = [None] * workers
+        self._busy: Dict[int, TrainJob] = {}        # worker index -> job
+        for i in range(workers):
+            self._start(i)
+
+    def _start(self, i: int) -> None:
+        inbox = self._ctx.Queue()
+        p = self._ctx.Process(target=_worker_main, name=f"jointnas-worker-{i}", daemon=True,
+                              args=(i, self._plans[i], inbox, self._outbox, os.getpid()))
+        p.start()
+        self._procs[i], self._inboxes[i] = p, inbox
+
+    @property
+    def capacity(self) -> int:
+        return len(self._procs)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._busy)
+
+    def label(self, i: int) -> str:
+        return f"local-{i}:{self._plans[i]['device']}"
+
+    def submit(self, job: TrainJob) -> str:
+        free = [i for i in range(self.capacity) if i not in self._busy]
+        if not free:
+            raise RuntimeError("no free worker; submit only while free_slots > 0")
+        i = free[0]
+        self._busy[i] = job
+        self._inboxes[i].put(asdict(job))
+        return self.label(i)
+
+    def poll(self, timeout: Optional[float] = None) -> List[JobDone]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        events: List[Optional[JobDone]] = []
+        while not events:
+            wait = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+            try:
+                events.append(self._to_event(self._outbox.get(timeout=wait)))
+            except queue.Empty:
+                events.extend(self._reap_dead())
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        while True:  # drain what else is already there, without waiting
+            try:
+                events.append(self._to_event(self._outbox.get_nowait()))
+            except queue.Empty:
+                break
+        return [e for e in events if e is not None]
+
+    def _to_event(self, msg) -> Optional[JobDone]:
+        index, trial_id, payload = msg
+        job = self._busy.get(index)
+        if job is None or job.trial_id != trial_id:
+            return None  # a late message from a worker replaced after it died
+        del self._busy[index]
+        return JobDone(trial_id, payload, self.label(index))
+
+    def _reap_dead(self) -> List[JobDone]:
+        """A worker that died (killed, out of memory) fails its job and is replaced."""
+        out = []
+        for i, job in list(self._busy.items()):
+            p = self._procs[i]
+            if p is not None and not p.is_alive():
+                code = p.exitcode
+                del self._busy[i]
+                out.append(JobDone(job.trial_id, {
+                    "status": "failed", "curve": [], "final_acc": None, "epochs_run": 0, "wall_time": None,
+                    "device": self._plans[i]["device"],
+                    "error": f"worker process died with exit code {code}"
+                             + (" (killed; out of memory?)" if code == -signal.SIGKILL else "")},
+                    self.label(i)))
+                self._start(i)
+        return out
+
+    def close(self, kill: bool = False) -> None:
+        for i, p in enumerate(self._procs):
+            if p is None:
+                continue
+            if kill:
+                p.terminate()
+            else:
+                try:
+                    self._inboxes[i].put(None)
+                except (OSError, ValueError):
+                    p.terminate()
+        for p in self._procs:
+            if p is None:
+                continue
+            p.join(timeout=None if not kill else 10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        self._procs = [None] * len(self._procs)
+        self._busy.clear()
+        self._outbox.close()
+        self._outbox.join_thread()
+
+
+# ---------------------------------------------------------------------- worker side
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker whose driver died (SIGKILL) stops instead of training on for nobody."""
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    import torch
+
+    torch.set_num_threads(plan["threads"])
+    tasks = {}
+    while True:
+        job = inbox.get()
+        if job is None:
+            return
+        job = TrainJob(**job)
+        outbox.put((index, job.trial_id, run_job(job, plan["device"], tasks)))
+
+
+def run_job(job: TrainJob, device: str, tasks: Optional[dict] = None) -> dict:
+    """Train one job here and return its result dict; any error becomes a 'failed' result."""
+    start = time.time()
+    try:
+        from .candidate import Candidate
+        from .data import load_task
+        from .trainer import train
+
+        key = (job.task, job.data_root, job.seed, job.train_subset)
+        tasks = {} if tasks is None else tasks
+        if key not in tasks:
+            tasks[key] = load_task(job.task, data_root=job.data_root, seed=job.seed).shrink(train=job.train_subset)
+        result = train(Candidate.from_dict(job.candidate), tasks[key], epochs=job.epochs, device=device,
+                       seed=job.seed, space=job.space)
+        return result.to_dict()
+    except Exception as e:  # noqa: BLE001 - a crash of one candidate must not stop the search
+        return {"status": "failed", "curve": [], "final_acc": None, "epochs_run": 0,
+                "wall_time": time.time() - start, "device": device, "error": f"{type(e).__name__}: {e}"}

@@ -1,0 +1,128 @@
+"""Export chosen candidates: one directory per candidate with
+
+- ``candidate.json``  the candidate, with ``meta`` (predicted accuracy and spread, FLOPs, params,
+  rank, budget); ``jointnas train --candidate`` reads it;
+- ``recipe.yaml``     its training recipe (``yaml.safe_load``-able);
+- ``build.json``      the builder call for the deployable model (function, arch, network, classes,
+  channels), for tools that read JSON;
+- ``build_model.py``  the same call as Python: ``build()`` returns the torch model, ready for
+  ``load_state_dict``;
+- ``model.ts``        optionally, the deployable model as TorchScript (untrained weights: for
+  latency measurement on a device, or as a structure to load trained weights into).
+
+An ``index.json`` in the export directory lists the candidates best first.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import yaml
+
+from .errors import UsageError
+from .space import Space
+
+FLOPS_NOTE = "fvcore count of the deployable model; one multiply-add = one flop"
+
+
+def _write(path: Path, text: str) -> None:
+    """Write via a temporary file, so an interrupted export never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _literal(d: dict) -> str:
+    """A dict as a Python literal, one key per line."""
+    return "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in sorted(d.items())) + "}"
+
+
+def _builder_python(key: str, arch: dict, network: dict, num_classes: int, in_channels: int, summary: str) -> str:
+    res = arch["resolution"]
+    return f'''"""Deployable model of candidate {key}, exported by `jointnas fine`.
+
+{summary}
+
+    from build_model import build
+    model = build()                      # the model the FLOPs budget refers to
+    model.load_state_dict(state_dict)    # once trained (e.g. with `jointnas train --candidate`)
+
+Run this file to check that the model builds: python build_model.py
+"""
+import jointnas
+from jointnas.space import Network
+
+ARCH = {_literal(arch)}
+NETWORK = Network(**{_literal(network)})
+
+
+def build(num_classes={num_classes}, in_channels={in_channels}, **kwargs):
+    """The torch model; ``kwargs`` go to ``jointnas.build_model`` (e.g. dropout, drop_path)."""
+    return jointnas.build_model(ARCH, num_classes=num_classes, in_channels=in_channels, network=NETWORK, **kwargs)
+
+
+if __name__ == "__main__":
+    model = build().eval()
+    print("built:", sum(p.numel() for p in model.parameters()), "parameters, input {in_channels}x{res}x{res}")
+'''
+
+
+def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: bool = False,
+                      context: Optional[dict] = None) -> List[Path]:
+    """Write each of ``entries`` (:class:`jointnas.fine.Scored`, best first) under ``out_dir``.
+
+    ``context`` (budget, predictor, seed...) is copied into every candidate's ``meta``.
+    Returns the candidate directories.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--export {out_dir} is a file; pass a directory (it is created if missing)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    network = asdict(space.network)
+    classes, channels = space.deploy.num_classes, space.deploy.in_channels
+    dirs, index = [], []
+    for rank, s in enumerate(entries, 1):
+        cand = s.candidate
+        key = cand.key()
+        d = out_dir / f"rank{rank}-{key}"
+        d.mkdir(exist_ok=True)
+        meta = dict(context or {}, rank=rank, predicted_acc=s.mean, predicted_std=s.std, score=s.score,
+                    flops=s.flops, params=s.params, flops_counting=FLOPS_NOTE,
+                    deploy={"num_classes": classes, "in_channels": channels,
+                            "resolution": cand.arch["resolution"]})
+        record = dict(cand.to_dict(), meta=meta)
+        _write(d / "candidate.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+        _write(d / "recipe.yaml", f"# training recipe of candidate {key} (jointnas fine, rank {rank})\n"
+               + yaml.safe_dump(dict(cand.recipe), sort_keys=False))
+        build = {"function": "jointnas.build_model", "arch": cand.arch, "network": network,
+                 "num_classes": classes, "in_channels": channels, "space": cand.space,
+                 "flops": s.flops, "params": s.params, "flops_counting": FLOPS_NOTE}
+        _write(d / "build.json", json.dumps(build, indent=2, sort_keys=True) + "\n")
+        summary = (f"Predicted accuracy {s.mean:.4f} +- {s.std:.4f}; {s.flops / 1e6:.1f} MFLOPs ({FLOPS_NOTE}), "
+                   f"{s.params / 1e6:.2f} M params at {cand.arch['resolution']} px, {classes} classes.")
+        _write(d / "build_model.py", _builder_python(key, cand.arch, network, classes, channels, summary))
+        if torchscript:
+            _write_torchscript(d / "model.ts", cand.arch, space)
+        dirs.append(d)
+        index.append({"rank": rank, "key": key, "dir": d.name, "predicted_acc": s.mean, "predicted_std": s.std,
+                      "flops": s.flops, "params": s.params})
+    _write(out_dir / "index.json", json.dumps({"candidates": index, "context": context or {}}, indent=2,
+                                              sort_keys=True) + "\n")
+    return dirs
+
+
+def _write_torchscript(path: Path, arch: dict, space: Space) -> None:
+    import torch
+
+    from .proxies import deploy_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream but still works
+        scripted = torch.jit.script(deploy_model(arch, space))
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.jit.save(scripted, str(tmp))
+    os.replace(tmp, path)

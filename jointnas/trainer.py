@@ -1,0 +1,482 @@
+"""Train one candidate (arch + recipe) on a task and record its learning curve.
+
+Every recipe dimension acts on training:
+
+* ``optimizer``: SGD with Nesterov momentum 0.9, RMSprop (alpha 0.9, momentum 0.9 as in
+  EfficientNet recipes; eps 0.0316 outside the root, close to TensorFlow's 1e-3 inside it,
+  which keeps weights with tiny gradients from taking full-size steps) or AdamW.
+* ``lr`` per step: linear warmup over ``warmup_epochs``, then cosine to zero over the
+  recipe's ``epochs`` (:func:`lr_at`).
+* ``weight_decay`` on conv/linear weights only, never on BatchNorm or bias parameters.
+* ``label_smoothing`` and ``mixup_alpha`` (Beta(alpha, alpha) mixing of shuffled pairs, 0 = off)
+  shape the training loss; validation loss is plain cross-entropy.
+* ``dropout`` (before the classifier) and ``stochastic_depth`` (drop-path rate of the last
+  block, growing linearly with depth) are passed to :func:`jointnas.model.build_model`.
+* ``ema``: an exponential moving average of weights and BN statistics, and the EMA weights are
+  the ones evaluated. Its time constant is one epoch of steps (decay ``1 - 1/steps_per_epoch``,
+  warmed up as ``(1 + n) / (10 + n)``): recipes here last a few short epochs (tens of steps
+  each on digits), so the fixed 0.9999 of ImageNet recipes would average mostly the random
+  initialisation.
+* ``epochs``: the schedule length; ``train(..., epochs=N)`` stops after N epochs of it.
+
+Two choices make short runs measurable: weights start as in torchvision's MobileNetV3 (He
+fan-out convs, small classifier) with the last BatchNorm of every residual block at zero, and
+BatchNorm statistics are recomputed on up to ``BN_CALIBRATION_IMAGES`` un-augmented training
+images before every evaluation. Without the first a preset barely moves in two epochs; without
+the second, running statistics lag the fast-changing weights and a net that is 70 % right in
+training mode scores chance in eval mode.
+
+Small datasets live on the device as uint8 tensors; batches are resized, randomly shifted
+(zero padding of 1/8 of the side), flipped where the task allows it and normalised there, in
+one batched op each. Image folders go through a ``DataLoader`` with workers. On CUDA the
+forward pass runs under bf16 autocast; the model is channels-last on every device (faster on
+CPU too, see BENCHMARKS.md). On CPU the same seed gives the same curve.
+
+Failure is data: a non-finite loss stops training with status ``diverged``, running out of
+memory gives ``oom`` and any other error during training ``failed``; the curve measured so far
+is kept and :func:`train` does not raise for these.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .candidate import Candidate
+from .data import FolderSplit, Task, TensorSplit, default_workers, task_resolution
+from .errors import UsageError
+from .model import MBConv, build_model, min_input_size
+from .space import load_space
+
+OPTIMIZERS = ("sgd", "rmsprop", "adamw")
+STATUSES = ("done", "diverged", "oom", "failed")
+EVAL_BATCH = 256
+BN_CALIBRATION_IMAGES = 512
+CHECK_EVERY = 25  # steps between finiteness checks of the running loss on CUDA (each is a sync)
+
+
+# --------------------------------------------------------------------------- result
+@dataclass
+class TrainResult:
+    """Outcome of one training run. ``final_acc`` is the last epoch's validation accuracy when
+    ``status == "done"`` and None otherwise (the curve keeps what was measured)."""
+
+    status: str
+    curve: List[dict]
+    final_acc: Optional[float]
+    epochs_run: int
+    wall_time: float
+    device: str
+    error: Optional[str] = None
+    resolution: Optional[int] = None
+    images_per_s: Optional[float] = None  # training throughput, evaluation excluded
+    test_acc: Optional[float] = None      # only with train(..., test=True)
+    model: Optional[nn.Module] = field(default=None, repr=False, compare=False)  # train(..., keep_model=True)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("model")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainResult":
+        known = set(cls.__dataclass_fields__) - {"model"}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# --------------------------------------------------------------------------- recipe pieces
+def resolve_device(device="auto") -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} asked for but CUDA is not available here; use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> List[dict]:
+    """Two groups: conv/linear weights get ``weight_decay``; BN parameters and biases (1-d) get none."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer:
+    groups = param_groups(model, float(recipe["weight_decay"]))
+    lr, name = float(recipe["lr"]), recipe["optimizer"]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=0.0316, momentum=0.9)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise UsageError(f"unknown optimizer {name!r}; the trainer knows {', '.join(OPTIMIZERS)}")
+
+
+def lr_at(step: int, base_lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: float) -> float:
+    """Learning rate of optimisation step ``step`` (0-based): linear warmup, then cosine to 0."""
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(int(round(warmup_epochs * steps_per_epoch)), total - 1)
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def mixup_batch(x: torch.Tensor, y: torch.Tensor, alpha: float, rng: np.random.Generator,
+                generator: Optional[torch.Generator] = None):
+    """Mix each sample with a shuffled partner: returns ``(x_mixed, y, y_partner, lam)``;
+    ``alpha <= 0`` leaves the batch as it is (``lam == 1``)."""
+    if alpha <= 0:
+        return x, y, y, 1.0
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.randperm(x.shape[0], device=x.device, generator=generator)
+    return x * lam + x[perm] * (1.0 - lam), y, y[perm], lam
+
+
+def mixed_loss(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float,
+               label_smoothing: float) -> torch.Tensor:
+    loss = F.cross_entropy(logits, y_a, label_smoothing=label_smoothing)
+    if lam < 1.0:
+        loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits, y_b, label_smoothing=label_smoothing)
+    return loss
+
+
+def ema_decay(steps_per_epoch: int) -> float:
+    """EMA decay whose time constant is one epoch of steps (see the module docstring)."""
+    return 1.0 - 1.0 / max(2, steps_per_epoch)
+
+
+class ModelEma:
+    """Exponential moving average of a model's floating-point parameters and buffers."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
+        self._float = [(e, m) for e, m in pairs if e.dtype.is_floating_point]
+        self._other = [(e, m) for e, m in pairs if not e.dtype.is_floating_point]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average towards the model's current weights (the model given at creation)."""
+        self.updates += 1
+        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        torch._foreach_lerp_([e for e, _ in self._float], [m for _, m in self._float], 1.0 - d)
+        for e, m in self._other:
+            e.copy_(m)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def init_weights(model: nn.Module) -> nn.Module:
+    """He fan-out convs, N(0, 0.01) classifier, zero-gamma last BN of residual blocks."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, _BatchNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if isinstance(m, MBConv) and m.residual:
+            last_bn = [b for b in m.body[-1].modules() if isinstance(b, _BatchNorm)][-1]
+            nn.init.zeros_(last_bn.weight)
+    return model
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches, device: torch.device) -> None:
+    """Recompute every BatchNorm's running statistics as a plain average over ``batches``
+    (dropout and drop-path stay off)."""
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    if not bns:
+        return
+    was_training = model.training
+    model.eval()
+    momenta = [b.momentum for b in bns]
+    for b in bns:
+        b.reset_running_stats()
+        b.momentum = None
+        b.train()
+    for x, _ in batches:
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with _autocast(device):
+            model(x)
+    for b, m in zip(bns, momenta):
+        b.momentum = m
+    model.train(was_training)
+
+
+# --------------------------------------------------------------------------- data on the device
+def random_shift(x: torch.Tensor, pad: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Batched random crop: zero-pad by ``pad`` and cut each sample at its own random offset."""
+    if pad <= 0:
+        return x
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    off = torch.randint(0, 2 * pad + 1, (2, b), device=x.device, generator=generator)
+    rows = (off[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (off[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[bi, ci, rows, cols]
+
+
+def random_flip(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+class TensorBatches:
+    """Batches of a :class:`TensorSplit` made on the device: resize, augment, normalise."""
+
+    def __init__(self, split: TensorSplit, task: Task, resolution: int, device: torch.device, batch_size: int,
+                 train: bool, generator: Optional[torch.Generator] = None):
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.resolution, self.batch_size, self.train, self.generator = resolution, batch_size, train, generator
+        self.flip = task.flip
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(task.mean, device=device).view(shape)
+        self.std = torch.tensor(task.std, device=device).view(shape)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return max(1, n // self.batch_size) if self.train else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.labels)
+        if self.train:  # full batches only: a batch of one breaks BatchNorm at 1x1 feature maps
+            order = torch.randperm(n, device=self.images.device, generator=self.generator)
+            bs = min(self.batch_size, n)
+            chunks = [order[i * bs:(i + 1) * bs] for i in range(len(self))]
+        else:
+            chunks = [slice(i, i + self.batch_size) for i in range(0, n, self.batch_size)]
+        for idx in chunks:
+            yield self.prepare(self.images[idx]), self.labels[idx]
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        size = self.resolution
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > size)
+        if self.train:
+            x = random_shift(x, size // 8, self.generator)
+            if self.flip:
+                x = random_flip(x, self.generator)
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+class _FolderView(torch.utils.data.Dataset):
+    def __init__(self, split: FolderSplit, transform):
+        self.split, self.transform = split, transform
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, i):
+        image, label = self.split.dataset[self.split.indices[i]]
+        return self.transform(image), label
+
+
+def folder_batches(split: FolderSplit, task: Task, resolution: int, device: torch.device, batch_size: int,
+                   train: bool, seed: int, workers: Optional[int] = None):
+    """A DataLoader with per-sample PIL transforms in worker processes (image folders)."""
+    from torchvision import transforms as T
+
+    if train:
+        ops = [T.RandomResizedCrop(resolution, scale=(0.25, 1.0))] + ([T.RandomHorizontalFlip()] if task.flip else [])
+    else:
+        ops = [T.Resize(int(round(resolution / 0.875))), T.CenterCrop(resolution)]
+    transform = T.Compose(ops + [T.ToTensor(), T.Normalize(task.mean, task.std)])
+    workers = default_workers() if workers is None else workers
+    return torch.utils.data.DataLoader(
+        _FolderView(split, transform), batch_size=batch_size, shuffle=train,
+        drop_last=train and len(split) > batch_size,
+        num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed))
+
+
+def make_batches(split, task: Task, resolution: int, device: torch.device, batch_size: int, train: bool,
+                 seed: int, generator: Optional[torch.Generator] = None):
+    if isinstance(split, TensorSplit):
+        return TensorBatches(split, task, resolution, device, batch_size, train, generator)
+    return folder_batches(split, task, resolution, device, batch_size, train, seed)
+
+
+# --------------------------------------------------------------------------- loops
+@torch.no_grad()
+def evaluate(model: nn.Module, batches, device: torch.device) -> Tuple[float, float]:
+    """(mean cross-entropy, top-1 accuracy) of ``model`` over ``batches``."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    n = 0
+    for x, y in batches:
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        y = y.to(device, non_blocking=True)
+        with _autocast(device):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+        n += len(y)
+    model.train(was_training)
+    return float(loss_sum) / max(n, 1), int(correct) / max(n, 1)
+
+
+class Diverged(Exception):
+    pass
+
+
+def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device="auto", seed: int = 0,
+          space=None, progress: bool = False, *, test: bool = False, keep_model: bool = False,
+          batch_size: Optional[int] = None) -> TrainResult:
+    """Train ``candidate`` on ``task`` and return its :class:`TrainResult`.
+
+    ``epochs=None`` runs the recipe's schedule; ``epochs=N`` stops after ``min(N, recipe epochs)``
+    epochs of it. ``test=True`` also measures the final weights on the test split;
+    ``keep_model=True`` returns the evaluated model (the EMA one when the recipe has ``ema``).
+    Raises only for bad input (unknown keys, optimizer or device); training failures are statuses.
+    """
+    start = time.time()
+    space = load_space(space or candidate.space)
+    space.validate(candidate.arch, candidate.recipe, allow_outside=[d.name for d in space.dims])
+    recipe = candidate.recipe
+    if recipe["optimizer"] not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {recipe['optimizer']!r}; the trainer knows {', '.join(OPTIMIZERS)}")
+    schedule_epochs = int(recipe["epochs"])
+    if epochs is not None and (not isinstance(epochs, (int, np.integer)) or epochs < 1):
+        raise UsageError(f"epochs must be a positive integer, got {epochs!r}")
+    n_epochs = schedule_epochs if epochs is None else min(int(epochs), schedule_epochs)
+    dev = resolve_device(device)
+    resolution = task_resolution(candidate.arch["resolution"], task, space)
+    result = TrainResult("failed", [], None, 0, 0.0, str(dev), resolution=resolution)
+
+    fork_devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        try:
+            _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolution,
+                 batch_size or task.batch_size, progress, test, keep_model, result)
+            result.status = "done"
+            result.final_acc = result.curve[-1]["val_acc"]
+        except Diverged as e:
+            result.status, result.error = "diverged", str(e)
+        except torch.cuda.OutOfMemoryError as e:
+            result.status, result.error = "oom", _first_line(e)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - any training error is recorded, never raised
+            is_oom = isinstance(e, RuntimeError) and ("out of memory" in str(e) or "can't allocate memory" in str(e))
+            result.status, result.error = ("oom" if is_oom else "failed"), f"{type(e).__name__}: {_first_line(e)}"
+        finally:
+            if dev.type == "cuda" and result.status != "done":
+                torch.cuda.empty_cache()
+    result.epochs_run = len(result.curve)
+    result.wall_time = time.time() - start
+    return result
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolution, batch_size, progress, test,
+         keep_model, result: TrainResult) -> None:
+    recipe = candidate.recipe
+    model = build_model(candidate.arch, task.num_classes, task.in_channels, network=space.network,
+                        dropout=float(recipe["dropout"]), drop_path=float(recipe["stochastic_depth"]),
+                        trim_pad=resolution >= min_input_size(candidate.arch, space.network))
+    model = init_weights(model).to(dev, memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, recipe)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    train_batches = make_batches(task.train, task, resolution, dev, batch_size, True, seed, generator)
+    val_batches = make_batches(task.val, task, resolution, dev, EVAL_BATCH, False, seed)
+    calibration = make_batches(task.train.head(BN_CALIBRATION_IMAGES), task, resolution, dev, EVAL_BATCH, False, seed)
+    steps_per_epoch = len(train_batches)
+    ema = ModelEma(model, ema_decay(steps_per_epoch)) if recipe["ema"] else None
+    eval_model = ema.module if ema is not None else model
+    base_lr, smoothing, alpha = float(recipe["lr"]), float(recipe["label_smoothing"]), float(recipe["mixup_alpha"])
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=n_epochs * steps_per_epoch, desc=f"train {candidate.key()[:8]}", unit="step",
+               disable=not progress, file=sys.stderr, leave=False)
+    step, train_time, images_seen = 0, 0.0, 0
+    try:
+        for epoch in range(1, n_epochs + 1):
+            model.train()
+            t0 = time.time()
+            loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+            n_steps = 0
+            for x, y in train_batches:
+                x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                y = y.to(dev, non_blocking=True)
+                lr = lr_at(step, base_lr, steps_per_epoch, schedule_epochs, float(recipe["warmup_epochs"]))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x, y_a, y_b, lam = mixup_batch(x, y, alpha, rng, generator)
+                with _autocast(dev):
+                    logits = model(x)
+                loss = mixed_loss(logits.float(), y_a, y_b, lam, smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if ema is not None:
+                    ema.update()
+                loss_sum += loss.detach().double()
+                step, n_steps, images_seen = step + 1, n_steps + 1, images_seen + len(y)
+                if (dev.type != "cuda" or n_steps % CHECK_EVERY == 0) and not math.isfinite(float(loss_sum)):
+                    raise Diverged(f"training loss became non-finite in epoch {epoch} (step {step}, lr {lr:.3g})")
+                bar.update(1)
+            train_loss = float(loss_sum) / max(n_steps, 1)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            train_time += time.time() - t0
+            result.images_per_s = images_seen / max(train_time, 1e-9)
+            if not math.isfinite(train_loss):
+                raise Diverged(f"training loss became non-finite in epoch {epoch}")
+            recalibrate_bn(eval_model, calibration, dev)
+            val_loss, val_acc = evaluate(eval_model, val_batches, dev)
+            if not math.isfinite(val_loss):
+                raise Diverged(f"validation loss became non-finite in epoch {epoch}")
+            result.curve.append({"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, "train_loss": train_loss})
+            bar.set_postfix(epoch=epoch, val_acc=f"{val_acc:.3f}")
+        if test:
+            test_batches = make_batches(task.test, task, resolution, dev, EVAL_BATCH, False, seed)
+            result.test_acc = evaluate(eval_model, test_batches, dev)[1]
+        if keep_model:
+            result.model = eval_model
+    finally:
+        bar.close()

@@ -1,0 +1,107 @@
+"""Train candidates of a Sobol pool with the real trainer and append one JSON row per trial.
+
+Resumable: candidates already in the output table are skipped; each row is written (and
+fsync'ed) as soon as its trial finishes, so an interrupted run loses at most the trial in
+flight. Candidates are taken in pool order (the first points of a scrambled Sobol sequence
+cover the space evenly), so ``--n`` can grow between runs without changing earlier rows.
+
+    python scripts/make_trained_pairs.py --out data/fbnetv3_digits_pairs.jsonl --n 200 --task digits \
+        --epochs 4 --train-subset 512 --batch-size 16 --device cpu --threads 1 --time-budget-min 65
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True, help="JSONL table to append to")
+    ap.add_argument("--space", default="fbnetv3")
+    ap.add_argument("--task", default="digits")
+    ap.add_argument("--n", type=int, default=200, help="train the first N pool members (skipping ones done)")
+    ap.add_argument("--pool-size", type=int, default=20000)
+    ap.add_argument("--pool-seed", type=int, default=0)
+    ap.add_argument("--epochs", default="recipe",
+                    help="'recipe' (the recipe's own epochs) or N: stop after N epochs of the recipe's schedule")
+    ap.add_argument("--train-subset", type=int, default=None, help="train on the first N training images only")
+    ap.add_argument("--val-subset", type=int, default=None, help="validate on the first N validation images only")
+    ap.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the task's)")
+    ap.add_argument("--seed", type=int, default=0, help="training seed")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--time-budget-min", type=float, default=None, help="start no new trial after this many minutes")
+    return ap.parse_args(argv)
+
+
+def done_keys(path: Path) -> set:
+    keys = set()
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    keys.add(json.loads(line)["key"])
+                except (ValueError, KeyError):
+                    pass  # a torn last line from a crash: that candidate is simply trained again
+    return keys
+
+
+def append_row(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from jointnas import sample_pool
+    from jointnas.data import load_task
+    from jointnas.proxies import count_costs
+    from jointnas.space import load_space
+    from jointnas.trainer import train
+
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    epochs = None if args.epochs == "recipe" else int(args.epochs)
+    space = load_space(args.space)
+    pool = sample_pool(space, args.pool_size, seed=args.pool_seed)[:args.n]
+    costs = count_costs(pool, space)
+    task = load_task(args.task, seed=args.seed).shrink(train=args.train_subset, val=args.val_subset)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    seen = done_keys(args.out)
+    todo = [i for i, c in enumerate(pool) if c.key() not in seen]
+    print(f"{len(pool) - len(todo)} of {len(pool)} already in {args.out}; training {len(todo)}", file=sys.stderr)
+    start = time.time()
+    from tqdm import tqdm
+    for i in tqdm(todo, desc="train candidates", unit="cand", file=sys.stderr):
+        if args.time_budget_min is not None and time.time() - start > 60 * args.time_budget_min:
+            print(f"time budget of {args.time_budget_min} min spent; stopping (rerun to continue)", file=sys.stderr)
+            break
+        cand = pool[i]
+        t0 = time.time()
+        try:
+            result = train(cand, task, epochs=epochs, device=args.device, seed=args.seed, space=space,
+                           batch_size=args.batch_size).to_dict()
+        except Exception as e:  # the trainer reports its own failures; this catches bugs so the run goes on
+            result = {"status": "failed", "curve": [], "final_acc": None, "epochs_run": 0,
+                      "wall_time": time.time() - t0, "device": args.device, "error": f"{type(e).__name__}: {e}"}
+        row = {"key": cand.key(), "candidate": cand.to_dict(), "pool": {"size": args.pool_size, "seed": args.pool_seed,
+               "index": i}, "task": args.task, "epochs_arg": args.epochs,
+               "train_images": len(task.train), "val_images": len(task.val), "batch_size": args.batch_size or task.batch_size, "seed": args.seed,
+               "flops": int(costs[i, 0]), "params": int(costs[i, 1]), "torch_threads": args.threads,
+               "command": command, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}
+        append_row(args.out, row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

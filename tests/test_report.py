@@ -1,0 +1,214 @@
+"""``jointnas report``: pages built from a small real coarse run, from partial runs, and bad input.
+
+The real run uses a toy 3-stage space (built below) so that its trials train in seconds on
+digits; everything else (pool, proxies, predictor, calibration, fine search) is the real code.
+"""
+import base64
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("matplotlib")
+
+from jointnas.cli import main  # noqa: E402
+from jointnas.report import PLOT_NAMES, RunView, build_report, pareto_front, parity_data  # noqa: E402
+from jointnas.store import RunStore  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BUDGET_MFLOPS = 45
+
+
+def toy_space_doc() -> dict:
+    dim = {"int": lambda lo, hi, step=1: {"type": "int", "low": lo, "high": hi, "step": step},
+           "cat": lambda *c: {"type": "categorical", "choices": list(c)}}
+    arch = {"resolution": dim["int"](224, 256, 16), "stem_channels": dim["int"](8, 16, 8)}
+    for i, (lo, hi) in enumerate([(8, 16), (16, 24), (24, 32)]):
+        arch.update({f"s{i}_channels": dim["int"](lo, hi, 8), f"s{i}_depth": dim["int"](1, 2),
+                     f"s{i}_kernel": dim["cat"](3, 5), f"s{i}_expansion": dim["int"](1, 3),
+                     f"s{i}_kernel_rep": dim["cat"](3, 5), f"s{i}_expansion_rep": dim["int"](1, 3),
+                     f"s{i}_se": {"type": "bool"}, f"s{i}_act": dim["cat"]("hswish", "relu")})
+    recipe = {"optimizer": dim["cat"]("sgd", "adamw"), "lr": {"type": "float", "low": 1e-3, "high": 0.05, "log": True},
+              "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-4, "log": True},
+              "label_smoothing": {"type": "float", "low": 0.0, "high": 0.1},
+              "mixup_alpha": {"type": "float", "low": 0.0, "high": 0.2},
+              "dropout": {"type": "float", "low": 0.0, "high": 0.2},
+              "stochastic_depth": {"type": "float", "low": 0.0, "high": 0.1}, "ema": {"type": "bool"},
+              "epochs": dim["int"](6, 10, 2), "warmup_epochs": dim["int"](0, 1)}
+    return {"name": "toy", "description": "3-stage toy space for fast report tests",
+            "deploy": {"in_channels": 3, "num_classes": 1000, "reference_resolution": 224},
+            "network": {"stage_strides": [1, 2, 2], "stem_stride": 2, "head_expansion": 2, "head_channels": 64},
+            "arch": arch, "recipe": recipe}
+
+
+def jointnas_cli(*args, timeout=600):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "jointnas", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"jointnas {args[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory):
+    """A finished coarse run (2 iterations of 4 candidates, 2 epochs each) plus a fine search on it.
+    Two workers of one thread each: on a busy 2-core machine that is several times faster than
+    one worker with two threads."""
+    root = tmp_path_factory.mktemp("report_run")
+    space = root / "toy.yaml"
+    space.write_text(yaml.safe_dump(toy_space_doc(), sort_keys=False))
+    run = root / "run"
+    jointnas_cli("coarse", "--run", run, "--space", space, "--pool", 64, "--batch", 4, "--iterations", 2,
+                 "--epoch-cap", 2, "--budget", f"{BUDGET_MFLOPS}MFLOPs", "--ensemble", 2, "--workers", 2,
+                 "--no-progress")
+    jointnas_cli("fine", "--run", run, "--budget", f"{BUDGET_MFLOPS}MFLOPs", "--population", 8,
+                 "--generations", 3, "--top-k", 3, "--no-progress")
+    return run
+
+
+def decoded_png(path: Path) -> np.ndarray:
+    from matplotlib.image import imread
+
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] >= 200 and image.shape[1] >= 200, image.shape
+    assert float(image[..., :3].std()) > 0.01, f"{path} is blank"
+    return image
+
+
+def assert_page_shows(html: str, out: Path, plots: dict) -> None:
+    for name, path in plots.items():
+        rel = os.path.relpath(path, out.parent)
+        assert f"href='{rel}'" in html, f"the page does not link {rel}"
+        assert base64.b64encode(path.read_bytes()).decode() in html, f"the page does not embed {name}.png"
+    assert html.count("data:image/png;base64,") == len(plots)
+
+
+def test_report_of_a_real_run_has_every_plot(real_run, tmp_path, capsys):
+    out = tmp_path / "pages" / "run.html"
+    assert main(["report", str(real_run), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    plot_dir = tmp_path / "pages" / "run_plots"
+    plots = {name: plot_dir / f"{name}.png" for name in PLOT_NAMES}
+    assert sorted(p.name for p in plot_dir.iterdir()) == sorted(p.name for p in plots.values())
+    for path in plots.values():
+        decoded_png(path)
+    html = out.read_text()
+    assert_page_shows(html, out, plots)
+    assert "Not available" not in html
+    with RunStore.open(real_run) as store:
+        config, counts = store.config, store.counts()
+        fine = store.results("fine")[-1]
+    for text in (config["space"], config["data"], f"{config['pool']} Sobol samples", f"<td>{config['seed']}</td>",
+                 f"≤ {BUDGET_MFLOPS:.1f} MFLOPs", "1 multiply-add = 1 flop", "cpu ("):
+        assert text in html, text
+    assert "trials: " + ", ".join(f"{n} {status}" for status, n in counts.items()) in html
+    for entry in fine["top"]:  # the fine search's top-k table, with predicted accuracy ± spread
+        assert f"{100 * entry['predicted_acc']:.1f}% ± {100 * entry['predicted_std']:.1f}" in html
+        assert entry["key"] in html
+
+
+def test_parity_agrees_with_the_runs_own_next_batch_check(real_run):
+    view = RunView.read(real_run)
+    data, notes = parity_data(view)
+    # Predictor 1 is checked on iteration 2's batch; predictor 2 has no later batch.
+    assert [p.iteration for p in data] == [1]
+    assert len(notes) == 1 and "iteration 2" in notes[0]
+    parity = data[0]
+    second = [t for t in view.trials if t.iteration == 2 and t.status in ("done", "diverged")]
+    assert len(parity.measured) == len(second)
+    recorded = {e["iteration"]: e for e in view.predictor_evals}
+    assert parity.metrics["kendall_tau"] == pytest.approx(recorded[2]["next_batch_tau"], abs=1e-6)
+    assert np.all(parity.spread >= 0) and np.all((parity.predicted > -0.5) & (parity.predicted < 1.5))
+
+
+def test_report_of_a_partial_run(real_run, tmp_path):
+    """A run that stopped during iteration 1: some trials measured, one running, no calibration, no predictor."""
+    with RunStore.open(real_run) as full:
+        config, first = full.config, full.trials(iteration=1)
+    run = tmp_path / "partial"
+    with RunStore.create(run, config) as store:
+        ids = store.add_trials(1, [(t.pool_index, t.candidate, t.flops, t.params) for t in first])
+        for trial_id, trial in zip(ids[:2], first):
+            store.mark_running(trial_id)
+            store.record_result(trial_id, {"status": trial.status, "curve": trial.curve, "final_acc": trial.final_acc,
+                                           "epochs_run": trial.epochs_run, "device": trial.device,
+                                           "wall_time": trial.wall_time})
+        store.mark_running(ids[2])
+    out = tmp_path / "report.html"
+    # An earlier full report at the same place: its parity/calibration PNGs must not outlive it.
+    build_report(real_run, out)
+    report = build_report(run, out)
+    assert sorted(report.plots) == ["accuracy_vs_flops", "learning_curves"]
+    assert sorted(report.missing) == ["calibration", "parity"]
+    assert "2 of 4 finished" in report.missing["calibration"]
+    assert sorted(p.name for p in (tmp_path / "report_plots").iterdir()) == \
+        ["accuracy_vs_flops.png", "learning_curves.png"]
+    for path in report.plots.values():
+        decoded_png(path)
+    html = out.read_text()
+    assert_page_shows(html, out, report.plots)
+    assert html.count("Not available yet:") == 3  # parity, calibration, fine search
+    assert "still going or was interrupted (2 trials not finished)" in html
+
+
+def test_report_of_a_run_without_trials(tmp_path, capsys):
+    run = tmp_path / "fresh"
+    RunStore.create(run, {"space": "fbnetv3", "data": "digits", "pool": 100, "seed": 3, "budget": None}).close()
+    assert main(["report", str(run)]) == 0
+    assert "not available yet: accuracy_vs_flops, calibration, learning_curves, parity" in capsys.readouterr().out
+    html = (run / "report.html").read_text()
+    assert "data:image/png" not in html and html.count("Not available yet:") == 6
+    assert "none (every pool candidate allowed)" in html and "not sampled yet" in html
+    assert list((run / "report_plots").iterdir()) == []
+
+
+def test_pareto_front_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        flops = rng.integers(1, 30, size=25).astype(float)
+        acc = rng.random(25).round(2)
+        dominated = {i for i in range(25) for j in range(25)
+                     if flops[j] <= flops[i] and acc[j] >= acc[i] and (flops[j], acc[j]) != (flops[i], acc[i])}
+        front = pareto_front(flops, acc)
+        undominated = {i for i in range(25) if i not in dominated}
+        # Exact duplicates count once; every front point is undominated and every undominated value is on it.
+        assert set(front) <= undominated
+        assert {(flops[i], acc[i]) for i in front} == {(flops[i], acc[i]) for i in undominated}
+        assert list(flops[front]) == sorted(flops[front])
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+def test_not_a_run_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert re.match(r"jointnas report: error: .* is not a jointnas run \(no run\.db in it\)\n$", one_line_error(capsys))
+    assert main(["report", str(tmp_path / "absent")]) == 2
+    one_line_error(capsys)
+
+
+def test_out_that_is_a_directory_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    RunStore.create(run, {"space": "fbnetv3", "data": "digits", "pool": 10, "seed": 0}).close()
+    assert main(["report", str(run), "--out", str(tmp_path)]) == 2
+    assert "is a directory" in one_line_error(capsys)
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    RunStore.create(run, {"space": "fbnetv3", "data": "digits", "pool": 10, "seed": 0}).close()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert main(["report", str(run)]) == 2
+    assert "pip install 'jointnas[report]'" in one_line_error(capsys)
+    assert not (run / "report.html").exists()
