@@ -25,7 +25,7 @@ from scipy.stats import kendalltau
 from .candidate import Candidate
 from .errors import UsageError
 from .executor import Executor, JobDone, TrainJob
-from .proxies import Cost, count_cost, count_costs
+from .proxies import count_costs
 from .space import Space
 from .store import RunStore, Trial
 
@@ -57,38 +57,13 @@ class CoarseConfig:
 
 
 # ---------------------------------------------------------------------- pool and budget
-def cheapest_arch(space: Space) -> dict:
-    """The arch with the fewest FLOPs and params: every size at its low end, 3x3 kernels, no
-    squeeze-excite, trimmed padding (FLOPs grow monotonically in each of these)."""
-    arch = {}
-    for name, dim in space.arch.items():
-        if dim.kind == "int":
-            arch[name] = dim.low
-        elif dim.kind == "bool":
-            arch[name] = name.endswith("trim_pad")
-        elif name.endswith(("kernel", "kernel_rep")):
-            arch[name] = min(dim.choices)
-        else:
-            arch[name] = dim.choices[0]
-    return arch
-
-
-def space_minimum(space: Space) -> Cost:
-    return count_cost(cheapest_arch(space), space)
-
-
 def check_budget(space: Space, budget: Optional[int], max_params: Optional[int]) -> None:
-    """UsageError if no candidate of the space can meet the budget (checked before any work)."""
+    """UsageError (naming the space's minimum) if no candidate of the space can meet the budget."""
     if budget is None and max_params is None:
         return
-    low = space_minimum(space)
-    if budget is not None and budget < low.flops:
-        raise UsageError(f"--budget {budget / 1e6:.1f} MFLOPs is below the cheapest candidate of space "
-                         f"{space.name} ({low.flops / 1e6:.1f} MFLOPs, fvcore count of the deployable model); "
-                         "raise --budget")
-    if max_params is not None and max_params < low.params:
-        raise UsageError(f"--max-params {max_params / 1e6:.2f} M is below the smallest candidate of space "
-                         f"{space.name} ({low.params / 1e6:.2f} M params); raise --max-params")
+    from .budget import Budget, check_budget as check
+
+    check(space, Budget(budget if budget is not None else sys.maxsize, max_params))
 
 
 def build_pool(space: Space, config: CoarseConfig, progress: bool = True):
@@ -176,11 +151,15 @@ class Progress:
 
             self.log = lambda line: tqdm.write(line, file=sys.stdout)
 
+    @property
+    def shown(self) -> bool:
+        """Bars only on a terminal: in a log file their carriage returns are noise."""
+        return self.bars and sys.stderr.isatty()
+
     def bar(self, **kw):
         from tqdm import tqdm
 
-        # disable=None: bars only when stderr is a terminal (no carriage-return noise in log files)
-        return tqdm(disable=None if self.bars else True, file=sys.stderr, dynamic_ncols=True, **kw)
+        return tqdm(disable=not self.shown, file=sys.stderr, dynamic_ncols=True, **kw)
 
 
 class CoarseSearch:
@@ -218,6 +197,10 @@ class CoarseSearch:
             return None
         return trial.acc_at(epoch)
 
+    @property
+    def final_predictor(self):
+        return self.store.run_dir / "predictor.pt"
+
     def calibration(self) -> Optional[dict]:
         found = self.store.results("calibration")
         return found[-1] if found else None
@@ -225,7 +208,6 @@ class CoarseSearch:
     # ---- stages
     def run(self, pool=None) -> dict:
         """Run (or continue) the search; ``pool`` = (candidates, costs, sampled) if already computed."""
-        started = time.time()
         requeued = self.store.requeue_running()
         if requeued:
             self.log(f"resume: {requeued} trial(s) interrupted while training go back to the queue")
@@ -241,14 +223,12 @@ class CoarseSearch:
                 self._executor = None
             if failed:
                 self.store.requeue_running()
-        final = self.store.run_dir / "predictor.pt"
         last = self.store.predictor_path(self.config.iterations)
-        if not final.is_file() and last is not None:
-            tmp = final.with_suffix(".pt.tmp")
+        if last is not None:  # copied every time: a run extended by --iterations gets its new final predictor
+            tmp = self.final_predictor.with_suffix(".pt.tmp")
             shutil.copyfile(last, tmp)
-            tmp.replace(final)
+            tmp.replace(self.final_predictor)
         self.store.set_meta("finished", time.time())
-        self.store.set_meta("seconds", self.store.get_meta("seconds", 0.0) + time.time() - started)
         return self.summary()
 
     def _load_pool(self, pool) -> None:
@@ -256,7 +236,7 @@ class CoarseSearch:
             self.pool, self.costs = self.store.load_pool(self.space)
             return
         if pool is None:
-            pool = build_pool(self.space, self.config, progress=self.progress.bars)
+            pool = build_pool(self.space, self.config, progress=self.progress.shown)
         cands, costs, sampled = pool
         self.store.save_pool(self.space, cands, costs, sampled=sampled)
         self.pool, self.costs = cands, np.asarray(costs, dtype=np.int64)
@@ -270,7 +250,7 @@ class CoarseSearch:
             return Predictor.load(path, self.space)
         p = Predictor(self.space, ensemble=self.config.ensemble, seed=self.config.seed)
         t = time.time()
-        p.pretrain(self.pool, self.costs, progress=self.progress.bars)
+        p.pretrain(self.pool, self.costs, progress=self.progress.shown)
         path = self.store.predictor_file(0)
         p.save(path)
         self.store.register_predictor(0, path, stage="pretrained on proxies", n=len(self.pool))
@@ -365,6 +345,9 @@ class CoarseSearch:
 
     def _calibrate(self) -> None:
         cal = calibrate(self.store.trials(iteration=1), self.config.rank_threshold)
+        if cal["n_trials"] == 0:
+            raise UsageError("no trial of the first batch finished training, so there is nothing to calibrate "
+                             f"on{self._errors()}")
         self.store.save_result("calibration", cal)
         curve = ", ".join(f"{e}:{c:.2f}" for e, c in zip(cal["epochs"], cal["correlation"]))
         self.log(f"early-stop calibration ({cal['metric']} of accuracy at epoch e vs final, "
@@ -372,6 +355,10 @@ class CoarseSearch:
         verdict = (f"reaches {cal['threshold']:g} at epoch {cal['chosen_epoch']}" if cal["reached"]
                    else cal.get("note", f"never reaches {cal['threshold']:g} before the last epoch"))
         self.log(f"early-stop epoch {cal['chosen_epoch']} of {cal['full_epochs']}: {verdict}")
+
+    def _errors(self) -> str:
+        errors = sorted({t.error for t in self.store.trials() if t.error})
+        return f"; training errors: {'; '.join(errors)[:300]}" if errors else ""
 
     def training_set(self):
         epoch = self.calibration()["chosen_epoch"]
@@ -386,20 +373,21 @@ class CoarseSearch:
 
         trials, y = self.training_set()
         if len(trials) < 3:
-            errors = {t.error for t in self.store.trials() if t.error}
-            raise UsageError(f"only {len(trials)} trial(s) finished with an accuracy, too few to fit the predictor"
-                             + (f"; training errors: {'; '.join(sorted(errors))[:300]}" if errors else ""))
+            raise UsageError(f"only {len(trials)} trial(s) finished with an accuracy, too few to fit the "
+                             f"predictor{self._errors()}")
         cands = [t.candidate for t in trials]
         t0 = time.time()
-        predictor = copy.deepcopy(pretrained).fit(cands, y, progress=self.progress.bars)
+        predictor = copy.deepcopy(pretrained).fit(cands, y, progress=self.progress.shown)
         path = self.store.predictor_file(it)
         predictor.save(path)
         fit_seconds = time.time() - t0
-        metrics = evaluate(self.space, cands, y, k=5, seed=self.config.seed, pretrain=pretrained)
-        record = {"iteration": it, "n_train": len(trials), "fit_seconds": fit_seconds,
-                  "kendall_tau": metrics["kendall_tau_pooled"], "spearman_rho": metrics["spearman_rho_pooled"],
-                  "mae": metrics["mae_pooled"], "k": metrics["k"],
+        record = {"iteration": it, "n_train": len(trials), "fit_seconds": fit_seconds, "kendall_tau": None,
+                  "spearman_rho": None, "mae": None, "k": None,
                   "method": "k-fold cross-validation, pooled out-of-fold predictions"}
+        if len(trials) >= 4:  # every fold must keep >= 3 pairs to fit on
+            metrics = evaluate(self.space, cands, y, k=5, seed=self.config.seed, pretrain=pretrained)
+            record.update(kendall_tau=metrics["kendall_tau_pooled"], spearman_rho=metrics["spearman_rho_pooled"],
+                          mae=metrics["mae_pooled"], k=metrics["k"])
         if it > 1:
             # How well the previous predictor ranked the batch it chose, before seeing it trained.
             batch = [(t, s) for t, s in zip(trials, y) if t.iteration == it]
@@ -409,9 +397,11 @@ class CoarseSearch:
                 record["next_batch_tau"] = rank_correlation(mean, [s for _, s in batch])
         self.store.save_result("predictor_eval", record)
         self.store.register_predictor(it, path, n_train=len(trials))
-        self.log(f"iteration {it}: predictor fitted on {len(trials)} trials; held-out Kendall tau "
-                 f"{record['kendall_tau']:.2f} ({metrics['k']}-fold)"
-                 + (f", tau on the batch it chose {record['next_batch_tau']:.2f}" if "next_batch_tau" in record else ""))
+        held_out = (f"held-out Kendall tau {record['kendall_tau']:.2f} ({record['k']}-fold)"
+                    if record["k"] else "too few trials for a held-out measure")
+        if "next_batch_tau" in record:
+            held_out += f", tau on the batch it chose {record['next_batch_tau']:.2f}"
+        self.log(f"iteration {it}: predictor fitted on {len(trials)} trials; {held_out}")
 
     # ---- summary
     def summary(self, top: int = 5) -> dict:
@@ -426,36 +416,36 @@ class CoarseSearch:
                           "epochs_run": t.epochs_run, "flops": t.flops, "params": t.params, "key": t.key}
                          for t, s in scored[:top]],
                 "predictor_eval": self.store.results("predictor_eval"),
-                "predictor": str(self.store.run_dir / "predictor.pt"),
-                "seconds": self.store.get_meta("seconds")}
+                "predictor": str(self.final_predictor)}
 
 
 def format_summary(s: dict) -> str:
     cfg, cal = s["config"], s["calibration"]
-    lines = [f"coarse search {s['run']}: {sum(s['counts'].values())} trials "
-             f"({', '.join(f'{v} {k}' for k, v in sorted(s['counts'].items()))}) over {len(s['iterations'])} iteration(s)"]
-    cap = cfg.get("epoch_cap")
-    lines.append("full schedule = each recipe's epochs" + (f", capped at {cap} epochs of that schedule "
-                                                           "(the learning-rate schedule is not compressed)" if cap else ""))
-    if cal:
-        lines.append(f"early stop: epoch {cal['chosen_epoch']} of {cal['full_epochs']} "
-                     f"({cal['metric']} >= {cal['threshold']:g}: {'yes' if cal['reached'] else 'no'})")
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(s["counts"].items()))
+    lines = [f"coarse search {s['run']}: {sum(s['counts'].values())} trials ({counts}) "
+             f"over {len(s['iterations'])} iteration(s)"]
+    schedule = "full schedule = each recipe's epochs"
+    if cfg.get("epoch_cap"):
+        schedule += (f", capped at {cfg['epoch_cap']} epochs of that schedule "
+                     "(the learning-rate schedule is not compressed)")
+    lines.append(schedule)
     epoch = cal.get("chosen_epoch")
-    lines.append("")
-    lines.append(f"best measured candidates (ranked by val acc at epoch {epoch}):")
-    lines.append(f"  {'trial':>5} {'iter':>4} {'acc@' + str(epoch):>7} {'final':>6} {'epochs':>6} "
-                 f"{'MFLOPs':>8} {'Mparams':>7}  key")
+    if cal:
+        lines.append(f"early stop: epoch {epoch} of {cal['full_epochs']} "
+                     f"({cal['metric']} >= {cal['threshold']:g}: {'yes' if cal['reached'] else 'no'})")
+    lines += ["", f"best measured candidates (ranked by val acc at epoch {epoch}):",
+              f"  {'trial':>5} {'iter':>4} {'acc@' + str(epoch):>7} {'final':>6} {'epochs':>6} "
+              f"{'MFLOPs':>8} {'Mparams':>7}  key"]
     for b in s["best"]:
         lines.append(f"  {b['trial']:>5} {b['iteration']:>4} {b['score']:>7.3f} {b['final_acc'] or 0:>6.3f} "
                      f"{b['epochs_run']:>6} {b['flops'] / 1e6:>8.1f} {b['params'] / 1e6:>7.2f}  {b['key']}")
-    lines.append("")
-    lines.append("predictor per iteration (held-out = k-fold out-of-fold Kendall tau):")
-    lines.append(f"  {'iter':>4} {'trained':>7} {'held-out tau':>12} {'tau on its next batch':>22}")
+    lines += ["", "predictor per iteration (held-out = k-fold out-of-fold Kendall tau):",
+              f"  {'iter':>4} {'trained':>7} {'held-out tau':>12} {'tau on its next batch':>22}"]
     evals = s["predictor_eval"]
-    nxt = {e["iteration"] - 1: e.get("next_batch_tau") for e in evals}
+    next_tau = {e["iteration"] - 1: e.get("next_batch_tau") for e in evals}
     for e in evals:
-        n = nxt.get(e["iteration"])
-        lines.append(f"  {e['iteration']:>4} {e['n_train']:>7} {e['kendall_tau']:>12.2f} "
-                     f"{'-' if n is None else f'{n:.2f}':>22}")
+        tau, nxt = e["kendall_tau"], next_tau.get(e["iteration"])
+        lines.append(f"  {e['iteration']:>4} {e['n_train']:>7} {'-' if tau is None else f'{tau:.2f}':>12} "
+                     f"{'-' if nxt is None else f'{nxt:.2f}':>22}")
     lines.append(f"final predictor: {s['predictor']}")
     return "\n".join(lines)

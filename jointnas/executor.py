@@ -202,8 +202,11 @@ class LocalExecutor(Executor):
                 p.join()
         self._procs = [None] * len(self._procs)
         self._busy.clear()
-        self._outbox.close()
-        self._outbox.join_thread()
+        for q in [*self._inboxes, self._outbox]:
+            if q is not None:
+                q.close()
+                q.join_thread()
+        self._inboxes = [None] * len(self._inboxes)
 
 
 # ---------------------------------------------------------------------- worker side
@@ -219,7 +222,11 @@ def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     import torch
+    from tqdm import tqdm
 
+    # tqdm's default lock is a multiprocessing semaphore that a worker process never releases;
+    # the worker shows no bars, so a thread lock does (and the "leaked semaphore" warning goes).
+    tqdm.set_lock(threading.RLock())
     torch.set_num_threads(plan["threads"])
     tasks = {}
     while True:

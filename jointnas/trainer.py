@@ -325,10 +325,10 @@ def folder_batches(split: FolderSplit, task: Task, resolution: int, device: torc
 
 
 def make_batches(split, task: Task, resolution: int, device: torch.device, batch_size: int, train: bool,
-                 seed: int, generator: Optional[torch.Generator] = None):
+                 seed: int, generator: Optional[torch.Generator] = None, workers: Optional[int] = None):
     if isinstance(split, TensorSplit):
         return TensorBatches(split, task, resolution, device, batch_size, train, generator)
-    return folder_batches(split, task, resolution, device, batch_size, train, seed)
+    return folder_batches(split, task, resolution, device, batch_size, train, seed, workers)
 
 
 # --------------------------------------------------------------------------- loops
@@ -359,12 +359,13 @@ class Diverged(Exception):
 
 def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device="auto", seed: int = 0,
           space=None, progress: bool = False, *, test: bool = False, keep_model: bool = False,
-          batch_size: Optional[int] = None) -> TrainResult:
+          batch_size: Optional[int] = None, workers: Optional[int] = None) -> TrainResult:
     """Train ``candidate`` on ``task`` and return its :class:`TrainResult`.
 
     ``epochs=None`` runs the recipe's schedule; ``epochs=N`` stops after ``min(N, recipe epochs)``
     epochs of it. ``test=True`` also measures the final weights on the test split;
     ``keep_model=True`` returns the evaluated model (the EMA one when the recipe has ``ema``).
+    ``batch_size`` defaults to the task's; ``workers`` (image folders) to ``min(8, CPUs)``.
     Raises only for bad input (unknown keys, optimizer or device); training failures are statuses.
     """
     start = time.time()
@@ -386,7 +387,7 @@ def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device
         torch.manual_seed(seed)
         try:
             _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolution,
-                 batch_size or task.batch_size, progress, test, keep_model, result)
+                 batch_size or task.batch_size, workers, progress, test, keep_model, result)
             result.status = "done"
             result.final_acc = result.curve[-1]["val_acc"]
         except Diverged as e:
@@ -411,8 +412,8 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolution, batch_size, progress, test,
-         keep_model, result: TrainResult) -> None:
+def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolution, batch_size, workers, progress,
+         test, keep_model, result: TrainResult) -> None:
     recipe = candidate.recipe
     model = build_model(candidate.arch, task.num_classes, task.in_channels, network=space.network,
                         dropout=float(recipe["dropout"]), drop_path=float(recipe["stochastic_depth"]),
@@ -421,9 +422,10 @@ def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolutio
     optimizer = build_optimizer(model, recipe)
     generator = torch.Generator(device=dev).manual_seed(seed)
     rng = np.random.default_rng(seed)
-    train_batches = make_batches(task.train, task, resolution, dev, batch_size, True, seed, generator)
-    val_batches = make_batches(task.val, task, resolution, dev, EVAL_BATCH, False, seed)
-    calibration = make_batches(task.train.head(BN_CALIBRATION_IMAGES), task, resolution, dev, EVAL_BATCH, False, seed)
+    train_batches = make_batches(task.train, task, resolution, dev, batch_size, True, seed, generator, workers)
+    val_batches = make_batches(task.val, task, resolution, dev, EVAL_BATCH, False, seed, workers=workers)
+    calibration = make_batches(task.train.head(BN_CALIBRATION_IMAGES), task, resolution, dev, EVAL_BATCH, False,
+                               seed, workers=workers)
     steps_per_epoch = len(train_batches)
     ema = ModelEma(model, ema_decay(steps_per_epoch)) if recipe["ema"] else None
     eval_model = ema.module if ema is not None else model
@@ -474,7 +476,7 @@ def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolutio
             result.curve.append({"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, "train_loss": train_loss})
             bar.set_postfix(epoch=epoch, val_acc=f"{val_acc:.3f}")
         if test:
-            test_batches = make_batches(task.test, task, resolution, dev, EVAL_BATCH, False, seed)
+            test_batches = make_batches(task.test, task, resolution, dev, EVAL_BATCH, False, seed, workers=workers)
             result.test_acc = evaluate(eval_model, test_batches, dev)[1]
         if keep_model:
             result.model = eval_model

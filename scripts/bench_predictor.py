@@ -2,9 +2,9 @@
 proxy pretraining (side by side, same splits and seeds), k-fold quality on all real pairs,
 fit time and batched scoring throughput; optionally ship the predictor fit on all pairs.
 
-    python scripts/bench_predictor.py --pairs data/fbnetv3_digits_pairs.jsonl \
-        --sizes 4,8 --repeats 20 --kfold 4 --synthetic-sizes 25,50,100,200 \
-        --save predictors/fbnetv3-digits.pt --json data/bench_predictor.json
+    python scripts/bench_predictor.py --pairs data/fbnetv3_digits_pairs.jsonl --sizes 4,9 \
+        --repeats 20 --kfold 5 --kfold-repeats 5 --synthetic-sizes 25,50,100,200 \
+        --save predictors/fbnetv3-digits.pt --json /tmp/pred/bench.json
 
 Real pairs: rows of ``scripts/make_trained_pairs.py``; ``done`` rows give their final
 validation accuracy, ``diverged`` rows count as chance accuracy (``--diverged drop`` leaves
@@ -72,8 +72,6 @@ def load_pairs(path: Path, space, diverged: str):
 
 def synthetic_target(space, x, costs, seed):
     """Mostly log-FLOPs (saturating), plus a learning-rate optimum and noise; fractions in [0, 1]."""
-    from jointnas.predictor.core import Predictor  # noqa: F401  (keeps imports in one place)
-
     lr_col = next(e["offset"] for e in space.encoding_schema() if e["name"] == "lr")
     cap = np.log(costs[:, 0].astype(float))
     cap = (cap - cap.mean()) / cap.std()

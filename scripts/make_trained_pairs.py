@@ -6,7 +6,11 @@ flight. Candidates are taken in pool order (the first points of a scrambled Sobo
 cover the space evenly), so ``--n`` can grow between runs without changing earlier rows.
 
     python scripts/make_trained_pairs.py --out data/fbnetv3_digits_pairs.jsonl --n 200 --task digits \
-        --epochs 4 --train-subset 512 --batch-size 16 --device cpu --threads 1 --time-budget-min 65
+        --epochs recipe --device cpu --threads 1 --time-budget-min 45
+
+(the command that made ``data/fbnetv3_digits_pairs.jsonl``; on a GPU use ``--device auto``).
+``--epochs N`` stops each trial after N epochs of its recipe's schedule, and
+``--train-subset`` / ``--batch-size`` shrink a trial further; every row records them.
 """
 from __future__ import annotations
 

@@ -213,6 +213,16 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, space, pretr
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left behind
 
 
+def test_pretrained_only_predictor_round_trips(tmp_path, pretrained, encoded):
+    path = tmp_path / "pretrained.pt"
+    pretrained.save(path)
+    q = Predictor.load(path)
+    assert q.pretrained and not q.fitted
+    np.testing.assert_array_equal(q.predict_costs(encoded[:20]), pretrained.predict_costs(encoded[:20]))
+    with pytest.raises(PredictorError, match="not fitted"):
+        q.predict_encoded(encoded[:3])
+
+
 def _modified_space(change):
     doc = yaml.safe_load((recipes_dir() / "fbnetv3.yaml").read_text())
     change(doc)

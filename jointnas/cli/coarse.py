@@ -92,7 +92,7 @@ def register(sub):
                    help=f"iterations, the first being the calibration batch (default: {d['iterations']}; "
                    "paper: 4). Raise it on a finished run to continue it.")
     p.add_argument("--epoch-cap", type=_int_at_least(0), metavar="E",
-                   help=f"train at most E epochs of each recipe's schedule (recipes ask for 6..24); the "
+                   help=f"train at most E epochs of each recipe's schedule (fbnetv3 recipes ask for 2..12); the "
                    "learning-rate schedule keeps the recipe's length, so a capped candidate stops before its "
                    f"schedule ends. 0 = no cap, the full schedules (default: {d['epoch_cap']}, to fit a CPU)")
     p.add_argument("--rank-threshold", type=_fraction, metavar="TAU",
@@ -189,7 +189,7 @@ def run(args):
         config.num_classes = task.num_classes
         # The pool and its proxies are computed before the run directory exists: a budget that no pool
         # candidate meets is an error that leaves nothing behind.
-        pool = build_pool(space, config, progress=not args.no_progress)
+        pool = build_pool(space, config, progress=not args.no_progress and sys.stderr.isatty())
         store = RunStore.create(run_dir, config.to_dict())
         print(f"new run {run_dir} (continue it after an interruption with: jointnas coarse --run {run_dir})",
               file=sys.stderr)

@@ -163,7 +163,7 @@ def format_table(result, source: dict) -> str:
     seeded = f", {result.seeded} of the run's measured candidates seeded" if "run" in source else ""
     lines = [f"fine search: budget {result.budget.describe()} (FLOPs: {FLOPS_HELP}); predictor {source['predictor']}",
              f"{result.generations} generations, {result.scored} candidates scored in {result.wall_time:.1f} s "
-             f"({result.scored_per_second:.0f}/s){seeded}; stopped: {result.stop_reason}",
+             f"({result.scored_per_second:.0f}/s){seeded}; {result.stop_reason}",
              f"best score {result.best.score:.4f} (initial population's best {result.initial_best.score:.4f}); "
              + (f"score = predicted mean - {risk:g} x spread" if risk else "score = predicted mean"),
              ""]
