@@ -44,9 +44,11 @@ class CoarseConfig:
     seed: int = 0
     budget: Optional[int] = None       # FLOPs of the deployable model (fvcore count)
     max_params: Optional[int] = None
-    batch: int = 8
+    # batch/iterations/epoch_cap: sized so that the default run takes <= 15 min on 2 CPU cores
+    # (BENCHMARKS.md, "Coarse search"); paper scale is batch 48, 4 iterations, no cap.
+    batch: int = 6
     iterations: int = 3
-    epoch_cap: Optional[int] = 4       # None: every candidate's full recipe schedule
+    epoch_cap: Optional[int] = 3       # None: every candidate's full recipe schedule
     rank_threshold: float = 0.9
     explore: float = 1.0
     ensemble: int = 5

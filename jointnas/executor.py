@@ -127,6 +127,11 @@ class LocalExecutor(Executor):
     def in_flight(self) -> int:
         return len(self._busy)
 
+    @property
+    def pids(self) -> List[Optional[int]]:
+        """Process id of each worker (a replaced worker has a new one)."""
+        return [p.pid if p is not None else None for p in self._procs]
+
     def label(self, i: int) -> str:
         return f"local-{i}:{self._plans[i]['device']}"
 

@@ -35,6 +35,8 @@ RATE_GROWTH = 1.5
 
 @dataclass
 class SearchSettings:
+    # Population 300 rather than Once-for-All's 100: with 100, runs in this 76-dimension space
+    # stop in a different, lower local optimum per seed (BENCHMARKS.md, "Fine search").
     population: int = 300
     generations: int = 200
     parent_fraction: float = 0.25

@@ -4,12 +4,16 @@ Runs the command from the repository root (its run directory goes to runs/, git-
 then reads the run's store for where the time went and writes the `## Coarse search` section
 of BENCHMARKS.md (replacing an older one).
 
-    python scripts/bench_coarse.py            # the default command
-    python scripts/bench_coarse.py --dry-run  # print the section, leave BENCHMARKS.md alone
+    python scripts/bench_coarse.py                       # run the default command, write the section
+    python scripts/bench_coarse.py --dry-run             # print the section, leave BENCHMARKS.md alone
+    python scripts/bench_coarse.py --from-run runs/X     # rewrite the section from a benchmarked run
+
+The measurements (wall and CPU time, load) are kept in ``<run>/bench.json``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -35,7 +39,9 @@ def run_command(extra) -> dict:
     cmd = COMMAND + list(extra)
     load_before = loadavg()
     start = time.time()
-    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # `python -m jointnas` is the `jointnas` entry point, but certainly this checkout's code.
+    proc = subprocess.run([sys.executable, "-m", *cmd], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
     wall = time.time() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command, its workers and their children
     if proc.returncode != 0:
@@ -44,9 +50,11 @@ def run_command(extra) -> dict:
     found = re.search(r"new run (\S+)", proc.stderr)
     if not found:
         raise SystemExit("could not find the run directory in the command's output")
-    return {"cmd": " ".join(cmd), "start": start, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "stdout": proc.stdout, "run": REPO / found.group(1), "load_before": load_before,
-            "load_after": loadavg()}
+    r = {"cmd": " ".join(cmd), "start": start, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+         "run": found.group(1), "load_before": load_before, "load_after": loadavg()}
+    (REPO / r["run"] / "bench.json").write_text(json.dumps(r, indent=2))
+    print(proc.stdout)
+    return r
 
 
 def breakdown(run_dir: Path, start: float) -> dict:
@@ -68,10 +76,12 @@ def breakdown(run_dir: Path, start: float) -> dict:
         it["start"], it["end"] = min(it["start"], t.started_at), max(it["end"], t.finished_at)
         it["statuses"][t.status] = it["statuses"].get(t.status, 0) + 1
     workers = len({t.worker for t in trials})
-    return {"cfg": cfg, "cal": cal, "evals": evals, "iterations": iterations, "workers": workers,
+    epoch_s = sum(t.wall_time or 0 for t in trials) / max(1, sum(t.epochs_run for t in trials))
+    cap = cfg["epoch_cap"] or max(t.epochs_run for t in trials)
+    extra_epochs = sum(min(cap, t.candidate.recipe["epochs"]) - t.epochs_run for t in trials if t.iteration > 1)
+    return {"extra_epochs": extra_epochs, "extra_s": extra_epochs * epoch_s / workers, "cfg": cfg, "cal": cal, "evals": evals, "iterations": iterations, "workers": workers,
             "threads": max(1, usable_cpus() // workers),
-            "setup_s": min(t.started_at for t in trials) - start,
-            "epoch_s": sum(t.wall_time or 0 for t in trials) / max(1, sum(t.epochs_run for t in trials))}
+            "setup_s": min(t.started_at for t in trials) - start, "epoch_s": epoch_s}
 
 
 def section(r: dict, b: dict) -> str:
@@ -101,6 +111,8 @@ def section(r: dict, b: dict) -> str:
     lines += [f"| predictor fits, k-fold evaluations, batch choices, summary (the rest) | "
               f"{r['wall'] - b['setup_s'] - training:.0f} s |",
               f"| mean wall time of one training epoch, per worker | {b['epoch_s']:.1f} s |",
+              f"| estimate if calibration had kept all {cfg['epoch_cap']} epochs (iterations 2+ train "
+              f"{b['extra_epochs']} more epochs) | {(r['wall'] + b['extra_s']) / 60:.1f} min |",
               f"| early-stop calibration | epoch {cal['chosen_epoch']} of {cal['full_epochs']} "
               f"(Kendall tau-b per epoch: {', '.join(f'{c:.2f}' for c in cal['correlation'])}; threshold "
               f"{cal['threshold']:g}, reached: {'yes' if cal['reached'] else 'no'}) |",
@@ -123,11 +135,14 @@ def write_section(text: str) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="print the section instead of writing BENCHMARKS.md")
+    ap.add_argument("--from-run", type=Path, metavar="DIR", help="rebuild the section from a benchmarked run")
     ap.add_argument("extra", nargs="*", help="extra flags for the command (not the benchmark's figure)")
     args = ap.parse_args(argv)
-    r = run_command(args.extra)
-    text = section(r, breakdown(r["run"], r["start"]))
-    print(r["stdout"])
+    if args.from_run is not None:
+        r = json.loads((args.from_run / "bench.json").read_text())
+    else:
+        r = run_command(args.extra)
+    text = section(r, breakdown(REPO / r["run"], r["start"]))
     print(text)
     if not args.dry_run and not args.extra:
         write_section(text)

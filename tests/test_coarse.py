@@ -104,6 +104,24 @@ def test_batch_choices():
     assert acquisition_batch(mean, std, untried, 10, explore=0.0) == [1, 3, 4, 2]
 
 
+def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
+    from jointnas.executor import LocalExecutor, TrainJob
+
+    cands = sample_pool(load_space(tiny), 2, seed=0)
+    jobs = [TrainJob(i, c.to_dict(), tiny, "digits", None, 1, 0, train_subset=64) for i, c in enumerate(cands)]
+    with LocalExecutor(1, "cpu") as ex:
+        ex.submit(jobs[0])
+        first = ex.pids[0]
+        os.kill(first, signal.SIGKILL)
+        (done,) = ex.poll(timeout=120)
+        assert done.trial_id == 0 and done.result["status"] == "failed"
+        assert "worker process died" in done.result["error"]
+        assert ex.in_flight == 0 and ex.pids[0] != first
+        ex.submit(jobs[1])
+        (done,) = ex.poll(timeout=300)
+        assert done.trial_id == 1 and done.result["status"] == "done" and done.result["epochs_run"] == 1
+
+
 # ---------------------------------------------------------------------- a whole run
 def test_full_run_store(full_run, tiny):
     space = load_space(tiny)

@@ -244,3 +244,15 @@ def test_train_reports_measured_test_accuracy_next_to_the_predicted_one(capsys, 
     assert len(line) == 1 and "0.8123 ± 0.0211" in line[0]
     test_acc = float(line[0].split("test_acc ")[1].split(":")[0])
     assert 0.0 <= test_acc <= 1.0 and f"{test_acc - 0.8123:+.4f}" in line[0]
+
+
+def test_cli_without_a_run_uses_the_shipped_predictor(capsys, tmp_path, monkeypatch):
+    from jointnas.cli.fine import shipped_predictor
+
+    path = shipped_predictor("fbnetv3")
+    if path is None:
+        pytest.skip("no shipped predictor in predictors/")
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    code, out, err = _run(capsys, "--budget", "600MFLOPs", "--population", "12", "--generations", "2", "--json")
+    assert code == 0, err
+    assert "shipped predictor" in err and json.loads(out)["predictor"] == str(path)

@@ -9,15 +9,11 @@ import time
 from pathlib import Path
 
 from ..budget import parse_flops, parse_params
+from ..coarse import CoarseConfig
 from ..errors import UsageError
 
-# Defaults sized so that `jointnas coarse --pool 20000` finishes in <= 15 minutes on 2 CPU cores
-# (BENCHMARKS.md, "Coarse search"); paper scale is --batch 48 --iterations 4 --epoch-cap 0.
-DEFAULTS = dict(space="fbnetv3", data="digits", data_root=None, train_subset=None, pool=20000, seed=0,
-                budget=None, max_params=None, batch=6, iterations=3, epoch_cap=3, rank_threshold=0.9, explore=1.0,
-                ensemble=5)
-# Settings that may differ when continuing a run (they change how, not what, is computed).
-EXECUTION = ("workers", "device")
+# The run-defining settings and their defaults (num_classes comes from the data, not a flag).
+DEFAULTS = {k: v for k, v in CoarseConfig().to_dict().items() if k != "num_classes"}
 
 
 def _int_at_least(low):
@@ -64,7 +60,8 @@ def register(sub):
         "epoch and final accuracy reaches --rank-threshold), then trains predictor-chosen batches to that epoch, "
         "refitting the predictor after each. Everything lives in the run directory; run the same command with "
         "--run DIR to continue an interrupted run.",
-        epilog="Defaults are sized for a 2-core laptop (about 10 minutes, see BENCHMARKS.md). Paper scale "
+        epilog="Defaults are sized for a 2-core laptop (under 15 minutes, see BENCHMARKS.md). --workers, --device "
+        "and a higher --iterations may change when continuing a run; other settings are the run's. Paper scale "
         "(FBNetV3's AutoTrain: batch 48, 4 iterations, full schedules) on GPUs:\n"
         "  jointnas coarse --pool 20000 --batch 48 --iterations 4 --epoch-cap 0 --workers 8")
     p.add_argument("--run", type=Path, metavar="DIR",
@@ -152,7 +149,7 @@ def _interrupt(signum, frame):
 
 
 def run(args):
-    from ..coarse import CoarseConfig, CoarseSearch, Progress, build_pool, check_budget, format_summary
+    from ..coarse import CoarseSearch, Progress, build_pool, check_budget, format_summary
     from ..executor import LocalExecutor
     from ..space import load_space
     from ..store import RunStore
