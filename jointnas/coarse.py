@@ -20,12 +20,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-from scipy.stats import kendalltau
 
 from .candidate import Candidate
 from .errors import UsageError
 from .executor import Executor, JobDone, TrainJob
-from .proxies import count_costs
 from .space import Space
 from .store import RunStore, Trial
 
@@ -71,6 +69,7 @@ def check_budget(space: Space, budget: Optional[int], max_params: Optional[int])
 def build_pool(space: Space, config: CoarseConfig, progress: bool = True):
     """(feasible candidates, their (n, 2) [flops, params], number sampled); UsageError if none fits."""
     from .pool import sample_pool
+    from .proxies import count_costs
 
     pool = sample_pool(space, config.pool, seed=config.seed)
     costs = count_costs(pool, space, progress=progress)
@@ -114,6 +113,8 @@ def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0  # a constant ranking says nothing about the other
+    from scipy.stats import kendalltau  # a second to import: not on the path of `jointnas --help`
+
     tau = kendalltau(a, b).statistic
     return 0.0 if np.isnan(tau) else float(tau)
 

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
-import torch
 
 from .errors import UsageError
 
@@ -77,7 +76,9 @@ class FolderSplit:
         return len(self.indices)
 
     @property
-    def labels(self) -> torch.Tensor:
+    def labels(self) -> "torch.Tensor":
+        import torch
+
         targets = self.dataset.targets
         return torch.tensor([targets[i] for i in self.indices], dtype=torch.int64)
 
@@ -156,6 +157,8 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> Tuple[n
 
 
 def _tensor_split(images: np.ndarray, labels: np.ndarray, idx=None) -> TensorSplit:
+    import torch  # here, not at the top: the CLI lists task names without loading torch
+
     idx = np.arange(len(labels)) if idx is None else np.asarray(idx)
     return TensorSplit(torch.from_numpy(np.ascontiguousarray(images[idx])),
                        torch.from_numpy(labels[idx].astype(np.int64)), torch.from_numpy(idx.astype(np.int64)))

@@ -67,7 +67,7 @@ def load_pairs(path: Path, space, diverged: str):
             "used": len(accs), "epochs_arg": sorted({str(r.get("epochs_arg")) for r in rows}),
             "train_images": sorted({r.get("train_images") for r in rows if r.get("train_images")}),
             "acc_min": float(np.min(accs)), "acc_median": float(np.median(accs)), "acc_max": float(np.max(accs))}
-    return space.encode(cands), np.array(accs), info
+    return cands, np.array(accs), info
 
 
 def synthetic_target(space, x, costs, seed):
@@ -80,15 +80,29 @@ def synthetic_target(space, x, costs, seed):
     return np.clip(0.6 + 0.1 * z + np.random.default_rng(seed).normal(0, 0.01, len(z)), 0, 1)
 
 
-def learning_curve(space, x, y, sizes, repeats, n_test, pretrained_for, ensemble, label):
+def ridge_predictions(x_train, y_train, x_test):
+    """A linear reference on the same encoding (standardised features, ridge penalty chosen by
+    leave-one-out on the training pairs): what any regression gets from these pairs."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    return model.fit(x_train, y_train).predict(x_test)
+
+
+def learning_curve(space, x, y, log_flops, sizes, repeats, n_test, pretrained_for, ensemble, label):
     from jointnas.predictor import Predictor, ranking_metrics
 
     results = []
     for n in sizes:
-        row = {"n_train": n, "n_test": n_test, "with": [], "without": [], "fit_s_with": [], "fit_s_without": []}
+        row = {"n_train": n, "n_test": n_test, "with": [], "without": [], "fit_s_with": [], "fit_s_without": [],
+               "ridge": [], "flops_only": []}
         for r in range(repeats):
             perm = np.random.default_rng(1000 + r).permutation(len(y))
             test, train = perm[:n_test], perm[n_test:n_test + n]
+            row["ridge"].append(ranking_metrics(y[test], ridge_predictions(x[train], y[train], x[test]))["kendall_tau"])
+            row["flops_only"].append(ranking_metrics(y[test], log_flops[test])["kendall_tau"])
             for key, p in (("with", pretrained_for(r)), ("without", Predictor(space, ensemble=ensemble, seed=r))):
                 start = time.perf_counter()
                 p.fit(x[train], y[train])
@@ -96,7 +110,8 @@ def learning_curve(space, x, y, sizes, repeats, n_test, pretrained_for, ensemble
                 row[key].append(ranking_metrics(y[test], p.predict_encoded(x[test])[0])["kendall_tau"])
         results.append(row)
         print(f"[{label}] n={n}: tau with pretraining {np.mean(row['with']):.3f}±{np.std(row['with']):.3f}, "
-              f"without {np.mean(row['without']):.3f}±{np.std(row['without']):.3f}", file=sys.stderr)
+              f"without {np.mean(row['without']):.3f}±{np.std(row['without']):.3f}, "
+              f"ridge {np.mean(row['ridge']):.3f}, log-FLOPs alone {np.mean(row['flops_only']):.3f}", file=sys.stderr)
     return results
 
 
@@ -128,12 +143,14 @@ def main(argv=None) -> int:
             cache[seed].info["pretrain"]["seconds"] = time.perf_counter() - start
         return copy.deepcopy(cache[seed])
 
-    x, y, info = load_pairs(args.pairs, space, args.diverged)
+    cands, y, info = load_pairs(args.pairs, space, args.diverged)
+    x = space.encode(cands)
     out["pairs"] = info
     print(f"{info['used']} usable pairs of {info['rows']} rows ({info['statuses']})", file=sys.stderr)
     sizes = [n for n in map(int, args.sizes.split(",")) if n + 5 <= len(y)]
     n_test = len(y) - max(sizes) if sizes else 0
-    out["real_curve"] = learning_curve(space, x, y, sizes, args.repeats, n_test, pretrained_for, args.ensemble, "real")
+    log_flops = np.log(count_costs(cands, space)[:, 0].astype(float))
+    out["real_curve"] = learning_curve(space, x, y, log_flops, sizes, args.repeats, n_test, pretrained_for, args.ensemble, "real")
 
     out["real_kfold"] = {}
     for key in ("with", "without"):
@@ -153,7 +170,7 @@ def main(argv=None) -> int:
         extra = sample_pool(space, args.pool + max(syn_sizes) + args.synthetic_test, seed=args.pool_seed)[args.pool:]
         sx, sc = space.encode(extra), count_costs(extra, space)
         sy = synthetic_target(space, sx, sc, seed=0)
-        out["synthetic_curve"] = learning_curve(space, sx, sy, syn_sizes, args.repeats, args.synthetic_test,
+        out["synthetic_curve"] = learning_curve(space, sx, sy, np.log(sc[:, 0].astype(float)), syn_sizes, args.repeats, args.synthetic_test,
                                                 pretrained_for, args.ensemble, "synthetic")
 
     out["pretrain_seconds"] = float(np.median([p.info["pretrain"]["seconds"] for p in cache.values()]))
@@ -189,10 +206,12 @@ def markdown(out: dict) -> str:
         if not out.get(key):
             continue
         lines += [f"Kendall tau on held-out pairs, {title} (mean ± std over splits):", "",
-                  "| train pairs | test pairs | with pretraining | without | fit s (with / without) |",
-                  "|---:|---:|---:|---:|---:|"]
+                  "| train pairs | test pairs | with pretraining | without | ridge (reference) | log-FLOPs alone "
+                  "| fit s (with / without) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
         for r in out[key]:
             lines.append(f"| {r['n_train']} | {r['n_test']} | {_pm(r['with'])} | {_pm(r['without'])} | "
+                         f"{_pm(r['ridge'])} | {_pm(r['flops_only'])} | "
                          f"{np.median(r['fit_s_with']):.1f} / {np.median(r['fit_s_without']):.1f} |")
         lines.append("")
     kf = out["real_kfold"]

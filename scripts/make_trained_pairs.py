@@ -42,7 +42,16 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--time-budget-min", type=float, default=None, help="start no new trial after this many minutes")
-    return ap.parse_args(argv)
+    ap.add_argument("--shard", default="0/1", metavar="K/N",
+                    help="train only pool members whose index is K mod N, so N processes can share one table")
+    args = ap.parse_args(argv)
+    try:
+        args.shard_k, args.shard_n = (int(v) for v in args.shard.split("/"))
+    except ValueError:
+        args.shard_k, args.shard_n = -1, 0
+    if not 0 <= args.shard_k < args.shard_n:
+        ap.error(f"--shard must be K/N with 0 <= K < N (e.g. 0/2), got {args.shard!r}")
+    return args
 
 
 def done_keys(path: Path) -> set:
@@ -59,10 +68,27 @@ def done_keys(path: Path) -> set:
 
 
 def append_row(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """One ``write`` on an O_APPEND descriptor, so rows from concurrent shards never interleave."""
+    data = (json.dumps(row, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "jointnas"], capture_output=True, text=True,
+                               cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def main(argv=None) -> int:
@@ -82,8 +108,9 @@ def main(argv=None) -> int:
     task = load_task(args.task, seed=args.seed).shrink(train=args.train_subset, val=args.val_subset)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     seen = done_keys(args.out)
-    todo = [i for i, c in enumerate(pool) if c.key() not in seen]
-    print(f"{len(pool) - len(todo)} of {len(pool)} already in {args.out}; training {len(todo)}", file=sys.stderr)
+    todo = [i for i, c in enumerate(pool) if c.key() not in seen and i % args.shard_n == args.shard_k]
+    commit = git_commit()
+    print(f"{len(seen)} rows already in {args.out}; training {len(todo)} (shard {args.shard})", file=sys.stderr)
     start = time.time()
     from tqdm import tqdm
     for i in tqdm(todo, desc="train candidates", unit="cand", file=sys.stderr):
@@ -102,7 +129,7 @@ def main(argv=None) -> int:
                "index": i}, "task": args.task, "epochs_arg": args.epochs,
                "train_images": len(task.train), "val_images": len(task.val), "batch_size": args.batch_size or task.batch_size, "seed": args.seed,
                "flops": int(costs[i, 0]), "params": int(costs[i, 1]), "torch_threads": args.threads,
-               "command": command, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}
+               "torch": torch.__version__, "git_commit": commit, "command": command, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}
         append_row(args.out, row)
     return 0
 

@@ -125,6 +125,24 @@ def test_measured_seeds_start_the_population_infeasible_ones_skipped(predictor, 
     assert {c.key() for c in feasible} <= keys and not {c.key() for c in over} & keys
 
 
+def test_run_seeds_ranked_at_the_calibrated_epoch_not_by_final_accuracy(space, tmp_path):
+    from jointnas.cli.fine import _measured_seeds
+    from jointnas.store import RunStore
+
+    pool = sample_pool(space, 3, seed=2)
+    store = RunStore.create(tmp_path / "run", {})
+    ids = store.add_trials(1, [(i, c, 1, 1) for i, c in enumerate(pool)])
+    curves = {ids[0]: [0.30, 0.50, 0.95],  # full-length run: best final accuracy, worst at epoch 2
+              ids[1]: [0.60, 0.80],        # early-stopped at the calibrated epoch
+              ids[2]: [0.40, 0.70]}
+    for trial_id, accs in curves.items():
+        curve = [{"epoch": e + 1, "val_acc": a} for e, a in enumerate(accs)]
+        store.record_result(trial_id, {"status": "done", "curve": curve, "final_acc": accs[-1]})
+    assert [c.key() for c in _measured_seeds(store)] == [pool[0].key(), pool[1].key(), pool[2].key()]
+    store.save_result("calibration", {"metric": "kendall_tau", "chosen_epoch": 2})
+    assert [c.key() for c in _measured_seeds(store)] == [pool[1].key(), pool[2].key(), pool[0].key()]
+
+
 # ------------------------------------------------------------------ operators
 def test_mutation_crossover_and_repair(space):
     var = Variation(space, BUDGET)

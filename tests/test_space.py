@@ -126,3 +126,33 @@ def test_fingerprint_changes_with_ranges(space):
     doc["recipe"]["lr"]["high"] = 0.9
     assert space_from_dict(doc).fingerprint() != space.fingerprint()
     assert space_from_dict(yaml.safe_load(open(space.source))).fingerprint() == space.fingerprint()
+
+
+def test_cli_output_into_a_closed_pipe_exits_quietly():
+    """`jointnas describe | head -1`: the reader leaves early; no traceback, shell-style exit code."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-c", "import sys; from jointnas.cli import main; "
+                               "sys.exit(main(['describe']))"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+    assert done.returncode == 141
+
+
+def test_cli_help_does_not_import_torch():
+    """`jointnas --help` and usage errors answer in a fraction of a second: torch loads only for real work."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from jointnas.cli import build_parser; build_parser(); import jointnas; "
+            "jointnas.load_space('fbnetv3'); print(sorted(m for m in ('torch', 'scipy.stats') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..candidate import Candidate
 from ..errors import UsageError
-from ..proxies import count_cost
 from ..space import load_space
 
 
@@ -42,6 +41,8 @@ def run(args):
             raise UsageError(f"cannot read candidate {args.candidate}: {e}") from None
         space.validate(cand.arch, cand.recipe)
         label = str(args.candidate)
+    from ..proxies import count_cost  # imports torch: only when a cost is asked for
+
     cost = count_cost(cand.arch, space)
     row = {"name": label, "resolution": cand.arch["resolution"], "flops": cost.flops, "params": cost.params,
            "deploy": {"in_channels": space.deploy.in_channels, "num_classes": space.deploy.num_classes}}

@@ -114,9 +114,15 @@ def shipped_predictor(space_name: str) -> Optional[Path]:
 
 
 def _measured_seeds(store) -> list:
-    """The run's trained candidates, best final accuracy first."""
-    done = [t for t in store.trials(status="done") if t.final_acc is not None]
-    done.sort(key=lambda t: (-t.final_acc, t.id))
+    """The run's trained candidates, best first by accuracy at the run's calibrated early-stop
+    epoch: the coarse loop trains its first batch at full length and later ones only to that
+    epoch, so final accuracies of the two kinds are not comparable."""
+    calibration = store.results("calibration")
+    epoch = calibration[-1].get("chosen_epoch") if calibration else None
+    done = store.trials(status="done")
+    accuracy = {t.id: (t.acc_at(epoch) if epoch and t.curve else t.final_acc) for t in done}
+    done = [t for t in done if accuracy[t.id] is not None]
+    done.sort(key=lambda t: (-accuracy[t.id], t.id))
     return [t.candidate for t in done]
 
 

@@ -8,7 +8,6 @@ from ..candidate import Candidate
 from ..data import TASK_NAMES, load_task
 from ..errors import UsageError
 from ..space import load_space
-from ..trainer import resolve_device, train
 
 
 def register(sub):
@@ -47,6 +46,8 @@ def load_candidate(args, space) -> tuple:
 
 
 def run(args):
+    from ..trainer import resolve_device, train
+
     space = load_space(args.space)
     cand, label = load_candidate(args, space)
     if args.epochs is not None and args.epochs < 1:
