@@ -310,7 +310,7 @@ class CoarseSearch:
         ex = self._executor
         overall = self.progress.bar(total=total, initial=total - len(queued), desc=f"iteration {it} training",
                                     unit="trial")
-        running: Dict[int, object] = {}  # trial id -> its bar (elapsed time while it trains)
+        running: Dict[int, object] = {}  # trial id -> its bar of epochs
         try:
             while queued or ex.in_flight:
                 while queued and ex.free_slots > 0:
@@ -324,12 +324,16 @@ class CoarseSearch:
                     self.store.record_result(done.trial_id, done.result)
                     bar = running.pop(done.trial_id, None)
                     if bar is not None:
-                        bar.update(done.result.get("epochs_run") or 0)
+                        bar.update(max(0, (done.result.get("epochs_run") or 0) - bar.n))
                         bar.close()
                     overall.update(1)
                     self.log(self._trial_line(it, done))
-                for bar in running.values():
-                    bar.refresh()
+                for trial_id, bar in running.items():
+                    behind = ex.epochs_done(trial_id) - bar.n
+                    if behind > 0:
+                        bar.update(behind)
+                    else:
+                        bar.refresh()  # the elapsed time moves on
         finally:
             for bar in running.values():
                 bar.close()

@@ -5,6 +5,7 @@
         ...
     ex.close()
 
+``ex.epochs_done(trial_id)`` tells how far a running job has got, for progress bars.
 :class:`LocalExecutor` runs ``workers`` long-lived processes (spawn context) on this machine:
 one GPU each when several exist, otherwise the CPU threads split between them. Another
 executor (e.g. Ray actors) only has to implement the same four members. The driver, not
@@ -67,6 +68,10 @@ class Executor(ABC):
     def poll(self, timeout: Optional[float] = None) -> List[JobDone]:
         """Jobs finished since the last call, waiting up to ``timeout`` seconds for the first one."""
 
+    def epochs_done(self, trial_id: int) -> int:
+        """Epochs a running job has finished so far (0 where an executor cannot tell)."""
+        return 0
+
     @abstractmethod
     def close(self, kill: bool = False) -> None:
         """Stop the workers; ``kill`` abandons running jobs at once (Ctrl-C)."""
@@ -109,6 +114,7 @@ class LocalExecutor(Executor):
         self._procs: List[Optional[mp.Process]] = [None] * workers
         self._inboxes: List = [None] * workers
         self._busy: Dict[int, TrainJob] = {}        # worker index -> job
+        self._epochs: Dict[int, int] = {}           # trial id -> epochs finished, while it runs
         for i in range(workers):
             self._start(i)
 
@@ -146,28 +152,40 @@ class LocalExecutor(Executor):
 
     def poll(self, timeout: Optional[float] = None) -> List[JobDone]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        events: List[Optional[JobDone]] = []
+        events: List[JobDone] = []
         while not events:
             wait = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
             try:
-                events.append(self._to_event(self._outbox.get(timeout=wait)))
+                event = self._to_event(self._outbox.get(timeout=wait))
+                if event is not None:
+                    events.append(event)
             except queue.Empty:
                 events.extend(self._reap_dead())
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
         while True:  # drain what else is already there, without waiting
             try:
-                events.append(self._to_event(self._outbox.get_nowait()))
+                event = self._to_event(self._outbox.get_nowait())
             except queue.Empty:
                 break
-        return [e for e in events if e is not None]
+            if event is not None:
+                events.append(event)
+        return events
+
+    def epochs_done(self, trial_id: int) -> int:
+        return self._epochs.get(trial_id, 0)
 
     def _to_event(self, msg) -> Optional[JobDone]:
-        index, trial_id, payload = msg
+        """A result becomes a JobDone; an epoch report only updates :meth:`epochs_done`."""
+        kind, index, trial_id, payload = msg
         job = self._busy.get(index)
         if job is None or job.trial_id != trial_id:
             return None  # a late message from a worker replaced after it died
+        if kind == "epoch":
+            self._epochs[trial_id] = payload
+            return None
         del self._busy[index]
+        self._epochs.pop(trial_id, None)
         return JobDone(trial_id, payload, self.label(index))
 
     def _reap_dead(self) -> List[JobDone]:
@@ -178,6 +196,7 @@ class LocalExecutor(Executor):
             if p is not None and not p.is_alive():
                 code = p.exitcode
                 del self._busy[i]
+                self._epochs.pop(job.trial_id, None)
                 out.append(JobDone(job.trial_id, {
                     "status": "failed", "curve": [], "final_acc": None, "epochs_run": 0, "wall_time": None,
                     "device": self._plans[i]["device"],
@@ -207,6 +226,7 @@ class LocalExecutor(Executor):
                 p.join()
         self._procs = [None] * len(self._procs)
         self._busy.clear()
+        self._epochs.clear()
         for q in [*self._inboxes, self._outbox]:
             if q is not None:
                 q.close()
@@ -239,10 +259,14 @@ def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None
         if job is None:
             return
         job = TrainJob(**job)
-        outbox.put((index, job.trial_id, run_job(job, plan["device"], tasks)))
+
+        def report(entry, trial_id=job.trial_id):
+            outbox.put(("epoch", index, trial_id, entry["epoch"]))
+
+        outbox.put(("done", index, job.trial_id, run_job(job, plan["device"], tasks, on_epoch=report)))
 
 
-def run_job(job: TrainJob, device: str, tasks: Optional[dict] = None) -> dict:
+def run_job(job: TrainJob, device: str, tasks: Optional[dict] = None, on_epoch=None) -> dict:
     """Train one job here and return its result dict; any error becomes a 'failed' result."""
     start = time.time()
     try:
@@ -255,7 +279,7 @@ def run_job(job: TrainJob, device: str, tasks: Optional[dict] = None) -> dict:
         if key not in tasks:
             tasks[key] = load_task(job.task, data_root=job.data_root, seed=job.seed).shrink(train=job.train_subset)
         result = train(Candidate.from_dict(job.candidate), tasks[key], epochs=job.epochs, device=device,
-                       seed=job.seed, space=job.space)
+                       seed=job.seed, space=job.space, on_epoch=on_epoch)
         return result.to_dict()
     except Exception as e:  # noqa: BLE001 - a crash of one candidate must not stop the search
         return {"status": "failed", "curve": [], "final_acc": None, "epochs_run": 0,

@@ -43,7 +43,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -359,13 +359,15 @@ class Diverged(Exception):
 
 def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device="auto", seed: int = 0,
           space=None, progress: bool = False, *, test: bool = False, keep_model: bool = False,
-          batch_size: Optional[int] = None, workers: Optional[int] = None) -> TrainResult:
+          batch_size: Optional[int] = None, workers: Optional[int] = None,
+          on_epoch: Optional[Callable[[dict], None]] = None) -> TrainResult:
     """Train ``candidate`` on ``task`` and return its :class:`TrainResult`.
 
     ``epochs=None`` runs the recipe's schedule; ``epochs=N`` stops after ``min(N, recipe epochs)``
     epochs of it. ``test=True`` also measures the final weights on the test split;
     ``keep_model=True`` returns the evaluated model (the EMA one when the recipe has ``ema``).
     ``batch_size`` defaults to the task's; ``workers`` (image folders) to ``min(8, CPUs)``.
+    ``on_epoch(entry)`` is called with each learning-curve entry as soon as it is measured.
     Raises only for bad input (unknown keys, optimizer or device); training failures are statuses.
     """
     start = time.time()
@@ -387,7 +389,7 @@ def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device
         torch.manual_seed(seed)
         try:
             _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolution,
-                 batch_size or task.batch_size, workers, progress, test, keep_model, result)
+                 batch_size or task.batch_size, workers, progress, test, keep_model, result, on_epoch)
             result.status = "done"
             result.final_acc = result.curve[-1]["val_acc"]
         except Diverged as e:
@@ -413,7 +415,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolution, batch_size, workers, progress,
-         test, keep_model, result: TrainResult) -> None:
+         test, keep_model, result: TrainResult, on_epoch) -> None:
     recipe = candidate.recipe
     model = build_model(candidate.arch, task.num_classes, task.in_channels, network=space.network,
                         dropout=float(recipe["dropout"]), drop_path=float(recipe["stochastic_depth"]),
@@ -475,6 +477,8 @@ def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolutio
                 raise Diverged(f"validation loss became non-finite in epoch {epoch}")
             result.curve.append({"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, "train_loss": train_loss})
             bar.set_postfix(epoch=epoch, val_acc=f"{val_acc:.3f}")
+            if on_epoch is not None:
+                on_epoch(dict(result.curve[-1]))
         if test:
             test_batches = make_batches(task.test, task, resolution, dev, EVAL_BATCH, False, seed, workers=workers)
             result.test_acc = evaluate(eval_model, test_batches, dev)[1]

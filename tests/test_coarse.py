@@ -122,6 +122,23 @@ def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
         assert done.trial_id == 1 and done.result["status"] == "done" and done.result["epochs_run"] == 1
 
 
+def test_a_running_job_reports_its_epochs(tiny):
+    from jointnas.executor import LocalExecutor, TrainJob
+
+    (cand,) = sample_pool(load_space(tiny), 1, seed=1)
+    with LocalExecutor(1, "cpu") as ex:
+        ex.submit(TrainJob(7, cand.to_dict(), tiny, "digits", None, 3, 0, train_subset=64))
+        progress, finished = [], []
+        deadline = time.monotonic() + 600
+        while not finished and time.monotonic() < deadline:
+            finished = ex.poll(timeout=0.1)
+            progress.append(ex.epochs_done(7))
+    (done,) = finished
+    assert done.trial_id == 7 and done.result["epochs_run"] == 3
+    assert progress == sorted(progress[:-1]) + [0]  # grows while it runs, forgotten once done
+    assert {1, 2} & set(progress)
+
+
 # ---------------------------------------------------------------------- a whole run
 def test_full_run_store(full_run, tiny):
     space = load_space(tiny)

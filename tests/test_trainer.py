@@ -72,6 +72,13 @@ def test_same_seed_same_curve(small_arch, tiny):
     assert a.curve != c.curve
 
 
+def test_each_curve_entry_is_reported_as_soon_as_measured(small_arch, tiny):
+    seen = []
+    result = train(cand(small_arch), tiny, epochs=2, on_epoch=lambda entry: seen.append((entry, len(seen))))
+    assert result.status == "done"
+    assert [entry for entry, _ in seen] == result.curve and [i for _, i in seen] == [0, 1]
+
+
 # --------------------------------------------------------------------------- failure is data
 def test_absurd_lr_diverges_without_raising(small_arch, tiny):
     result = train(cand(small_arch, lr=1e6), tiny, epochs=3)
