@@ -5,10 +5,13 @@ fsync'ed) as soon as its trial finishes, so an interrupted run loses at most the
 flight. Candidates are taken in pool order (the first points of a scrambled Sobol sequence
 cover the space evenly), so ``--n`` can grow between runs without changing earlier rows.
 
-    python scripts/make_trained_pairs.py --out data/fbnetv3_digits_pairs.jsonl --n 200 --task digits \
-        --epochs recipe --device cpu --threads 1 --time-budget-min 45
+    python scripts/make_trained_pairs.py --out data/fbnetv3_digits_pairs.jsonl --n 400 --task digits \
+        --epochs recipe --device auto --threads 1 --time-budget-min 95 --shard 0/2
+    # ... and the same with --shard 1/2 beside it: one process per core, one table
 
-(the command that made ``data/fbnetv3_digits_pairs.jsonl``; on a GPU use ``--device auto``).
+(what made ``data/fbnetv3_digits_pairs.jsonl``, on a 2-core CPU machine; each shard was then
+rerun with a shorter ``--time-budget-min`` to use the rest of the session). Every row records
+the device, torch version, git commit and the exact command.
 ``--epochs N`` stops each trial after N epochs of its recipe's schedule, and
 ``--train-subset`` / ``--batch-size`` shrink a trial further; every row records them.
 """

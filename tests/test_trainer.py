@@ -401,3 +401,36 @@ def test_result_round_trip_keeps_optional_fields():
     assert "model" not in d and TrainResult.from_dict(d) == r
     assert TrainResult.from_dict({k: v for k, v in d.items() if k not in ("resolution", "images_per_s")}).status \
         == "diverged"
+
+
+# --------------------------------------------------------------------------- the table of trained pairs
+def test_pair_table_script_shards_resumes_and_records_provenance(tmp_path):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_trained_pairs.py"
+    make = runpy.run_path(str(script))["main"]
+    threads = torch.get_num_threads()  # the script sets its own; the rest of the session keeps ours
+    try:
+        _check_pair_table_script(make, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_pair_table_script(make, tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    args = ["--out", str(out), "--n", "4", "--pool-size", "64", "--epochs", "1", "--train-subset", "32",
+            "--val-subset", "32", "--batch-size", "16", "--device", "cpu"]
+    assert make(args + ["--shard", "1/2"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["pool"]["index"] for r in rows] == [1, 3]  # this shard's members only, in pool order
+    assert all(r["status"] == "done" and len(r["curve"]) == 1 and r["train_images"] == 32 for r in rows)
+    assert all(r["device"] == "cpu" and r["torch"] == torch.__version__ and r["git_commit"] for r in rows)
+    assert make(args + ["--shard", "1/2"]) == 0  # resumed: nothing left to do
+    assert make(args) == 0                        # one shard for all: only the missing ones
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["pool"]["index"] for r in rows) == [0, 1, 2, 3]
+    assert len({r["key"] for r in rows}) == 4
+    with pytest.raises(SystemExit) as bad:
+        make(args + ["--shard", "2/2"])
+    assert bad.value.code == 2
