@@ -82,6 +82,21 @@ def test_fine_tuning_learns_a_nonlinear_target(space, encoded):
     assert p.info["fit"]["n"] == 300 and len(p.info["fit"]["val_loss"]) == 2
 
 
+def test_early_stopping_split_only_from_enough_pairs(space, encoded):
+    y = nonlinear_target(space, encoded[:60], noise=0.02, seed=0)
+    small = Predictor(space, ensemble=2, seed=0)
+    train_idx, val_idx = small._member_split(0, 60)
+    assert len(val_idx) == 0 and sorted(train_idx) == list(range(60))  # every pair trains
+    assert small.fit(encoded[:60], y, frozen_epochs=2, full_epochs=2).info["fit"]["val_loss"] == [None, None]
+    eager = Predictor(space, ensemble=2, seed=0, early_stopping_from=50)
+    train_idx, val_idx = eager._member_split(0, 60)
+    assert len(val_idx) == 12 and sorted([*train_idx, *val_idx]) == list(range(60))
+    losses = eager.fit(encoded[:60], y, frozen_epochs=2, full_epochs=2).info["fit"]["val_loss"]
+    assert all(isinstance(v, float) for v in losses)
+    with pytest.raises(PredictorError, match="early_stopping_from"):
+        Predictor(space, early_stopping_from=0)
+
+
 def test_pretraining_fits_proxies_on_held_out_pool(pretrained, encoded, costs):
     est = pretrained.predict_costs(encoded[3000:])
     assert est.shape == (1000, 2)
