@@ -186,7 +186,10 @@ def test_finished_run_prints_summary_again(full_run, tiny, capsys):
 def _start(run_dir, tiny, log):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "jointnas", *coarse_args(run_dir, tiny, "--workers", "1")]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored: give the child the default, as a terminal would, wherever pytest runs.
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(run_dir, predicate, proc, timeout=900):

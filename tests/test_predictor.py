@@ -82,6 +82,19 @@ def test_fine_tuning_learns_a_nonlinear_target(space, encoded):
     assert p.info["fit"]["n"] == 300 and len(p.info["fit"]["val_loss"]) == 2
 
 
+def test_predictions_are_fractions_even_when_members_extrapolate(space, encoded):
+    y = nonlinear_target(space, encoded[:40], noise=0.02, seed=0)
+    p = Predictor(space, ensemble=3, seed=0).fit(encoded[:40], y, frozen_epochs=5, full_epochs=5)
+    p.target_stats = {"mean": 0.5, "std": 5.0}  # members' raw outputs now reach past both ends
+    with torch.inference_mode():
+        raw = np.stack([m(torch.from_numpy(encoded[:2000])).numpy() for m in p.members]) * 5.0 + 0.5
+    assert raw.max() > 1.0 and raw.min() < 0.0
+    mean, std = p.predict_encoded(encoded[:2000])
+    assert mean.min() >= 0.0 and mean.max() <= 1.0 and np.all(std <= 0.5)
+    above = raw.min(0) > 1.0  # every member says more than 100 %
+    assert above.any() and np.all(mean[above] == 1.0) and np.all(std[above] == 0.0)
+
+
 def test_early_stopping_split_only_from_enough_pairs(space, encoded):
     y = nonlinear_target(space, encoded[:60], noise=0.02, seed=0)
     small = Predictor(space, ensemble=2, seed=0)

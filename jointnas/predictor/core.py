@@ -261,7 +261,8 @@ class Predictor:
             raise PredictorError("this predictor is not fitted; call fit() on trained pairs or Predictor.load()")
 
     def predict_encoded(self, x, batch_size: int = 65536):
-        """(mean, std) predicted accuracy of encoded rows, scored in batches; std is the ensemble spread."""
+        """(mean, std) predicted accuracy of encoded rows, scored in batches; std is the ensemble
+        spread. Each member's prediction is clipped to [0, 1] first."""
         self._require_fitted()
         x = self.encode(x)
         out = np.empty((len(self.members), len(x)), dtype=np.float32)
@@ -271,6 +272,9 @@ class Predictor:
                 for i, member in enumerate(self.members):
                     out[i, s:s + len(xb)] = member(xb).numpy()
         acc = out.astype(np.float64) * self.target_stats["std"] + self.target_stats["mean"]
+        # An accuracy is a fraction: each member's extrapolation is cut at 0 and 1 before the
+        # ensemble statistics, or a search would chase "accuracies" above 100 %.
+        np.clip(acc, 0.0, 1.0, out=acc)
         return acc.mean(0), acc.std(0)
 
     def predict(self, candidates, batch_size: int = 65536):
