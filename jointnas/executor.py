@@ -6,6 +6,7 @@
     ex.close()
 
 ``ex.epochs_done(trial_id)`` tells how far a running job has got, for progress bars.
+
 :class:`LocalExecutor` runs ``workers`` long-lived processes (spawn context) on this machine:
 one GPU each when several exist, otherwise the CPU threads split between them. Another
 executor (e.g. Ray actors) only has to implement the same four members. The driver, not

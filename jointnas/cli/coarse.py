@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
@@ -16,37 +17,25 @@ from ..errors import UsageError
 DEFAULTS = {k: v for k, v in CoarseConfig().to_dict().items() if k != "num_classes"}
 
 
-def _int_at_least(low):
+def _number(convert, accept, wanted):
+    """An argparse type: ``convert(text)`` that ``accept`` approves, else "expected <wanted>"."""
     def parse(text):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return value
-    parse.__name__ = "integer"
     return parse
 
 
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
+def _int_at_least(low):
+    return _number(int, lambda v: v >= low, f"a whole number >= {low}")
 
 
-def _non_negative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
+_fraction = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+_non_negative = _number(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")  # NaN fails both
 
 
 def register(sub):
