@@ -122,16 +122,21 @@ def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
         assert done.trial_id == 1 and done.result["status"] == "done" and done.result["epochs_run"] == 1
 
 
-def test_a_running_job_reports_its_epochs(tiny):
+def test_a_running_job_reports_its_epochs(space):
+    from jointnas import Candidate
+    from jointnas.budget import cheapest_arch
     from jointnas.executor import LocalExecutor, TrainJob
 
-    (cand,) = sample_pool(load_space(tiny), 1, seed=1)
+    # The smallest fbnetv3 arch on 256 images, not the tiny space: an epoch (validation included)
+    # takes about half a second here, so 0.02 s polls see each one many times over; the tiny
+    # space's epochs could all land within one poll.
+    cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3))
     with LocalExecutor(1, "cpu") as ex:
-        ex.submit(TrainJob(7, cand.to_dict(), tiny, "digits", None, 3, 0, train_subset=64))
+        ex.submit(TrainJob(7, cand.to_dict(), "fbnetv3", "digits", None, 3, 0, train_subset=256))
         progress, finished = [], []
         deadline = time.monotonic() + 600
         while not finished and time.monotonic() < deadline:
-            finished = ex.poll(timeout=0.1)
+            finished = ex.poll(timeout=0.02)
             progress.append(ex.epochs_done(7))
     (done,) = finished
     assert done.trial_id == 7 and done.result["epochs_run"] == 3
