@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# The published FBNetV3 block lists, copied from ../shared so a fresh clone runs every test.
+PUBLISHED = REPO / "tests" / "data" / "fbnetv3_models.json"
 
 
 @pytest.fixture(scope="session")
@@ -16,16 +17,16 @@ def space():
 
 @pytest.fixture(scope="session")
 def published_models():
-    path = SHARED / "fbnetv3_models.json"
-    if not path.is_file():
-        pytest.skip(f"{path} not present (it sits beside the checkout in CI)")
     from jointnas.presets import load_published_models
 
-    return load_published_models(path)
+    return load_published_models(PUBLISHED)
 
 
 def pytest_configure(config):
-    # Tests share two cores with nothing else; more torch threads only add contention.
+    # One thread per process: on a shared 2-core machine two OpenMP threads per process
+    # collapse under load (BENCHMARKS.md, "Threads"); worker processes the tests start inherit it.
+    threads = os.environ.get("JOINTNAS_TEST_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
     import torch
 
-    torch.set_num_threads(int(os.environ.get("JOINTNAS_TEST_THREADS", "2")))
+    torch.set_num_threads(int(threads))
