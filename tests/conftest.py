@@ -19,7 +19,7 @@ def published_models():
     path = SHARED / "fbnetv3_models.json"
     if not path.is_file():
         pytest.skip(f"{path} not present (it sits beside the checkout in CI)")
-    from jointnas.presets import load_published_models
+    from jointnas.families.fbnetv3_presets import load_published_models
 
     return load_published_models(path)
 
