@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import shutil
 import sys
 import time
@@ -85,7 +86,7 @@ def run_space(store: RunStore) -> SearchSpace:
 
     stored = store.get_meta("space")
     if stored is not None:
-        return catalog.space_from_dict(stored, f"the space stored in run {store.run_dir}")
+        return catalog.space_from_dict(json.loads(stored), f"the space stored in run {store.run_dir}")
     return catalog.load_space(store.config["space"])
 
 
@@ -223,7 +224,8 @@ class CoarseSearch:
         if pool is None:
             pool = build_pool(space, config, progress=progress.shown)
         store = _writable(run_dir, lambda: RunStore.create(run_dir, config.to_dict()))
-        store.set_meta("space", space.to_dict())
+        # As JSON text: the store sorts the keys of mappings, and a space's dimension order matters.
+        store.set_meta("space", json.dumps(space.to_dict()))
         return cls(store, space, evaluator, surrogate=surrogate, policy=policy, executor=executor,
                    progress=progress)._with_pool(pool)
 

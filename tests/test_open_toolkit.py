@@ -11,7 +11,7 @@ import toy_objective
 from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, SerialExecutor, TrainEvaluator
 from jointnas.catalog import load_space, space_from_dict
 from jointnas.cli import main
-from jointnas.coarse import Progress
+from jointnas.coarse import Progress, run_space
 from jointnas.errors import SpaceError, UsageError
 from jointnas.store import RunStore
 
@@ -128,7 +128,7 @@ def test_a_python_objective_drives_a_coarse_run_and_resumes(tmp_path):
             best = toy_objective.peak(t.candidate.arch, t.candidate.recipe)
             epochs = t.candidate.recipe["epochs"] if t.iteration == 1 else 1
             assert [e["score"] for e in t.curve] == pytest.approx([best * e / (e + 1) for e in range(1, epochs + 1)])
-        assert store.get_meta("space") == space.to_dict() and store.config["evaluator"] == "toy_objective:objective"
+        assert run_space(store).to_dict() == space.to_dict() and store.config["evaluator"] == "toy_objective:objective"
     assert summary["counts"] == {"done": 12}
     # Reopened from the directory alone (the objective is found by name), extended by one iteration.
     with CoarseSearch.open(run, progress=quiet()) as search:
