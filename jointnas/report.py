@@ -580,7 +580,7 @@ def build_report(run_dir, out=None) -> Report:
     view = RunView.read(run_dir)
     out = Path(out) if out is not None else view.run_dir / "report.html"
     if out.is_dir():
-        raise UsageError(f"--out {out} is a directory; give the HTML file to write, e.g. {out / 'report.html'}")
+        raise UsageError(f"{out} is a directory; give the HTML file to write, e.g. {out / 'report.html'}")
     with mpl.style():
         sections = [plot(view, mpl) for plot in (plot_accuracy_vs_flops, plot_parity, plot_calibration,
                                                  plot_learning_curves)]

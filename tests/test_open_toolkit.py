@@ -147,16 +147,19 @@ def test_the_objective_flag_runs_the_same_search_and_the_report_shows_its_curves
             "--pool", "64", "--batch", "4", "--iterations", "2", "--ensemble", "2", "--seed", "1",
             "--executor", "serial", "--no-progress", "--json"]
     assert main(argv) == 0
-    summary = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("\n{\n") + 1:])  # after the progress log lines
     assert summary["counts"] == {"done": 8} and summary["config"]["evaluator"] == "toy_objective:objective"
     with RunStore.open(run) as store:
         assert all(len(t.curve) >= 1 and "score" in t.curve[0] for t in store.trials())
-    report = build_report(run, tmp_path / "report")
-    html = report.html.read_text() if hasattr(report, "html") else (tmp_path / "report" / "index.html").read_text()
-    assert "learning" in html.lower() and "toy_objective:objective" in html
+    report = build_report(run, tmp_path / "report.html")
+    html = report.html_path.read_text()
+    assert "learning_curves" in report.plots and "toy_objective:objective" in html
     # --budget on a space without a family: one line, exit 2, nothing written.
-    assert main(argv[:8] + ["--budget", "100M", "--no-progress"]) == 2
-    assert "has no model family" in capsys.readouterr().err
+    other = tmp_path / "other"
+    assert main(["coarse", "--objective", "toy_objective:objective", "--space", str(space_file), "--run", str(other),
+                 "--budget", "100M", "--no-progress"]) == 2
+    assert "has no model family" in capsys.readouterr().err and not other.exists()
 
 
 def test_a_failing_objective_is_a_failed_trial_not_a_crash():
