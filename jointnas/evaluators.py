@@ -165,10 +165,14 @@ class FunctionEvaluator:
         return cls(import_objective(spec), **options)
 
     def spec(self) -> Optional[str]:
+        """``module:function`` when that name finds this very function again, else None."""
         module, name = getattr(self.fn, "__module__", None), getattr(self.fn, "__qualname__", "")
         if not module or module == "__main__" or "<" in name:
             return None
-        return f"{module}:{name}"
+        found = sys.modules.get(module)
+        for part in name.split("."):
+            found = getattr(found, part, None)
+        return f"{module}:{name}" if found is self.fn else None
 
     def options(self) -> dict:
         return {"score_bounds": list(self.score_bounds) if self.score_bounds else None,
@@ -220,6 +224,9 @@ def import_objective(spec: str) -> Callable:
     except ImportError as e:
         raise UsageError(f"objective {spec!r}: cannot import module {module_name!r} ({e}); run from the "
                          "directory that holds it or put it on PYTHONPATH") from None
+    except Exception as e:  # noqa: BLE001 - the user's module failed while importing
+        raise UsageError(f"objective {spec!r}: importing module {module_name!r} failed: "
+                         f"{type(e).__name__}: {e}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise UsageError(f"objective {spec!r}: module {module_name!r} has no {attr!r}")
