@@ -1,4 +1,9 @@
-"""jointnas: joint architecture + training-recipe search guided by an accuracy predictor (FBNetV3-style)."""
+"""jointnas: joint architecture + training-recipe search guided by an accuracy predictor (FBNetV3-style).
+
+    from jointnas import CoarseSearch, TrainEvaluator, load_space
+    search = CoarseSearch.create("runs/demo", load_space("fbnetv3"), TrainEvaluator("digits"))
+    search.run()
+"""
 import importlib
 import warnings
 
@@ -11,10 +16,24 @@ __version__ = "0.1.0"
 # Public names and the module each lives in. They load on first use (PEP 562), so that
 # `import jointnas` and `jointnas --help` do not pay for importing torch.
 _EXPORTS = {
-    "Candidate": "candidate", "Cost": "proxies", "Space": "space", "SpaceError": "space",
-    "build_model": "model", "count_cost": "proxies", "count_cost_fvcore": "proxies", "count_costs": "proxies",
-    "load_space": "space", "sample_pool": "pool", "Task": "data", "load_task": "data",
-    "task_resolution": "data", "TrainResult": "trainer", "train": "trainer",
+    # spaces
+    "SearchSpace": "space", "Space": "space", "Candidate": "space", "IntDim": "space", "FloatDim": "space",
+    "CategoricalDim": "space", "BoolDim": "space", "sample_pool": "space",
+    "load_space": "catalog", "space_from_dict": "catalog", "register_family": "catalog",
+    # families and costs
+    "ModelFamily": "families.base", "Cost": "families.base", "count_cost": "cost", "count_costs": "cost",
+    "count_cost_fvcore": "cost", "build_model": "families.mbconv_net",
+    # evaluation
+    "Evaluator": "evaluators", "TrainEvaluator": "evaluators", "FunctionEvaluator": "evaluators",
+    "TrialResult": "trial", "Task": "data", "load_task": "data", "task_resolution": "data",
+    "TrainResult": "trainer", "train": "trainer",
+    # search
+    "Predictor": "predictor", "Surrogate": "predictor.base", "load_surrogate": "predictor.base",
+    "CoarseSearch": "coarse", "CoarseConfig": "coarse", "Budget": "budget",
+    "fine_search": "fine", "SearchSettings": "fine",
+    "SerialExecutor": "executor", "LocalExecutor": "executor",
+    # errors
+    "JointnasError": "errors", "UsageError": "errors", "SpaceError": "errors",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional
 
-from .errors import UsageError
+from .errors import BudgetError, UsageError
 
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _NUMBER = r"(\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+(?:e[+-]?\d+)?)"
@@ -63,45 +63,38 @@ class Budget:
         return text + (f", <= {format_params(self.max_params)}" if self.max_params is not None else "")
 
 
-# --------------------------------------------------------------------------- cost order of dimensions
-def cost_ordered_values(name: str, dim) -> Optional[List]:
-    """The values of an arch dimension from cheapest to costliest, or None if it does not change cost.
-
-    Every arch dimension of the MBConv builder changes FLOPs and params monotonically when the
-    others stay put: more channels, depth, expansion, resolution or a larger kernel cost more,
-    squeeze-excite costs more, and ``trim_pad`` (depthwise padding one smaller on a stage's
-    strided block) shrinks the feature map and so costs less. Activations are free.
-    """
-    if dim.kind == "int":
-        return list(dim.choices)
-    if dim.kind == "bool":
-        return [True, False] if name.endswith("trim_pad") else [False, True]
-    if dim.kind == "categorical" and all(isinstance(c, (int, float)) and not isinstance(c, bool)
-                                         for c in dim.choices):
-        return sorted(dim.choices)
-    return None
+# --------------------------------------------------------------------------- the cheapest arch
+def cost_ordered_values(space, name: str) -> Optional[List]:
+    """The values of arch dimension ``name`` from cheapest to costliest (the family's order), or
+    None if it does not change cost."""
+    return space.family.cost_order(name, space.arch[name])
 
 
 def cheapest_arch(space) -> dict:
     """The arch with the fewest FLOPs and params: every dimension at its cheapest value."""
     arch = {}
     for name, dim in space.arch.items():
-        order = cost_ordered_values(name, dim)
+        order = cost_ordered_values(space, name)
         arch[name] = order[0] if order is not None else dim.choices[0]
     return arch
 
 
-def check_budget(space, budget: Budget):
-    """Raise UsageError unless the space's cheapest candidate fits ``budget``; returns its Cost."""
-    from .proxies import count_cost
+def require_family(space, what: str = "a FLOPs or parameter budget") -> None:
+    if space.family is None:
+        raise BudgetError(f"space {space.name} has no model family, so it has no FLOPs or params to bound; "
+                          f"{what} does not apply to it")
 
-    least = count_cost(cheapest_arch(space), space)
+
+def check_budget(space, budget: Budget):
+    """BudgetError unless the space's cheapest candidate fits ``budget``; returns its Cost."""
+    require_family(space)
+    least = space.family.cost(cheapest_arch(space))
     if budget.max_flops < least.flops:
-        raise UsageError(f"FLOPs budget {format_flops(budget.max_flops)} is below the cheapest candidate of "
-                         f"space {space.name} ({format_flops(least.flops)}, {least.flops} flops); "
-                         f"use --budget {math.ceil(least.flops / 1e6)}MFLOPs or more")
+        raise BudgetError(f"FLOPs budget {format_flops(budget.max_flops)} is below the cheapest candidate of "
+                          f"space {space.name} ({format_flops(least.flops)}, {least.flops} flops); "
+                          f"allow {math.ceil(least.flops / 1e6)}MFLOPs or more", needed=("flops", least.flops))
     if budget.max_params is not None and budget.max_params < least.params:
-        raise UsageError(f"parameter budget {format_params(budget.max_params)} is below the smallest candidate "
-                         f"of space {space.name} ({format_params(least.params)}, {least.params} params); "
-                         f"use --max-params {math.ceil(least.params / 1e4) / 100:g}M or more")
+        raise BudgetError(f"parameter budget {format_params(budget.max_params)} is below the smallest candidate "
+                          f"of space {space.name} ({format_params(least.params)}, {least.params} params); "
+                          f"allow {math.ceil(least.params / 1e4) / 100:g}M or more", needed=("params", least.params))
     return least

@@ -1,43 +1,48 @@
 """Coarse stage: FBNetV3's constrained iterative optimisation, resumable from its run store.
 
-1. Sobol pool -> FLOPs/params proxies -> candidates over the budget dropped.
-2. Predictor encoder pretrained on the proxies (checkpoint ``iter0``).
-3. Iteration 1: a diverse batch (farthest-point sampling over the encoding) trained to its
-   full schedule; the early-stop epoch is calibrated as the smallest epoch whose Kendall tau-b
-   between accuracy-at-that-epoch and final accuracy reaches the threshold.
-4. Iterations 2..N: the next batch by ``mean + explore * std`` of the predictor ensemble over
-   the untrained pool, trained to the calibrated epoch; the predictor is refitted each time.
+1. Sobol pool -> FLOPs/params of each candidate (the space's family) -> those over the budget dropped.
+2. Surrogate pretrained on the proxies (checkpoint ``iter0``); a space without a family has
+   no proxies, and its surrogate starts untrained.
+3. Iteration 1: the policy's first batch (today: diverse, farthest-point over the encoding)
+   evaluated to its full schedule; the early-stop epoch is calibrated on it (``calibration``).
+4. Iterations 2..N: the policy's next batch given the surrogate (today: mean + explore * std),
+   evaluated to the calibrated epoch; the surrogate is refitted each time.
 
 Every step reads what is already in the store first, so running again on the same run
-directory continues where a crash or Ctrl-C stopped it.
+directory continues where a crash or Ctrl-C stopped it. ``CoarseSearch.create`` starts a run
+and ``CoarseSearch.open`` continues one; the evaluator, surrogate factory, batch policy and
+executor are injected.
 """
 from __future__ import annotations
 
+import copy
+import inspect
+import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 
-from .candidate import Candidate
-from .errors import UsageError
-from .executor import Executor, JobDone, TrainJob
-from .space import Space
+from .calibration import RANK_METRIC, calibrate, rank_correlation  # noqa: F401 - public names
+from .errors import BudgetError, UsageError
+from .executor import Executor, Job, JobDone
+from .space import Candidate, SearchSpace
 from .store import RunStore, Trial
-
-RANK_METRIC = "kendall_tau_b"
+from .strategies.batch import acquisition_batch, diverse_batch  # noqa: F401 - public names
+from .trial import measured_score
 
 
 @dataclass
 class CoarseConfig:
     """What defines a coarse run (stored in the run; execution settings such as workers are not)."""
 
-    space: str = "fbnetv3"
-    data: str = "digits"
-    data_root: Optional[str] = None
-    train_subset: Optional[int] = None  # train on the first N (shuffled) training images only
+    space: str = ""                    # the space's name (the space itself is stored whole)
+    evaluator: Optional[str] = None    # catalog spec (train:digits, module:function); None: not rebuildable
+    evaluator_options: dict = field(default_factory=dict)
     pool: int = 20000
     seed: int = 0
     budget: Optional[int] = None       # FLOPs of the deployable model (fvcore count)
@@ -50,14 +55,43 @@ class CoarseConfig:
     rank_threshold: float = 0.9
     explore: float = 1.0
     ensemble: int = 5
-    num_classes: int = 10              # of the task, for the chance-level score of diverged trials
+    surrogate: str = "mlp"
+    policy: str = "ucb"
+    diverged_score: Optional[float] = None   # a diverged trial's score (chance level for a classifier)
+    score_bounds: Optional[list] = None      # the evaluator's score range, e.g. [0, 1] for accuracies
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "CoarseConfig":
+        d = dict(d)
+        if "data" in d:  # a run made before evaluators: its trainer settings become the evaluator's
+            d["evaluator"] = f"train:{d.pop('data')}"
+            d["evaluator_options"] = {"data_root": d.pop("data_root", None), "train_subset": d.pop("train_subset", None)}
+            classes = d.pop("num_classes", None)
+            d.setdefault("diverged_score", 1.0 / classes if classes else None)
+            d.setdefault("score_bounds", [0.0, 1.0])
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise UsageError(f"the run's settings have unknown key(s) {', '.join(sorted(unknown))}; "
+                             "it was made by another version of jointnas")
+        return cls(**d)
+
+
+def run_space(store: RunStore) -> SearchSpace:
+    """The space a run searched, as the run stored it (runs from before spaces were stored: by name)."""
+    from . import catalog
+
+    stored = store.get_meta("space")
+    if stored is not None:
+        return catalog.space_from_dict(json.loads(stored), f"the space stored in run {store.run_dir}")
+    return catalog.load_space(store.config["space"])
+
 
 # ---------------------------------------------------------------------- pool and budget
-def check_budget(space: Space, budget: Optional[int], max_params: Optional[int]) -> None:
+def check_budget(space: SearchSpace, budget: Optional[int], max_params: Optional[int]) -> None:
     """UsageError (naming the space's minimum) if no candidate of the space can meet the budget."""
     if budget is None and max_params is None:
         return
@@ -66,78 +100,24 @@ def check_budget(space: Space, budget: Optional[int], max_params: Optional[int])
     check(space, Budget(budget if budget is not None else sys.maxsize, max_params))
 
 
-def build_pool(space: Space, config: CoarseConfig, progress: bool = True):
-    """(feasible candidates, their (n, 2) [flops, params], number sampled); UsageError if none fits."""
-    from .pool import sample_pool
-    from .proxies import count_costs
-
-    pool = sample_pool(space, config.pool, seed=config.seed)
-    costs = count_costs(pool, space, progress=progress)
+def build_pool(space: SearchSpace, config: CoarseConfig, progress: bool = True):
+    """(feasible candidates, their (n, 2) [flops, params], number sampled); UsageError if none fits.
+    A space without a family has no costs: they are all 0 and nothing is dropped."""
+    pool = space.sample(config.pool, seed=config.seed)
+    if space.family is None:
+        return pool, np.zeros((len(pool), 2), dtype=np.int64), len(pool)
+    costs = space.family.costs([c.arch for c in pool], progress=progress)
     keep = np.ones(len(pool), dtype=bool)
     if config.budget is not None:
         keep &= costs[:, 0] <= config.budget
     if config.max_params is not None:
         keep &= costs[:, 1] <= config.max_params
     if not keep.any():
-        raise UsageError(f"none of the {len(pool)} pool candidates fits the budget (cheapest in the pool: "
-                         f"{costs[:, 0].min() / 1e6:.1f} MFLOPs, {costs[:, 1].min() / 1e6:.2f} M params); "
-                         "raise --budget / --max-params or sample a larger --pool")
+        raise BudgetError(f"none of the {len(pool)} pool candidates fits the budget (cheapest in the pool: "
+                          f"{costs[:, 0].min() / 1e6:.1f} MFLOPs, {costs[:, 1].min() / 1e6:.2f} M params); "
+                          "raise the budget or sample a larger pool")
     idx = np.flatnonzero(keep)
     return [pool[i] for i in idx], costs[idx], len(pool)
-
-
-# ---------------------------------------------------------------------- batch choice
-def diverse_batch(x: np.ndarray, k: int, seed: int) -> List[int]:
-    """Farthest-point sampling over encoded rows: a seeded random start, then each next row is
-    the one farthest from all chosen so far."""
-    rng = np.random.default_rng(seed)
-    k = min(k, len(x))
-    chosen = [int(rng.integers(len(x)))]
-    dist = np.linalg.norm(x - x[chosen[0]], axis=1)
-    while len(chosen) < k:
-        nxt = int(np.argmax(dist))
-        chosen.append(nxt)
-        dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
-    return chosen
-
-
-def acquisition_batch(mean: np.ndarray, std: np.ndarray, untried: np.ndarray, k: int, explore: float) -> List[int]:
-    """Indices of the ``k`` untried rows with the highest upper confidence bound mean + explore * std."""
-    score = np.where(untried, mean + explore * std, -np.inf)
-    order = np.argsort(-score, kind="stable")
-    return [int(i) for i in order[: min(k, int(untried.sum()))]]
-
-
-# ---------------------------------------------------------------------- calibration
-def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0  # a constant ranking says nothing about the other
-    from scipy.stats import kendalltau  # a second to import: not on the path of `jointnas --help`
-
-    tau = kendalltau(a, b).statistic
-    return 0.0 if np.isnan(tau) else float(tau)
-
-
-def calibrate(trials: Sequence[Trial], threshold: float) -> dict:
-    """Smallest epoch whose accuracy ranking of ``trials`` agrees with their final ranking at
-    Kendall tau-b >= ``threshold``. A candidate whose schedule is shorter than an epoch counts
-    with its final accuracy there (it is finished)."""
-    usable = [t for t in trials if t.status == "done" and t.curve and t.final_acc is not None]
-    full = max((len(t.curve) for t in usable), default=0)
-    out = {"metric": RANK_METRIC, "threshold": threshold, "n_trials": len(usable), "full_epochs": full,
-           "epochs": list(range(1, full + 1)), "correlation": [], "chosen_epoch": full, "reached": False}
-    if len(usable) < 3:
-        out["note"] = f"only {len(usable)} finished trials: too few to rank, so later trials train the full schedule"
-        return out
-    final = [t.acc_at(len(t.curve)) for t in usable]
-    for e in out["epochs"]:
-        out["correlation"].append(rank_correlation([t.acc_at(e) for t in usable], final))
-    for e, tau in zip(out["epochs"], out["correlation"]):
-        if tau >= threshold - 1e-9:  # tau of n items is a ratio of integers; 0.8 must count as 0.8
-            out["chosen_epoch"], out["reached"] = e, True
-            break
-    return out
 
 
 # ---------------------------------------------------------------------- the loop
@@ -165,25 +145,141 @@ class Progress:
         return tqdm(disable=not self.shown, file=sys.stderr, dynamic_ncols=True, **kw)
 
 
+def _call(fn, *args, **optional):
+    """``fn(*args, **those optional keywords fn accepts)``: surrogates need not take ``progress``."""
+    try:
+        accepted = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    return fn(*args, **{k: v for k, v in optional.items() if takes_any or k in accepted})
+
+
+ExecutorArg = Union[Executor, Callable[[], Executor], None]
+
+
+def _writable(run_dir, make):
+    """``make()``, with an OS refusal (read-only place, /proc, ...) turned into a UsageError."""
+    try:
+        return make()
+    except OSError as e:
+        raise UsageError(f"cannot make a run directory at {run_dir}: {e.strerror or e}; choose a directory "
+                         "you can write to") from None
+
+
 class CoarseSearch:
-    def __init__(self, store: RunStore, space: Space, make_executor: Callable[[], Executor],
-                 progress: Optional[Progress] = None):
+    """The loop over a run store. Start a run with :meth:`create`, continue one with :meth:`open`.
+
+    ``surrogate``: a factory ``make(space, *, seed, ensemble, score_bounds) -> Surrogate``
+    (default: the catalog's entry for the run's ``surrogate`` name); ``policy``: a batch policy
+    (default: the run's ``policy`` name with its ``explore``); ``executor``: an Executor or a
+    callable making one when the first trial is due (default: a SerialExecutor).
+    """
+
+    def __init__(self, store: RunStore, space: SearchSpace, evaluator, *, surrogate: Optional[Callable] = None,
+                 policy=None, executor: ExecutorArg = None, progress: Optional[Progress] = None):
+        from . import catalog
+
         self.store = store
         self.space = space
-        self.config = CoarseConfig(**store.config)
-        self.make_executor = make_executor
+        self.evaluator = evaluator
+        self.config = CoarseConfig.from_dict(store.config)
+        self.make_surrogate = surrogate or catalog.resolve(catalog.SURROGATES, self.config.surrogate, "surrogate")
+        self.policy = policy or catalog.make_policy(self.config.policy, explore=self.config.explore)
+        self._executor_arg = executor
         self.progress = progress or Progress()
         self._executor: Optional[Executor] = None
         self.pool: List[Candidate] = []
         self.costs = np.zeros((0, 2), dtype=np.int64)
         self._encoded: Optional[np.ndarray] = None
 
+    # ---- starting and continuing
+    @classmethod
+    def create(cls, run_dir, space, evaluator, config: Union[CoarseConfig, dict, None] = None, *, pool=None,
+               surrogate: Optional[Callable] = None, policy=None, executor: ExecutorArg = None,
+               progress: Optional[Progress] = None) -> "CoarseSearch":
+        """A new run in ``run_dir`` (absent or empty). ``pool`` = (candidates, costs, sampled) if
+        already computed. The pool is sampled and costed before the directory is made, so a
+        budget that no candidate meets leaves nothing behind."""
+        from .catalog import load_space
+
+        space = load_space(space)
+        if isinstance(config, dict):
+            config = CoarseConfig.from_dict(config)
+        config = copy.deepcopy(config) if config is not None else CoarseConfig()
+        evaluator.check_space(space)
+        if space.family is None and (config.budget is not None or config.max_params is not None):
+            raise BudgetError(f"space {space.name} has no model family, so there are no FLOPs or params to "
+                              "budget; drop the budget")
+        check_budget(space, config.budget, config.max_params)
+        config.space = space.name
+        spec = evaluator.spec() if hasattr(evaluator, "spec") else None
+        config.evaluator = spec
+        config.evaluator_options = dict(evaluator.options()) if spec and hasattr(evaluator, "options") else {}
+        config.diverged_score = getattr(evaluator, "diverged_score", None)
+        bounds = getattr(evaluator, "score_bounds", None)
+        config.score_bounds = [float(b) for b in bounds] if bounds is not None else None
+        _writable(run_dir, lambda: RunStore.check_new_dir(run_dir))
+        progress = progress or Progress()
+        if pool is None:
+            pool = build_pool(space, config, progress=progress.shown)
+        store = _writable(run_dir, lambda: RunStore.create(run_dir, config.to_dict()))
+        # As JSON text: the store sorts the keys of mappings, and a space's dimension order matters.
+        store.set_meta("space", json.dumps(space.to_dict()))
+        return cls(store, space, evaluator, surrogate=surrogate, policy=policy, executor=executor,
+                   progress=progress)._with_pool(pool)
+
+    @classmethod
+    def open(cls, run_dir, evaluator=None, *, space: Optional[SearchSpace] = None,
+             surrogate: Optional[Callable] = None, policy=None, executor: ExecutorArg = None,
+             progress: Optional[Progress] = None) -> "CoarseSearch":
+        """Continue the run in ``run_dir``. ``evaluator`` defaults to the one the run names; a
+        run scored by a Python function that cannot be imported by name needs it passed again."""
+        from . import catalog
+
+        store = RunStore.open(run_dir)
+        try:
+            config = CoarseConfig.from_dict(store.config)
+            saved = run_space(store)
+            if space is not None and space.fingerprint() != saved.fingerprint():
+                raise UsageError(f"run {run_dir} searched another version of space {saved.name!r}; "
+                                 "open it without a space, or start a new run")
+            space = space or saved
+            if evaluator is None:
+                if config.evaluator is None:
+                    raise UsageError(f"run {run_dir} was scored by a Python function that cannot be found by name; "
+                                     "pass the evaluator again (CoarseSearch.open(run_dir, evaluator=...))")
+                evaluator = catalog.make_evaluator(config.evaluator, **config.evaluator_options)
+            evaluator.check_space(space)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, space, evaluator, surrogate=surrogate, policy=policy, executor=executor,
+                   progress=progress)
+
+    def _with_pool(self, pool) -> "CoarseSearch":
+        self._pending_pool = pool
+        return self
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     # ---- helpers
     def log(self, line: str) -> None:
         self.progress.log(line)
 
-    def full_epochs(self, cand: Candidate) -> int:
-        epochs = int(cand.recipe["epochs"])
+    def full_epochs(self, cand: Candidate) -> Optional[int]:
+        """Epochs of a candidate's full schedule (its recipe's ``epochs`` when it has one), capped."""
+        epochs = cand.recipe.get("epochs")
+        if epochs is None:
+            return self.config.epoch_cap
+        epochs = int(epochs)
         return epochs if self.config.epoch_cap is None else min(epochs, self.config.epoch_cap)
 
     @property
@@ -193,20 +289,29 @@ class CoarseSearch:
         return self._encoded
 
     def score(self, trial: Trial, epoch: int) -> Optional[float]:
-        """Predictor target of a trial: accuracy at the calibrated epoch; chance level if it diverged."""
-        if trial.status == "diverged":
-            return 1.0 / self.config.num_classes
-        if trial.status != "done" or not trial.curve:
-            return None
-        return trial.acc_at(epoch)
+        """Surrogate target of a trial: its score at the calibrated epoch (``trial.measured_score``)."""
+        return measured_score(trial.status, trial.curve, epoch, self.config.diverged_score)
 
     @property
-    def final_predictor(self):
+    def final_predictor(self) -> Path:
         return self.store.run_dir / "predictor.pt"
 
     def calibration(self) -> Optional[dict]:
         found = self.store.results("calibration")
         return found[-1] if found else None
+
+    def _load_surrogate(self, iteration: int):
+        from .predictor.base import load_surrogate
+
+        return load_surrogate(self.store.predictor_path(iteration), self.space)
+
+    def _new_executor(self) -> Executor:
+        from .executor import SerialExecutor
+
+        arg = self._executor_arg
+        if arg is None:
+            return SerialExecutor()
+        return arg if isinstance(arg, Executor) else arg()
 
     # ---- stages
     def run(self, pool=None) -> dict:
@@ -215,7 +320,7 @@ class CoarseSearch:
         if requeued:
             self.log(f"resume: {requeued} trial(s) interrupted while training go back to the queue")
         try:
-            self._load_pool(pool)
+            self._load_pool(pool if pool is not None else getattr(self, "_pending_pool", None))
             pretrained = self._pretrained()
             for it in range(1, self.config.iterations + 1):
                 self._iteration(it, pretrained)
@@ -227,7 +332,7 @@ class CoarseSearch:
             if failed:
                 self.store.requeue_running()
         last = self.store.predictor_path(self.config.iterations)
-        if last is not None:  # copied every time: a run extended by --iterations gets its new final predictor
+        if last is not None:  # copied every time: a run extended by more iterations gets its new final predictor
             tmp = self.final_predictor.with_suffix(".pt.tmp")
             shutil.copyfile(last, tmp)
             tmp.replace(self.final_predictor)
@@ -246,19 +351,26 @@ class CoarseSearch:
         self.log(f"pool: {sampled} Sobol samples, {len(cands)} within the budget")
 
     def _pretrained(self):
-        from .predictor import Predictor
-
         path = self.store.predictor_path(0)
         if path is not None:
-            return Predictor.load(path, self.space)
-        p = Predictor(self.space, ensemble=self.config.ensemble, seed=self.config.seed)
+            return self._load_surrogate(0)
+        c = self.config
+        bounds = tuple(c.score_bounds) if c.score_bounds is not None else None
+        p = self.make_surrogate(self.space, seed=c.seed, ensemble=c.ensemble, score_bounds=bounds)
         t = time.time()
-        p.pretrain(self.pool, self.costs, progress=self.progress.shown)
+        if self.space.family is None or self.space.arch_width == 0:
+            why = ("the space has no model family, so there are no FLOPs/params proxies"
+                   if self.space.family is None else "the space has no arch dimensions to learn costs from")
+            stage = f"not pretrained: {why}"
+            self.log(f"surrogate not pretrained on proxies: {why}")
+        else:
+            _call(p.pretrain, self.pool, self.costs, progress=self.progress.shown)
+            stage = "pretrained on proxies"
+            self.log(f"predictor encoder pretrained on FLOPs/params of {len(self.pool)} candidates "
+                     f"({time.time() - t:.1f} s)")
         path = self.store.predictor_file(0)
         p.save(path)
-        self.store.register_predictor(0, path, stage="pretrained on proxies", n=len(self.pool))
-        self.log(f"predictor encoder pretrained on FLOPs/params of {len(self.pool)} candidates "
-                 f"({time.time() - t:.1f} s)")
+        self.store.register_predictor(0, path, stage=stage, n=len(self.pool))
         return p
 
     def _iteration(self, it: int, pretrained) -> None:
@@ -274,16 +386,14 @@ class CoarseSearch:
         tried = self.store.trial_keys()
         untried = np.array([c.key() not in tried for c in self.pool])
         if it == 1:
-            idx = diverse_batch(self.encoded, self.config.batch, self.config.seed)
-            how = "diverse (farthest-point over the encoding)"
+            idx = self.policy.first(self.encoded, self.config.batch, self.config.seed)
+            how = self.policy.describe_first()
             epochs = None
         else:
-            from .predictor import Predictor
-
-            predictor = Predictor.load(self.store.predictor_path(it - 1), self.space)
-            mean, std = predictor.predict_encoded(self.encoded)
-            idx = acquisition_batch(mean, std, untried, self.config.batch, self.config.explore)
-            how = f"by predicted accuracy + {self.config.explore:g} x ensemble std"
+            surrogate = self._load_surrogate(it - 1)
+            rng = np.random.default_rng([self.config.seed, it])
+            idx = self.policy.choose(self.encoded, untried, self.config.batch, surrogate, rng)
+            how = self.policy.describe()
             epochs = self.calibration()["chosen_epoch"]
         if not idx:
             self.log(f"iteration {it}: every pool candidate has been trained; nothing left to choose")
@@ -293,12 +403,11 @@ class CoarseSearch:
                  + ("full schedule" + (f" capped at {self.config.epoch_cap} epochs" if self.config.epoch_cap else "")
                     if epochs is None else f"{epochs} epochs (calibrated early stop)"))
 
-    def _job(self, trial: Trial) -> TrainJob:
+    def _job(self, trial: Trial) -> Job:
         epochs = self.full_epochs(trial.candidate)
         if trial.target_epochs is not None:
-            epochs = min(epochs, trial.target_epochs)
-        return TrainJob(trial.id, trial.candidate.to_dict(), self.config.space, self.config.data,
-                        self.config.data_root, epochs, self.config.seed, self.config.train_subset)
+            epochs = trial.target_epochs if epochs is None else min(epochs, trial.target_epochs)
+        return Job(trial.id, trial.candidate.to_dict(), self.space, self.evaluator, epochs, self.config.seed)
 
     def _train_queued(self, it: int) -> None:
         queued = self.store.trials("queued", iteration=it)
@@ -306,7 +415,7 @@ class CoarseSearch:
             return
         total = len(self.store.trials(iteration=it))
         if self._executor is None:
-            self._executor = self.make_executor()
+            self._executor = self._new_executor()
         ex = self._executor
         overall = self.progress.bar(total=total, initial=total - len(queued), desc=f"iteration {it} training",
                                     unit="trial")
@@ -341,9 +450,10 @@ class CoarseSearch:
 
     def _trial_line(self, it: int, event: JobDone) -> str:
         r = event.result
-        acc = r.get("final_acc")
+        score = r.get("final_acc")
+        name = "val_acc" if self.config.score_bounds == [0.0, 1.0] else "score"
         line = (f"iter {it} trial {event.trial_id}: {r.get('status')}"
-                + (f" val_acc {acc:.3f}" if acc is not None else "")
+                + (f" {name} {score:.3f}" if score is not None else "")
                 + f" after {r.get('epochs_run') or len(r.get('curve') or [])} epoch(s)"
                 + (f" in {r['wall_time']:.1f} s" if r.get("wall_time") else "") + f" on {r.get('device')}")
         if r.get("error"):
@@ -357,7 +467,7 @@ class CoarseSearch:
                              f"on{self._errors()}")
         self.store.save_result("calibration", cal)
         curve = ", ".join(f"{e}:{c:.2f}" for e, c in zip(cal["epochs"], cal["correlation"]))
-        self.log(f"early-stop calibration ({cal['metric']} of accuracy at epoch e vs final, "
+        self.log(f"early-stop calibration ({cal['metric']} of score at epoch e vs final, "
                  f"{cal['n_trials']} trials): {curve or 'n/a'}")
         verdict = (f"reaches {cal['threshold']:g} at epoch {cal['chosen_epoch']}" if cal["reached"]
                    else cal.get("note", f"never reaches {cal['threshold']:g} before the last epoch"))
@@ -365,7 +475,7 @@ class CoarseSearch:
 
     def _errors(self) -> str:
         errors = sorted({t.error for t in self.store.trials() if t.error})
-        return f"; training errors: {'; '.join(errors)[:300]}" if errors else ""
+        return f"; errors: {'; '.join(errors)[:300]}" if errors else ""
 
     def training_set(self):
         epoch = self.calibration()["chosen_epoch"]
@@ -374,32 +484,30 @@ class CoarseSearch:
         return [t for t, _ in pairs], np.array([s for _, s in pairs], dtype=np.float64)
 
     def _fit(self, it: int, pretrained) -> None:
-        import copy
-
-        from .predictor import Predictor, evaluate
+        from .predictor.evaluate import cross_validate
 
         trials, y = self.training_set()
         if len(trials) < 3:
-            raise UsageError(f"only {len(trials)} trial(s) finished with an accuracy, too few to fit the "
-                             f"predictor{self._errors()}")
+            raise UsageError(f"only {len(trials)} trial(s) finished with a score, too few to fit the "
+                             f"surrogate{self._errors()}")
         cands = [t.candidate for t in trials]
         t0 = time.time()
-        predictor = copy.deepcopy(pretrained).fit(cands, y, progress=self.progress.shown)
+        surrogate = _call(copy.deepcopy(pretrained).fit, cands, y, progress=self.progress.shown)
         path = self.store.predictor_file(it)
-        predictor.save(path)
+        surrogate.save(path)
         fit_seconds = time.time() - t0
         record = {"iteration": it, "n_train": len(trials), "fit_seconds": fit_seconds, "kendall_tau": None,
                   "spearman_rho": None, "mae": None, "k": None,
                   "method": "k-fold cross-validation, pooled out-of-fold predictions"}
         if len(trials) >= 4:  # every fold must keep >= 3 pairs to fit on
-            metrics = evaluate(self.space, cands, y, k=5, seed=self.config.seed, pretrain=pretrained)
+            metrics = cross_validate(pretrained, cands, y, k=5, seed=self.config.seed)
             record.update(kendall_tau=metrics["kendall_tau_pooled"], spearman_rho=metrics["spearman_rho_pooled"],
                           mae=metrics["mae_pooled"], k=metrics["k"])
         if it > 1:
-            # How well the previous predictor ranked the batch it chose, before seeing it trained.
+            # How well the previous surrogate ranked the batch it chose, before seeing it measured.
             batch = [(t, s) for t, s in zip(trials, y) if t.iteration == it]
             if len(batch) >= 2:
-                prev = Predictor.load(self.store.predictor_path(it - 1), self.space)
+                prev = self._load_surrogate(it - 1)
                 mean, _ = prev.predict([t.candidate for t, _ in batch])
                 record["next_batch_tau"] = rank_correlation(mean, [s for _, s in batch])
         self.store.save_result("predictor_eval", record)
@@ -426,33 +534,8 @@ class CoarseSearch:
                 "predictor": str(self.final_predictor)}
 
 
+
 def format_summary(s: dict) -> str:
-    cfg, cal = s["config"], s["calibration"]
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(s["counts"].items()))
-    lines = [f"coarse search {s['run']}: {sum(s['counts'].values())} trials ({counts}) "
-             f"over {len(s['iterations'])} iteration(s)"]
-    schedule = "full schedule = each recipe's epochs"
-    if cfg.get("epoch_cap"):
-        schedule += (f", capped at {cfg['epoch_cap']} epochs of that schedule "
-                     "(the learning-rate schedule is not compressed)")
-    lines.append(schedule)
-    epoch = cal.get("chosen_epoch")
-    if cal:
-        lines.append(f"early stop: epoch {epoch} of {cal['full_epochs']} "
-                     f"({cal['metric']} >= {cal['threshold']:g}: {'yes' if cal['reached'] else 'no'})")
-    lines += ["", f"best measured candidates (ranked by val acc at epoch {epoch}):",
-              f"  {'trial':>5} {'iter':>4} {'acc@' + str(epoch):>7} {'final':>6} {'epochs':>6} "
-              f"{'MFLOPs':>8} {'Mparams':>7}  key"]
-    for b in s["best"]:
-        lines.append(f"  {b['trial']:>5} {b['iteration']:>4} {b['score']:>7.3f} {b['final_acc'] or 0:>6.3f} "
-                     f"{b['epochs_run']:>6} {b['flops'] / 1e6:>8.1f} {b['params'] / 1e6:>7.2f}  {b['key']}")
-    lines += ["", "predictor per iteration (held-out = k-fold out-of-fold Kendall tau):",
-              f"  {'iter':>4} {'trained':>7} {'held-out tau':>12} {'tau on its next batch':>22}"]
-    evals = s["predictor_eval"]
-    next_tau = {e["iteration"] - 1: e.get("next_batch_tau") for e in evals}
-    for e in evals:
-        tau, nxt = e["kendall_tau"], next_tau.get(e["iteration"])
-        lines.append(f"  {e['iteration']:>4} {e['n_train']:>7} {'-' if tau is None else f'{tau:.2f}':>12} "
-                     f"{'-' if nxt is None else f'{nxt:.2f}':>22}")
-    lines.append(f"final predictor: {s['predictor']}")
-    return "\n".join(lines)
+    from .coarse_summary import format_summary as fmt
+
+    return fmt(s)

@@ -18,7 +18,7 @@ resolution dimension still matters (digits: 224 px -> 56, 272 px -> 68). Small i
 upsampled on the fly. Every base is at least 56 px: the network downsamples 32x, and a stage
 whose first block trims its depthwise padding (``s3_trim_pad``, ``s5_trim_pad``) needs a 3 px
 input, so FBNetV3 archs with trimmed padding accept nothing below 49 px
-(:func:`jointnas.model.min_input_size`). Were a task's resolution ever below that (another
+(:func:`jointnas.families.mbconv_cost.min_input_size`). Were a task's resolution ever below that (another
 space, another base), the trainer builds that task model with untrimmed padding instead of
 failing. Per-layer overhead dominates at these sizes: on CPU 56 px trains only ~1.7x slower
 than 32 px.
@@ -126,7 +126,9 @@ class Task:
 
 def task_resolution(arch_resolution: int, task: Task, space) -> int:
     """Training resolution of an arch on ``task`` (see the module docstring)."""
-    return int(round(task.base_resolution * arch_resolution / space.deploy.reference_resolution))
+    from .families.base import scaled_resolution
+
+    return scaled_resolution(arch_resolution, task, space.family.deploy)
 
 
 # --------------------------------------------------------------------------- loading

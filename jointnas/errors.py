@@ -1,5 +1,24 @@
-"""Errors that the CLI turns into exit code 2 with one line of text."""
+"""The one error root. Library messages say what is wrong and how to fix it without naming
+command-line flags; the CLI turns any :class:`UsageError` into exit code 2 and one line."""
 
 
-class UsageError(ValueError):
+class JointnasError(Exception):
+    """Root of every error jointnas raises on purpose."""
+
+
+class UsageError(JointnasError, ValueError):
     """Bad input from the user: the message says what is wrong and how to fix it."""
+
+
+class SpaceError(UsageError):
+    """A search-space file or value is malformed; the message names file and key."""
+
+
+class BudgetError(UsageError):
+    """No candidate can meet a resource budget, or a budget was given where none applies.
+
+    ``needed`` is what the CLI turns into a flag suggestion: ``("flops"|"params", minimum)``."""
+
+    def __init__(self, message: str, needed=None):
+        super().__init__(message)
+        self.needed = needed

@@ -12,10 +12,9 @@ import numpy as np
 from scipy.stats import qmc
 
 from .budget import Budget, cost_ordered_values
-from .candidate import Candidate
-from .pool import unit_to_candidates
-from .proxies import Cost, count_cost
-from .space import Space
+from .cost import Cost, count_cost
+from .space import Candidate, SearchSpace as Space
+from .space.pool import unit_to_candidates
 
 # Half of the mutated dimensions move to a neighbouring value (local refinement), the other
 # half are resampled over their whole range (long jumps).
@@ -55,7 +54,7 @@ class Variation:
         self.genes = _genes(space)
         # Arch dimensions that change cost, with their values cheapest first (for repair).
         self.cost_orders = {name: order for name, dim in space.arch.items()
-                            if (order := cost_ordered_values(name, dim)) is not None and len(order) > 1}
+                            if (order := cost_ordered_values(space, name)) is not None and len(order) > 1}
         self._arch_names = list(space.arch)
         self._recipe_names = list(space.recipe)
         self._costs: Dict[tuple, Cost] = {}

@@ -5,9 +5,12 @@
         ...
     ex.close()
 
-``ex.epochs_done(trial_id)`` tells how far a running job has got, for progress bars.
+``ex.epochs_done(trial_id)`` tells how far a running job has got, for progress bars. A job
+carries the space and evaluator *objects* (pickled to workers), so a space built in Python
+or a user's objective reaches them; the worker calls ``evaluator.evaluate``.
 
-:class:`LocalExecutor` runs ``workers`` long-lived processes (spawn context) on this machine:
+:class:`SerialExecutor` runs each job in this process when it is polled (no workers: for
+debugging, for objectives that cannot be pickled, for tests). :class:`LocalExecutor` runs ``workers`` long-lived processes (spawn context) on this machine:
 one GPU each when several exist, otherwise the CPU threads split between them. Another
 executor (e.g. Ray actors) only has to implement the same four members. The driver, not
 the workers, writes results to the store: results reach it as plain dicts.
@@ -20,29 +23,33 @@ import queue
 import signal
 import threading
 import time
+import inspect
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from .trial import failed
 
 
 @dataclass
-class TrainJob:
-    """Everything a worker needs to train one trial (plain data, picklable, JSON-able)."""
+class Job:
+    """Everything a worker needs to evaluate one trial (picklable)."""
 
     trial_id: int
     candidate: dict            # Candidate.to_dict()
-    space: str                 # space name or YAML path
-    task: str                  # data set name, as load_task takes it
-    data_root: Optional[str]
-    epochs: Optional[int]      # None: the recipe's full schedule
+    space: Any                 # the SearchSpace
+    evaluator: Any             # the Evaluator
+    epochs: Optional[int]      # None: the candidate's full schedule
     seed: int
-    train_subset: Optional[int] = None  # train on the first N training images only
+
+
+TrainJob = Job  # the name before evaluators existed
 
 
 @dataclass
 class JobDone:
     trial_id: int
-    result: dict               # TrainResult.to_dict(): status, curve, final_acc, wall_time, device, error
+    result: dict               # TrialResult.to_dict(): status, curve, final_acc, wall_time, device, error
     worker: str
 
 
@@ -62,7 +69,7 @@ class Executor(ABC):
         return self.capacity - self.in_flight
 
     @abstractmethod
-    def submit(self, job: TrainJob) -> str:
+    def submit(self, job: Job) -> str:
         """Start ``job`` (only while ``free_slots > 0``); returns a label of where it runs."""
 
     @abstractmethod
@@ -114,7 +121,7 @@ class LocalExecutor(Executor):
         self._outbox = self._ctx.Queue()
         self._procs: List[Optional[mp.Process]] = [None] * workers
         self._inboxes: List = [None] * workers
-        self._busy: Dict[int, TrainJob] = {}        # worker index -> job
+        self._busy: Dict[int, Job] = {}        # worker index -> job
         self._epochs: Dict[int, int] = {}           # trial id -> epochs finished, while it runs
         for i in range(workers):
             self._start(i)
@@ -142,13 +149,13 @@ class LocalExecutor(Executor):
     def label(self, i: int) -> str:
         return f"local-{i}:{self._plans[i]['device']}"
 
-    def submit(self, job: TrainJob) -> str:
+    def submit(self, job: Job) -> str:
         free = [i for i in range(self.capacity) if i not in self._busy]
         if not free:
             raise RuntimeError("no free worker; submit only while free_slots > 0")
         i = free[0]
         self._busy[i] = job
-        self._inboxes[i].put(asdict(job))
+        self._inboxes[i].put(job)
         return self.label(i)
 
     def poll(self, timeout: Optional[float] = None) -> List[JobDone]:
@@ -180,6 +187,10 @@ class LocalExecutor(Executor):
         """A result becomes a JobDone; an epoch report only updates :meth:`epochs_done`."""
         kind, index, trial_id, payload = msg
         job = self._busy.get(index)
+        if kind == "lost" and job is not None:  # the worker could not unpickle the job it was sent
+            trial_id, kind, payload = job.trial_id, "done", failed(
+                f"the job could not be sent to a worker process ({payload}); is the objective importable?",
+                self._plans[index]["device"]).to_dict()
         if job is None or job.trial_id != trial_id:
             return None  # a late message from a worker replaced after it died
         if kind == "epoch":
@@ -198,12 +209,10 @@ class LocalExecutor(Executor):
                 code = p.exitcode
                 del self._busy[i]
                 self._epochs.pop(job.trial_id, None)
-                out.append(JobDone(job.trial_id, {
-                    "status": "failed", "curve": [], "final_acc": None, "epochs_run": 0, "wall_time": None,
-                    "device": self._plans[i]["device"],
-                    "error": f"worker process died with exit code {code}"
-                             + (" (killed; out of memory?)" if code == -signal.SIGKILL else "")},
-                    self.label(i)))
+                out.append(JobDone(job.trial_id, failed(
+                    f"worker process died with exit code {code}"
+                    + (" (killed; out of memory?)" if code == -signal.SIGKILL else ""),
+                    self._plans[i]["device"]).to_dict(), self.label(i)))
                 self._start(i)
         return out
 
@@ -254,34 +263,81 @@ def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None
     # the worker shows no bars, so a thread lock does (and the "leaked semaphore" warning goes).
     tqdm.set_lock(threading.RLock())
     torch.set_num_threads(plan["threads"])
-    tasks = {}
     while True:
-        job = inbox.get()
+        try:
+            job = inbox.get()
+        except Exception as e:  # noqa: BLE001 - e.g. an objective that cannot be unpickled here
+            outbox.put(("lost", index, None, f"{type(e).__name__}: {e}"))
+            continue
         if job is None:
             return
-        job = TrainJob(**job)
 
         def report(entry, trial_id=job.trial_id):
             outbox.put(("epoch", index, trial_id, entry["epoch"]))
 
-        outbox.put(("done", index, job.trial_id, run_job(job, plan["device"], tasks, on_epoch=report)))
+        outbox.put(("done", index, job.trial_id, run_job(job, plan["device"], on_epoch=report)))
 
 
-def run_job(job: TrainJob, device: str, tasks: Optional[dict] = None, on_epoch=None) -> dict:
-    """Train one job here and return its result dict; any error becomes a 'failed' result."""
+def _takes_device(evaluator) -> bool:
+    try:
+        return "device" in inspect.signature(evaluator.evaluate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def run_job(job: Job, device: Optional[str] = None, on_epoch=None) -> dict:
+    """Evaluate one job here and return its result dict; any error becomes a 'failed' result."""
     start = time.time()
     try:
-        from .candidate import Candidate
-        from .data import load_task
-        from .trainer import train
+        from .space import Candidate
 
-        key = (job.task, job.data_root, job.seed, job.train_subset)
-        tasks = {} if tasks is None else tasks
-        if key not in tasks:
-            tasks[key] = load_task(job.task, data_root=job.data_root, seed=job.seed).shrink(train=job.train_subset)
-        result = train(Candidate.from_dict(job.candidate), tasks[key], epochs=job.epochs, device=device,
-                       seed=job.seed, space=job.space, on_epoch=on_epoch)
+        kwargs = {"device": device} if device is not None and _takes_device(job.evaluator) else {}
+        result = job.evaluator.evaluate(Candidate.from_dict(job.candidate), job.space, epochs=job.epochs,
+                                        seed=job.seed, on_epoch=on_epoch, **kwargs)
         return result.to_dict()
     except Exception as e:  # noqa: BLE001 - a crash of one candidate must not stop the search
-        return {"status": "failed", "curve": [], "final_acc": None, "epochs_run": 0,
-                "wall_time": time.time() - start, "device": device, "error": f"{type(e).__name__}: {e}"}
+        return failed(f"{type(e).__name__}: {e}", device, time.time() - start).to_dict()
+
+
+# ---------------------------------------------------------------------- in this process
+class SerialExecutor(Executor):
+    """Runs one job at a time in this process, when :meth:`poll` is called: the same accounting
+    as :class:`LocalExecutor` (one JobDone per job, failures as data) without worker processes."""
+
+    def __init__(self, workers: int = 1, device: Optional[str] = None):
+        self.device = None if device in (None, "auto") else device
+        self._queue: List[Job] = []
+        self._epochs: Dict[int, int] = {}
+
+    @property
+    def capacity(self) -> int:
+        return 1
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def submit(self, job: Job) -> str:
+        if self._queue:
+            raise RuntimeError("no free slot; submit only while free_slots > 0")
+        self._queue.append(job)
+        return "serial"
+
+    def poll(self, timeout: Optional[float] = None) -> List[JobDone]:
+        if not self._queue:
+            return []
+        job = self._queue[0]
+
+        def report(entry):
+            self._epochs[job.trial_id] = entry["epoch"]
+
+        result = run_job(job, self.device, on_epoch=report)
+        self._queue.pop(0)
+        self._epochs.pop(job.trial_id, None)
+        return [JobDone(job.trial_id, result, "serial")]
+
+    def epochs_done(self, trial_id: int) -> int:
+        return self._epochs.get(trial_id, 0)
+
+    def close(self, kill: bool = False) -> None:
+        self._queue.clear()

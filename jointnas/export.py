@@ -54,7 +54,7 @@ def _builder_python(key: str, arch: dict, network: dict, num_classes: int, in_ch
 Run this file to check that the model builds: python build_model.py
 """
 import jointnas
-from jointnas.space import Network
+from jointnas.families.mbconv_cost import Network
 
 ARCH = {_literal(arch)}
 NETWORK = Network(**{_literal(network)})
@@ -80,10 +80,14 @@ def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: 
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--export {out_dir} is a file; pass a directory (it is created if missing)")
+        raise UsageError(f"export directory {out_dir} is a file; give a directory (it is created if missing)")
+    family = space.family
+    if family is None or not hasattr(family, "network"):
+        raise UsageError(f"exporting builds mbconv models; space {space.name} has family "
+                         f"{family.name if family else None!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    network = asdict(space.network)
-    classes, channels = space.deploy.num_classes, space.deploy.in_channels
+    network = asdict(family.network)
+    classes, channels = family.deploy.num_classes, family.deploy.in_channels
     dirs, index = [], []
     for rank, s in enumerate(entries, 1):
         cand = s.candidate
@@ -118,11 +122,12 @@ def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: 
 def _write_torchscript(path: Path, arch: dict, space: Space) -> None:
     import torch
 
-    from .proxies import deploy_model
-
+    deploy = space.family.deploy
+    model = space.family.build(arch, num_classes=deploy.num_classes, in_channels=deploy.in_channels,
+                               input_size=arch["resolution"], trim_pad=True).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream but still works
-        scripted = torch.jit.script(deploy_model(arch, space))
+        scripted = torch.jit.script(model)
         tmp = path.with_name(f".{path.name}.tmp")
         torch.jit.save(scripted, str(tmp))
     os.replace(tmp, path)

@@ -20,12 +20,11 @@ import numpy as np
 from tqdm import tqdm
 
 from .budget import Budget, check_budget
-from .candidate import Candidate
-from .space import Space
+from .space import Candidate, SearchSpace as Space
 
 if TYPE_CHECKING:
     from .evolution import Variation
-    from .proxies import Cost
+    from .cost import Cost
 
 # An over-budget child is drawn again this many times before it is repaired instead.
 REJECTION_TRIES = 3

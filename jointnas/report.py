@@ -22,6 +22,7 @@ import numpy as np
 from .budget import format_flops, parse_flops, parse_params
 from .errors import UsageError
 from .store import RunStore, Trial
+from .trial import entry_score
 
 INSTALL_HINT = "pip install 'jointnas[report]'"
 PLOT_NAMES = ("accuracy_vs_flops", "parity", "calibration", "learning_curves")
@@ -30,6 +31,15 @@ DPI = 110
 
 
 # ---------------------------------------------------------------------------- what the run holds
+def _space_of(store: RunStore):
+    from .coarse import run_space
+    from .errors import JointnasError
+
+    try:
+        return run_space(store)
+    except JointnasError:
+        return None  # a run whose space cannot be rebuilt here: the report shows what needs no predictor
+
 @dataclass
 class RunView:
     """A snapshot of a run's store, read once."""
@@ -43,6 +53,7 @@ class RunView:
     fine: Optional[dict]
     finished: Optional[float] = None  # when the coarse loop last ran to its end
     pool_size: Optional[int] = None   # candidates kept in the pool (within the budget)
+    space: Optional[object] = None     # the SearchSpace the run searched
 
     @classmethod
     def read(cls, run_dir) -> "RunView":
@@ -53,7 +64,7 @@ class RunView:
                        calibration=calibration[-1] if calibration else None,
                        predictor_evals=store.results("predictor_eval"), predictors=store.predictors(),
                        fine=fine[-1] if fine else None, finished=store.get_meta("finished"),
-                       pool_size=(store.pool_info() or {}).get("size"))
+                       pool_size=(store.pool_info() or {}).get("size"), space=_space_of(store))
 
     @property
     def measured(self) -> List[Trial]:
@@ -101,16 +112,18 @@ class Parity:
     metrics: dict
 
 
+def diverged_score(config: dict) -> Optional[float]:
+    if "diverged_score" in config:
+        return config["diverged_score"]
+    classes = config.get("num_classes")  # runs from before evaluators
+    return 1.0 / classes if classes else None
+
+
 def predictor_target(view: RunView, trial: Trial) -> Optional[float]:
     """What the run fits its predictor to: accuracy at the calibrated early-stop epoch (the
     final one before calibration), chance level for a diverged trial, nothing otherwise."""
-    if trial.status == "diverged":
-        classes = view.config.get("num_classes")
-        return 1.0 / classes if classes else None
-    if trial.status != "done" or not trial.curve:
-        return None
-    epoch = (view.calibration or {}).get("chosen_epoch")
-    return trial.acc_at(epoch) if epoch else trial.final_acc
+    epoch = (view.calibration or {}).get("chosen_epoch") or len(trial.curve)
+    return trial.measured_score(epoch, diverged_score(view.config))
 
 
 def parity_data(view: RunView) -> Tuple[List[Parity], List[str]]:
@@ -120,7 +133,7 @@ def parity_data(view: RunView) -> Tuple[List[Parity], List[str]]:
     was trained, so that batch is held out from it: the same check as the run's "tau on its
     next batch". The last predictor has no later batch; the run's k-fold metrics cover it.
     """
-    from .predictor import Predictor
+    from .predictor import load_surrogate
     from .predictor.evaluate import ranking_metrics
 
     out, notes = [], []
@@ -141,7 +154,7 @@ def parity_data(view: RunView) -> Tuple[List[Parity], List[str]]:
         if not path.is_file():
             notes.append(f"predictor after iteration {k}: checkpoint {path} is missing")
             continue
-        mean, std = Predictor.load(path, view.config.get("space")).predict([t.candidate for t, _ in held_out])
+        mean, std = load_surrogate(path, view.space).predict([t.candidate for t, _ in held_out])
         measured = np.array([y for _, y in held_out], dtype=float)
         mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
         out.append(Parity(k, measured, mean, std, ranking_metrics(measured, mean)))
@@ -373,12 +386,12 @@ def plot_learning_curves(view: RunView, mpl: Plotter) -> Section:
     ax = axes[0, 0]
     for t in trials:
         if t is not best:
-            ax.plot([p["epoch"] for p in t.curve], [p["val_acc"] for p in t.curve], color=colors[t.iteration],
+            ax.plot([p["epoch"] for p in t.curve], [entry_score(p) for p in t.curve], color=colors[t.iteration],
                     lw=0.8, alpha=0.45)
     for it, color in colors.items():  # legend entries at full opacity, one per iteration
         ax.plot([], [], color=color, lw=1.5, label=f"iteration {it}")
     if best is not None:
-        ax.plot([p["epoch"] for p in best.curve], [p["val_acc"] for p in best.curve], color="black", lw=2.6,
+        ax.plot([p["epoch"] for p in best.curve], [entry_score(p) for p in best.curve], color="black", lw=2.6,
                 marker="o", ms=3, label=f"best: trial {best.id} ({100 * best.final_acc:.1f}%, "
                                         f"{format_flops(best.flops)})", zorder=5)
     chosen = (view.calibration or {}).get("chosen_epoch")
@@ -442,9 +455,10 @@ def config_rows(view: RunView) -> List[Tuple[str, str]]:
         device = f"{cfg['device']}; trials ran on: {device}"
     pool = str(cfg.get("pool", "?")) + " Sobol samples" + (
         f", {view.pool_size} within the budget" if view.pool_size is not None else ", not sampled yet")
-    rows = [("space", cfg.get("space", "?")), ("data", cfg.get("data", "?")), ("pool", pool),
+    rows = [("space", cfg.get("space", "?")), ("evaluator", cfg.get("evaluator") or cfg.get("data", "?")),
+            ("pool", pool),
             ("seed", cfg.get("seed", "?")), ("device", device), ("budget", budget + f" — {FLOPS_NOTE}")]
-    shown = {"space", "data", "pool", "seed", "device", "budget", "max_flops", "max_params"}
+    shown = {"space", "data", "evaluator", "pool", "seed", "device", "budget", "max_flops", "max_params"}
     rows += [(k, _short(v)) for k, v in sorted(cfg.items()) if k not in shown]
     return [(k, str(v)) for k, v in rows]
 
@@ -566,7 +580,7 @@ def build_report(run_dir, out=None) -> Report:
     view = RunView.read(run_dir)
     out = Path(out) if out is not None else view.run_dir / "report.html"
     if out.is_dir():
-        raise UsageError(f"--out {out} is a directory; give the HTML file to write, e.g. {out / 'report.html'}")
+        raise UsageError(f"{out} is a directory; give the HTML file to write, e.g. {out / 'report.html'}")
     with mpl.style():
         sections = [plot(view, mpl) for plot in (plot_accuracy_vs_flops, plot_parity, plot_calibration,
                                                  plot_learning_curves)]

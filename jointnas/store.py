@@ -25,15 +25,16 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from .candidate import Candidate
 from .errors import UsageError
-from .space import BoolDim, CategoricalDim, Space
+from .space import Candidate, SearchSpace as Space
+from .space.pool import decode_values, encode_values  # noqa: F401 - the row codec, re-exported
+from .trial import STATUSES as TRIAL_STATUSES, measured_score, score_at
 
 DB_NAME = "run.db"
 _NEW_DB = ".run.db.new"
 FORMAT = 1
-STATUSES = ("queued", "running", "done", "diverged", "oom", "failed")
-FINISHED = ("done", "diverged", "oom", "failed")
+FINISHED = TRIAL_STATUSES
+STATUSES = ("queued", "running") + FINISHED
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -101,11 +102,15 @@ class Trial:
     finished_at: Optional[float] = None
     key: str = field(default="", repr=False)
 
-    def acc_at(self, epoch: int) -> Optional[float]:
-        """Validation accuracy after ``epoch`` epochs; a curve shorter than that gives its last value."""
-        if not self.curve:
-            return None
-        return self.curve[min(epoch, len(self.curve)) - 1]["val_acc"]
+    def score_at(self, epoch: int) -> Optional[float]:
+        """Score (validation accuracy for the trainer) after ``epoch`` epochs; a curve shorter than
+        that gives its last value."""
+        return score_at(self.curve, epoch)
+
+    acc_at = score_at  # the name from when every score was an accuracy
+
+    def measured_score(self, epoch: int, diverged_score: Optional[float] = None) -> Optional[float]:
+        return measured_score(self.status, self.curve, epoch, diverged_score)
 
 
 class RunStore:
@@ -379,41 +384,3 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def encode_values(space: Space, candidates: Sequence[Candidate]) -> np.ndarray:
-    """Candidates -> float64 array, one column per dimension: the value, or the choice index of a
-    categorical (exact and invertible: every int, and every 6-significant-digit float, fits a float64)."""
-    dims = space.dims
-    out = np.empty((len(candidates), len(dims)), dtype=np.float64)
-    n_arch = len(space.arch)
-    for j, d in enumerate(dims):
-        part = "arch" if j < n_arch else "recipe"
-        values = [getattr(c, part)[d.name] for c in candidates]
-        if isinstance(d, CategoricalDim):
-            index = {repr(ch): i for i, ch in enumerate(d.choices)}
-            out[:, j] = [index[repr(v)] for v in values]
-        else:
-            out[:, j] = np.asarray(values, dtype=np.float64)
-    return out
-
-
-def decode_values(space: Space, values: np.ndarray) -> List[Candidate]:
-    dims = space.dims
-    if values.ndim != 2 or values.shape[1] != len(dims):
-        raise UsageError(f"pool array has shape {values.shape}; space {space.name} has {len(dims)} dimensions")
-    columns = []
-    for j, d in enumerate(dims):
-        col = values[:, j]
-        if isinstance(d, CategoricalDim):
-            columns.append([d.choices[int(i)] for i in col])
-        elif isinstance(d, BoolDim):
-            columns.append([bool(v) for v in col])
-        elif d.kind == "int":
-            columns.append([int(v) for v in col])
-        else:
-            columns.append([float(v) for v in col])
-    names = [d.name for d in dims]
-    n_arch = len(space.arch)
-    return [Candidate(dict(zip(names[:n_arch], row[:n_arch])), dict(zip(names[n_arch:], row[n_arch:])),
-                      space=space.name) for row in zip(*columns)]

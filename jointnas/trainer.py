@@ -11,7 +11,7 @@ Every recipe dimension acts on training:
 * ``label_smoothing`` and ``mixup_alpha`` (Beta(alpha, alpha) mixing of shuffled pairs, 0 = off)
   shape the training loss; validation loss is plain cross-entropy.
 * ``dropout`` (before the classifier) and ``stochastic_depth`` (drop-path rate of the last
-  block, growing linearly with depth) are passed to :func:`jointnas.model.build_model`.
+  block, growing linearly with depth) are passed to the space's model family's ``build``.
 * ``ema``: an exponential moving average of weights and BN statistics, and the EMA weights are
   the ones evaluated. Its time constant is one epoch of steps (decay ``1 - 1/steps_per_epoch``,
   warmed up as ``(1 + n) / (10 + n)``): recipes here last a few short epochs (tens of steps
@@ -51,14 +51,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .candidate import Candidate
-from .data import FolderSplit, Task, TensorSplit, default_workers, task_resolution
+from .data import FolderSplit, Task, TensorSplit, default_workers
 from .errors import UsageError
-from .model import MBConv, build_model, min_input_size
-from .space import load_space
+from .families.mbconv_net import MBConv
+from .space import Candidate, SearchSpace
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-STATUSES = ("done", "diverged", "oom", "failed")
+# The recipe dimensions the trainer acts on (a space for it has exactly these).
+RECIPE_DIMS = ("optimizer", "lr", "weight_decay", "label_smoothing", "mixup_alpha", "dropout", "stochastic_depth",
+               "ema", "epochs", "warmup_epochs")
 EVAL_BATCH = 256
 BN_CALIBRATION_IMAGES = 512
 CHECK_EVERY = 25  # steps between finiteness checks of the running loss on CUDA (each is a sync)
@@ -371,7 +372,7 @@ def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device
     Raises only for bad input (unknown keys, optimizer or device); training failures are statuses.
     """
     start = time.time()
-    space = load_space(space or candidate.space)
+    space = _space_of(space, candidate)
     space.validate(candidate.arch, candidate.recipe, allow_outside=[d.name for d in space.dims])
     recipe = candidate.recipe
     if recipe["optimizer"] not in OPTIMIZERS:
@@ -381,7 +382,7 @@ def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device
         raise UsageError(f"epochs must be a positive integer, got {epochs!r}")
     n_epochs = schedule_epochs if epochs is None else min(int(epochs), schedule_epochs)
     dev = resolve_device(device)
-    resolution = task_resolution(candidate.arch["resolution"], task, space)
+    resolution = space.family.input_size(candidate.arch, task)
     result = TrainResult("failed", [], None, 0, 0.0, str(dev), resolution=resolution)
 
     fork_devices = [dev.index or 0] if dev.type == "cuda" else []
@@ -409,6 +410,17 @@ def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device
     return result
 
 
+def _space_of(space, candidate) -> SearchSpace:
+    """The space to train in: a SearchSpace, or (at this public entry point) a space name or file."""
+    if not isinstance(space, SearchSpace):
+        from .catalog import load_space
+
+        space = load_space(space or candidate.space)
+    if space.family is None:
+        raise UsageError(f"space {space.name} has no model family, so the trainer cannot build its models")
+    return space
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -417,9 +429,9 @@ def _first_line(e: BaseException) -> str:
 def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolution, batch_size, workers, progress,
          test, keep_model, result: TrainResult, on_epoch) -> None:
     recipe = candidate.recipe
-    model = build_model(candidate.arch, task.num_classes, task.in_channels, network=space.network,
-                        dropout=float(recipe["dropout"]), drop_path=float(recipe["stochastic_depth"]),
-                        trim_pad=resolution >= min_input_size(candidate.arch, space.network))
+    model = space.family.build(candidate.arch, num_classes=task.num_classes, in_channels=task.in_channels,
+                               input_size=resolution, dropout=float(recipe["dropout"]),
+                               drop_path=float(recipe["stochastic_depth"]))
     model = init_weights(model).to(dev, memory_format=torch.channels_last)
     optimizer = build_optimizer(model, recipe)
     generator = torch.Generator(device=dev).manual_seed(seed)

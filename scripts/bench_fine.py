@@ -63,7 +63,7 @@ def fit_synthetic_predictor(path: Path) -> None:
 
     from jointnas import load_space, sample_pool
     from jointnas.predictor import Predictor
-    from jointnas.proxies import count_costs
+    from jointnas.cost import count_costs
 
     torch.set_num_threads(1)
     space = load_space("fbnetv3")
@@ -97,7 +97,7 @@ def random_baseline(payload: dict, n: int, seed: int):
 
 def true_synthetic(candidate) -> float:
     from jointnas import load_space
-    from jointnas.proxies import count_costs
+    from jointnas.cost import count_costs
 
     space = load_space(candidate.space)
     return float(synthetic_accuracy(space, [candidate], count_costs([candidate], space))[0])

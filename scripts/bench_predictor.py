@@ -156,8 +156,8 @@ def main(argv=None) -> int:
 
     from jointnas import sample_pool
     from jointnas.predictor import Predictor, evaluate
-    from jointnas.proxies import count_costs
-    from jointnas.space import load_space
+    from jointnas.cost import count_costs
+    from jointnas.catalog import load_space
 
     space = load_space(args.space)
     out = {"command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),

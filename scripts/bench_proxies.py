@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from jointnas import count_cost_fvcore, count_costs, load_space, sample_pool
-from jointnas.proxies import _block_cost
+from jointnas.families.mbconv_cost import _block_cost
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nMeasured figures; each section names the command that produced it.\n"

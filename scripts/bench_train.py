@@ -28,7 +28,7 @@ from torchvision import transforms as T
 
 from jointnas import load_space, sample_pool
 from jointnas.data import load_task, task_resolution
-from jointnas.model import build_model
+from jointnas.families.mbconv_net import build_model
 from jointnas.trainer import resolve_device, train
 
 
@@ -50,7 +50,7 @@ def naive_images_per_s(cand, task, space, device, epochs: int, seed: int) -> flo
                            T.RandomCrop(res, padding=res // 8), T.Normalize(task.mean, task.std)])
     loader = torch.utils.data.DataLoader(PerSampleDataset(task.train, transform), batch_size=task.batch_size,
                                          shuffle=True, drop_last=True, num_workers=0)
-    model = build_model(cand.arch, task.num_classes, task.in_channels, network=space.network).to(device)
+    model = build_model(cand.arch, task.num_classes, task.in_channels, network=space.family.network).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=float(cand.recipe["lr"]), momentum=0.9, nesterov=True)
     model.train()
     seen, start = 0, time.time()

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from jointnas import Candidate, load_space, sample_pool
     from jointnas.predictor import Predictor, evaluate
-    from jointnas.proxies import count_costs
+    from jointnas.cost import count_costs
 
     space = load_space("fbnetv3")
     rows = [json.loads(line) for line in args.pairs.read_text().splitlines() if line.strip()][:args.rows]

@@ -99,8 +99,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from jointnas import sample_pool
     from jointnas.data import load_task
-    from jointnas.proxies import count_costs
-    from jointnas.space import load_space
+    from jointnas.cost import count_costs
+    from jointnas.catalog import load_space
     from jointnas.trainer import train
 
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])

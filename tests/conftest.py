@@ -17,7 +17,7 @@ def space():
 
 @pytest.fixture(scope="session")
 def published_models():
-    from jointnas.presets import load_published_models
+    from jointnas.families.fbnetv3_presets import load_published_models
 
     return load_published_models(PUBLISHED)
 

@@ -105,10 +105,13 @@ def test_batch_choices():
 
 
 def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
-    from jointnas.executor import LocalExecutor, TrainJob
+    from jointnas.evaluators import TrainEvaluator
+    from jointnas.executor import Job, LocalExecutor
 
-    cands = sample_pool(load_space(tiny), 2, seed=0)
-    jobs = [TrainJob(i, c.to_dict(), tiny, "digits", None, 1, 0, train_subset=64) for i, c in enumerate(cands)]
+    space = load_space(tiny)
+    cands = sample_pool(space, 2, seed=0)
+    evaluator = TrainEvaluator("digits", train_subset=64)
+    jobs = [Job(i, c.to_dict(), space, evaluator, 1, 0) for i, c in enumerate(cands)]
     with LocalExecutor(1, "cpu") as ex:
         ex.submit(jobs[0])
         first = ex.pids[0]
@@ -125,14 +128,15 @@ def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
 def test_a_running_job_reports_its_epochs(space):
     from jointnas import Candidate
     from jointnas.budget import cheapest_arch
-    from jointnas.executor import LocalExecutor, TrainJob
+    from jointnas.evaluators import TrainEvaluator
+    from jointnas.executor import Job, LocalExecutor
 
     # The smallest fbnetv3 arch on 256 images, not the tiny space: an epoch (validation included)
     # takes about half a second here, so 0.02 s polls see each one many times over; the tiny
     # space's epochs could all land within one poll.
-    cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3))
+    cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3), space=space.name)
     with LocalExecutor(1, "cpu") as ex:
-        ex.submit(TrainJob(7, cand.to_dict(), "fbnetv3", "digits", None, 3, 0, train_subset=256))
+        ex.submit(Job(7, cand.to_dict(), space, TrainEvaluator("digits", train_subset=256), 3, 0))
         progress, finished = [], []
         deadline = time.monotonic() + 600
         while not finished and time.monotonic() < deadline:
@@ -149,7 +153,7 @@ def test_full_run_store(full_run, tiny):
     space = load_space(tiny)
     with RunStore.open(full_run) as store:
         cfg = store.config
-        assert cfg["pool"] == 64 and cfg["batch"] == BATCH and cfg["data"] == "digits"
+        assert cfg["pool"] == 64 and cfg["batch"] == BATCH and cfg["evaluator"] == "train:digits"
         trials = store.trials()
         assert [len(store.trials(iteration=i)) for i in (1, 2)] == [BATCH, BATCH]
         assert all(t.status in ("done", "diverged") for t in trials)

@@ -9,8 +9,9 @@ import torch
 import jointnas.data as data
 from jointnas.data import load_task, read_idx, task_resolution
 from jointnas.errors import UsageError
-from jointnas.model import build_model, min_input_size
-from jointnas.pool import sample_pool
+from jointnas.families.mbconv_cost import min_input_size
+from jointnas.families.mbconv_net import build_model
+from jointnas.space import sample_pool
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -72,8 +73,8 @@ def test_every_arch_fits_the_smallest_task_resolution(space):
     smallest = task_resolution(space.arch["resolution"].low, load_task("digits"), space)
     worst = dict(space.preset("FBNetV3_A").arch, s3_kernel=5, s3_trim_pad=True, s5_kernel=5, s5_trim_pad=True)
     archs = [c.arch for c in sample_pool(space, 64, seed=5)] + [worst]
-    assert max(min_input_size(a, space.network) for a in archs) <= smallest
-    model = build_model(worst, 10, 1, network=space.network).eval()
+    assert max(min_input_size(a, space.family.network) for a in archs) <= smallest
+    model = build_model(worst, 10, 1, network=space.family.network).eval()
     with torch.no_grad():
         assert model(torch.zeros(2, 1, smallest, smallest)).shape == (2, 10)
 

@@ -13,7 +13,7 @@ from jointnas.cli import main
 from jointnas.evolution import Variation
 from jointnas.export import export_candidates
 from jointnas.fine import SearchSettings, fine_search, random_feasible
-from jointnas.proxies import count_costs
+from jointnas.cost import count_costs
 
 BUDGET = Budget(600_000_000)
 # Small enough for seconds per search, large enough to show real improvement.
@@ -176,12 +176,12 @@ def test_export_round_trips_and_builds_the_counted_model(result, space, tmp_path
     assert cand.meta["predicted_acc"] == s.mean and cand.meta["flops"] == s.flops and cand.meta["rank"] == 1
     assert yaml.safe_load((dirs[0] / "recipe.yaml").read_text()) == s.candidate.recipe
     build = json.loads((dirs[0] / "build.json").read_text())
-    assert build["arch"] == s.candidate.arch and build["num_classes"] == space.deploy.num_classes
+    assert build["arch"] == s.candidate.arch and build["num_classes"] == space.family.deploy.num_classes
     module = runpy.run_path(str(dirs[0] / "build_model.py"))
     model = module["build"]().eval()
-    from jointnas.proxies import deploy_model
-
-    expected = deploy_model(s.candidate.arch, space)
+    expected = space.family.build(s.candidate.arch, num_classes=space.family.deploy.num_classes,
+                                  in_channels=space.family.deploy.in_channels,
+                                  input_size=s.candidate.arch["resolution"], trim_pad=True)
     assert [tuple(p.shape) for p in model.parameters()] == [tuple(p.shape) for p in expected.parameters()]
     assert sum(p.numel() for p in model.parameters()) == s.params
 

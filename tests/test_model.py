@@ -5,8 +5,9 @@ from torch import nn
 from torchvision.ops import SqueezeExcitation, StochasticDepth
 
 from jointnas import build_model
-from jointnas.model import MBConv, min_input_size
-from jointnas.presets import arch_from_block_list
+from jointnas.families.mbconv_cost import min_input_size
+from jointnas.families.mbconv_net import MBConv
+from jointnas.families.fbnetv3_presets import arch_from_block_list
 
 PRESETS = [f"FBNetV3_{x}" for x in "ABCDEFG"]
 
@@ -43,8 +44,8 @@ def actual_blocks(model):
 @pytest.mark.parametrize("name", PRESETS)
 def test_presets_match_published_block_lists(space, published_models, name):
     spec = published_models[name]
-    assert space.preset(name).arch == arch_from_block_list(spec, space.network)
-    model = build_model(space.preset(name).arch, 1000, 3, network=space.network)
+    assert space.preset(name).arch == arch_from_block_list(spec, space.family.network)
+    model = build_model(space.preset(name).arch, 1000, 3, network=space.family.network)
     stem = model.stem
     assert (stem[0].in_channels, stem[0].out_channels, stem[0].kernel_size, stem[0].stride, stem[0].padding) == \
         (3, spec["stem_channels"], (3, 3), (2, 2), (1, 1))
@@ -73,7 +74,7 @@ def test_presets_match_published_block_lists(space, published_models, name):
 @pytest.mark.parametrize("name", PRESETS)
 def test_presets_run_forward(space, name):
     cand = space.preset(name)
-    model = build_model(cand.arch, 1000, 3, network=space.network).eval()
+    model = build_model(cand.arch, 1000, 3, network=space.family.network).eval()
     res = cand.arch["resolution"]
     with torch.no_grad():
         y = model(torch.randn(1, 3, res, res))
@@ -91,7 +92,7 @@ def test_presets_inside_space_except_g_resolution(space):
 
 def test_task_shaped_model_and_regularisers(space):
     arch = space.preset("FBNetV3_A").arch
-    model = build_model(arch, num_classes=10, in_channels=1, network=space.network, dropout=0.3, drop_path=0.2,
+    model = build_model(arch, num_classes=10, in_channels=1, network=space.family.network, dropout=0.3, drop_path=0.2,
                         trim_pad=False)
     assert model.stem[0].in_channels == 1 and model.classifier.out_features == 10
     assert model.dropout.p == 0.3
@@ -109,7 +110,7 @@ def test_task_shaped_model_and_regularisers(space):
 
 def test_activation_choice_is_built(space):
     arch = dict(space.preset("FBNetV3_A").arch, s2_act="relu", s4_act="swish")
-    model = build_model(arch, 10, 3, network=space.network)
+    model = build_model(arch, 10, 3, network=space.family.network)
     stage_of = []
     for i, n in enumerate(arch[f"s{s}_depth"] for s in range(7)):
         stage_of += [i] * n
@@ -122,13 +123,13 @@ def test_activation_choice_is_built(space):
 @pytest.mark.parametrize("name", ["FBNetV3_A", "FBNetV3_F"])
 def test_min_input_size_is_exact(space, name):
     arch = space.preset(name).arch
-    smallest = min_input_size(arch, space.network)
+    smallest = min_input_size(arch, space.family.network)
     assert smallest > 1  # trimmed depthwise padding needs room
-    model = build_model(arch, 10, 1, network=space.network).eval()
+    model = build_model(arch, 10, 1, network=space.family.network).eval()
     with torch.no_grad():
         assert model(torch.zeros(1, 1, smallest, smallest)).shape == (1, 10)
         with pytest.raises(RuntimeError):
             model(torch.zeros(1, 1, smallest - 1, smallest - 1))
-        untrimmed = build_model(arch, 10, 1, network=space.network, trim_pad=False).eval()
-        assert min_input_size(arch, space.network, trim_pad=False) == 1
+        untrimmed = build_model(arch, 10, 1, network=space.family.network, trim_pad=False).eval()
+        assert min_input_size(arch, space.family.network, trim_pad=False) == 1
         assert untrimmed(torch.zeros(1, 1, 8, 8)).shape == (1, 10)

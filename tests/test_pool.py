@@ -63,7 +63,7 @@ def test_json_round_trip(space, tmp_path):
         assert back == c and back.key() == c.key()
         assert back.arch == c.arch and back.recipe == c.recipe
         assert {k: type(v) for k, v in back.arch.items()} == {k: type(v) for k, v in c.arch.items()}
-        back.validate()
+        back.validate(space)
 
 
 def test_key_is_order_independent_and_ignores_meta(space):
@@ -71,22 +71,22 @@ def test_key_is_order_independent_and_ignores_meta(space):
     shuffled = Candidate(dict(reversed(list(c.arch.items()))), dict(reversed(list(c.recipe.items()))),
                          space=c.space, meta={"note": "x"})
     assert shuffled.key() == c.key()
-    changed = Candidate(dict(c.arch, s1_depth=c.arch["s1_depth"] + 1), c.recipe)
+    changed = Candidate(dict(c.arch, s1_depth=c.arch["s1_depth"] + 1), c.recipe, space=c.space)
     assert changed.key() != c.key()
 
 
 def test_numpy_scalars_are_normalised(space):
     c = space.preset("FBNetV3_C")
     np_arch = {k: (np.int64(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in c.arch.items()}
-    assert Candidate(np_arch, c.recipe).key() == c.key()
+    assert Candidate(np_arch, c.recipe, space=c.space).key() == c.key()
     json.loads(Candidate(np_arch, c.recipe).to_json())
 
 
 def test_validate_rejects_outside_values(space):
     c = space.preset("FBNetV3_A")
     with pytest.raises(SpaceError, match="s1_channels=25 is outside"):
-        Candidate(dict(c.arch, s1_channels=25), c.recipe).validate()
+        Candidate(dict(c.arch, s1_channels=25), c.recipe).validate(space)
     with pytest.raises(SpaceError, match="unknown key"):
-        Candidate(dict(c.arch, bogus=1), c.recipe).validate()
+        Candidate(dict(c.arch, bogus=1), c.recipe).validate(space)
     with pytest.raises(SpaceError, match="lacks lr"):
-        Candidate(c.arch, {k: v for k, v in c.recipe.items() if k != "lr"}).validate()
+        Candidate(c.arch, {k: v for k, v in c.recipe.items() if k != "lr"}).validate(space)

@@ -22,15 +22,15 @@ def _pool_archs(space, n=50, seed=7):
     return archs
 
 
-def _assert_matches_fvcore(arch, label):
-    fast, ref = count_cost(arch), count_cost_fvcore(arch)
+def _assert_matches_fvcore(space, arch, label):
+    fast, ref = count_cost(arch, space), count_cost_fvcore(arch, space)
     assert fast == ref, (f"{label} at resolution {arch['resolution']}: fast path {fast} != fvcore {ref} "
                          f"(flops diff {fast.flops - ref.flops}, params diff {fast.params - ref.params})")
 
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_fast_path_equals_fvcore_on_presets(space, name):
-    _assert_matches_fvcore(space.preset(name).arch, name)
+    _assert_matches_fvcore(space, space.preset(name).arch, name)
 
 
 def test_fast_path_equals_fvcore_on_pool_members_at_many_resolutions(space):
@@ -38,7 +38,7 @@ def test_fast_path_equals_fvcore_on_pool_members_at_many_resolutions(space):
     resolutions = {a["resolution"] for a in archs}
     assert len(resolutions) >= 10 and any(r % 2 for r in resolutions)
     for i, arch in enumerate(archs):
-        _assert_matches_fvcore(arch, f"pool member {i} (seed 7)")
+        _assert_matches_fvcore(space, arch, f"pool member {i} (seed 7)")
 
 
 def test_count_costs_matches_count_cost_row_by_row_and_is_deterministic(space):
@@ -50,7 +50,7 @@ def test_count_costs_matches_count_cost_row_by_row_and_is_deterministic(space):
         assert (cost.flops, cost.params) == tuple(row), c.key()
     assert np.array_equal(count_costs(pool, space), costs)
     # arch dicts are accepted as well as candidates
-    assert np.array_equal(count_costs([c.arch for c in pool], "fbnetv3"), costs)
+    assert np.array_equal(count_costs([c.arch for c in pool], space), costs)
     assert len(np.unique(costs[:, 0])) > 250
 
 
@@ -62,11 +62,11 @@ def test_count_costs_reports_progress_on_stderr_only(space, capsys):
 
 def test_cost_grows_with_resolution_and_params_do_not(space):
     arch = dict(space.preset("FBNetV3_A").arch)
-    small, large = count_cost({**arch, "resolution": 224}), count_cost({**arch, "resolution": 272})
+    small, large = count_cost({**arch, "resolution": 224}, space), count_cost({**arch, "resolution": 272}, space)
     assert large.flops > small.flops and large.params == small.params
 
 
 def test_too_small_input_is_a_clear_error(space):
     arch = {**space.preset("FBNetV3_A").arch, "resolution": 8}
     with pytest.raises(UsageError, match="too small"):
-        count_cost(arch)
+        count_cost(arch, space)

@@ -5,13 +5,14 @@ import pytest
 import yaml
 
 from jointnas import Candidate, SpaceError, load_space
-from jointnas.space import CategoricalDim, FloatDim, IntDim, space_from_dict
+from jointnas.catalog import space_from_dict
+from jointnas.space import CategoricalDim, FloatDim, IntDim
 
 
 def test_loads_by_name_and_path(space):
     assert space.name == "fbnetv3"
     assert load_space(space.source).fingerprint() == space.fingerprint()
-    assert space.deploy.in_channels == 3 and space.deploy.num_classes == 1000
+    assert space.family.deploy.in_channels == 3 and space.family.deploy.num_classes == 1000
 
 
 def test_required_recipe_dimensions(space):

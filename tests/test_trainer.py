@@ -10,11 +10,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision.ops import StochasticDepth
 
 import jointnas.trainer as trainer
-from jointnas.candidate import Candidate
+from jointnas.space import Candidate
 from jointnas.cli import main
 from jointnas.data import TensorSplit, load_task
 from jointnas.errors import UsageError
-from jointnas.model import build_model
+from jointnas.families.mbconv_net import build_model
 from jointnas.space import CategoricalDim, IntDim, SpaceError
 from jointnas.trainer import (ModelEma, TrainResult, build_optimizer, ema_decay, init_weights, lr_at, mixed_loss,
                               mixup_batch, param_groups, random_flip, random_shift, recalibrate_bn, train)
@@ -46,7 +46,7 @@ def small_arch(space):
 
 
 def cand(arch, **recipe):
-    return Candidate(dict(arch), dict(PLAIN, **recipe))
+    return Candidate(dict(arch), dict(PLAIN, **recipe), space="fbnetv3")
 
 
 # --------------------------------------------------------------------------- learning
@@ -111,7 +111,7 @@ def test_bad_input_raises_before_training(small_arch, tiny):
     with pytest.raises(UsageError, match="optimizer"):
         train(cand(small_arch, optimizer="lion"), tiny)
     with pytest.raises(SpaceError, match="lacks"):
-        train(Candidate(small_arch, {k: v for k, v in PLAIN.items() if k != "lr"}), tiny)
+        train(Candidate(small_arch, {k: v for k, v in PLAIN.items() if k != "lr"}, space="fbnetv3"), tiny)
     with pytest.raises(UsageError, match="epochs"):
         train(cand(small_arch), tiny, epochs=0)
     if not torch.cuda.is_available():
@@ -170,7 +170,7 @@ def runs(small_arch, tiny):
     for name, recipe in (("rich", RICH), ("plain", PLAIN)):
         with pytest.MonkeyPatch.context() as mp:
             spy = Spy(mp)
-            result = train(Candidate(dict(small_arch), dict(recipe)), tiny, epochs=2, keep_model=True)
+            result = train(Candidate(dict(small_arch), dict(recipe), space="fbnetv3"), tiny, epochs=2, keep_model=True)
         out[name] = (result, spy)
     return out
 
@@ -251,7 +251,7 @@ def test_lr_at_warmup_then_cosine():
 
 
 def test_build_optimizer_kinds_and_decay(space, small_arch):
-    model = build_model(small_arch, 10, 1, network=space.network)
+    model = build_model(small_arch, 10, 1, network=space.family.network)
     kinds = {name: build_optimizer(model, dict(PLAIN, optimizer=name)) for name in ("sgd", "rmsprop", "adamw")}
     assert isinstance(kinds["sgd"], torch.optim.SGD) and kinds["sgd"].defaults["nesterov"]
     assert isinstance(kinds["rmsprop"], torch.optim.RMSprop) and kinds["rmsprop"].defaults["momentum"] == 0.9
@@ -335,7 +335,7 @@ def test_tensor_batches_on_device(digits, monkeypatch):
 
 
 def test_init_and_bn_recalibration(space, small_arch):
-    model = init_weights(build_model(small_arch, 10, 1, network=space.network))
+    model = init_weights(build_model(small_arch, 10, 1, network=space.family.network))
     for blk in model.blocks:
         gammas = [m.weight for m in blk.body[-1].modules() if isinstance(m, _BatchNorm)]
         assert torch.all(gammas[-1] == 0) == blk.residual

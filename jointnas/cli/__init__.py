@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from typing import List, Optional
 
-from ..errors import UsageError
-from ..space import SpaceError
+from ..errors import BudgetError, JointnasError
 
 # Subcommand modules, in the order `jointnas --help` lists them.
 COMMANDS = ["describe", "train", "coarse", "fine", "report"]
@@ -41,8 +41,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UsageError, SpaceError) as e:
-        sys.stderr.write(f"jointnas {args.command}: error: {e}\n")
+    except JointnasError as e:
+        sys.stderr.write(f"jointnas {args.command}: error: {one_line(e)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("jointnas: interrupted\n")
@@ -52,6 +52,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         # stdout is pointed at /dev/null so that the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+# Flags that set a budget, for the hint a BudgetError gets on the command line.
+BUDGET_FLAGS = {"flops": lambda n: f"--budget {math.ceil(n / 1e6)}MFLOPs", "params":
+                lambda n: f"--max-params {math.ceil(n / 1e4) / 100:g}M"}
+
+
+def one_line(e: JointnasError) -> str:
+    """The error's message on one line, with the flag to change where the library names a setting."""
+    text = " ".join(str(e).split())
+    if isinstance(e, BudgetError) and e.needed is not None:
+        what, amount = e.needed
+        text += f" (use {BUDGET_FLAGS[what](amount)} or more)"
+    return text
 
 
 if __name__ == "__main__":

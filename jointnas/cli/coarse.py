@@ -13,8 +13,11 @@ from ..budget import parse_flops, parse_params
 from ..coarse import CoarseConfig
 from ..errors import UsageError
 
-# The run-defining settings and their defaults (num_classes comes from the data, not a flag).
-DEFAULTS = {k: v for k, v in CoarseConfig().to_dict().items() if k != "num_classes"}
+# The run-defining settings and their defaults, as flags see them. The space, data set and
+# surrogate names are defaults of the command line only; the library takes objects.
+DEFAULTS = dict({k: v for k, v in CoarseConfig().to_dict().items()
+                 if k not in ("space", "evaluator", "evaluator_options", "diverged_score", "score_bounds", "policy")},
+                space="fbnetv3", data="digits", data_root=None, train_subset=None, objective=None)
 
 
 def _number(convert, accept, wanted):
@@ -57,6 +60,10 @@ def register(sub):
                    help="run directory: an existing run is continued; a new or empty directory starts one "
                    "(default: a new runs/coarse-<timestamp>)")
     p.add_argument("--space", help=f"space name or YAML path (default: {d['space']})")
+    p.add_argument("--objective", metavar="MODULE:FUNCTION",
+                   help="score candidates with your own Python function FUNCTION(candidate, report) -> float "
+                   "(higher is better; call report(epoch, score) after each epoch for early-stop calibration) "
+                   "instead of the built-in trainer; MODULE is imported from the current directory or PYTHONPATH")
     p.add_argument("--data", help=f"dataset: digits, fashion-mnist, cifar10 or imagefolder:DIR (default: {d['data']})")
     p.add_argument("--data-root", help="where fashion-mnist / cifar10 files are (default: data/cache)")
     p.add_argument("--train-subset", type=_int_at_least(16), metavar="N",
@@ -87,6 +94,11 @@ def register(sub):
                    help=f"choose by predicted mean + BETA * ensemble std (default: {d['explore']})")
     p.add_argument("--ensemble", type=_int_at_least(1), metavar="N",
                    help=f"predictor ensemble members (default: {d['ensemble']})")
+    p.add_argument("--surrogate", metavar="NAME", help=f"what ranks untried candidates: {_names('SURROGATES')} "
+                   f"(default: {d['surrogate']}, the FBNetV3 MLP ensemble pretrained on FLOPs/params)")
+    p.add_argument("--executor", metavar="NAME", default="local",
+                   help=f"where trials run: {_names('EXECUTORS')} (default: local = worker processes; serial = "
+                   "one at a time in this process)")
     p.add_argument("--workers", type=_int_at_least(1), metavar="N",
                    help="candidates trained in parallel processes: one GPU each when several exist, CPU threads "
                    "split between them otherwise (default: the number of GPUs, or 2 on a CPU with >= 2 cores)")
@@ -95,6 +107,12 @@ def register(sub):
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs and summary only)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
+
+
+def _names(registry: str) -> str:
+    from .. import catalog
+
+    return ", ".join(sorted(getattr(catalog, registry)))
 
 
 def _requested(args) -> dict:
@@ -108,6 +126,44 @@ def _requested(args) -> dict:
         out["epoch_cap"] = None
     if "data_root" in out:
         out["data_root"] = str(out["data_root"])
+    if "objective" in out:
+        clash = [f"--{k.replace('_', '-')}" for k in ("data", "data_root", "train_subset") if k in out]
+        if clash:
+            raise UsageError(f"{', '.join(clash)} set(s) up the built-in trainer; --objective scores candidates "
+                             "with your function instead: drop one of them")
+    return out
+
+
+def _evaluator(requested: dict, device: str):
+    from ..evaluators import FunctionEvaluator, TrainEvaluator
+
+    if "objective" in requested:
+        return FunctionEvaluator.from_spec(requested["objective"])
+    return TrainEvaluator(requested.get("data", DEFAULTS["data"]), data_root=requested.get("data_root"),
+                          train_subset=requested.get("train_subset"), device=device)
+
+
+def _stored_as_flags(search) -> dict:
+    """A run's settings in the flags' terms, to compare with what was asked for now."""
+    cfg = search.config
+    out = {k: getattr(cfg, k) for k in DEFAULTS if hasattr(cfg, k) and k != "space"}
+    spec = cfg.evaluator or ""
+    if spec.startswith("train:"):
+        out["data"] = spec.split(":", 1)[1]
+        out.update({k: cfg.evaluator_options.get(k) for k in ("data_root", "train_subset")})
+    else:
+        out["objective"] = cfg.evaluator
+    return out
+
+
+def _conflicts(requested: dict, search) -> list:
+    from ..catalog import load_space
+
+    stored = _stored_as_flags(search)
+    out = [f"--{k.replace('_', '-')} {requested[k]!r} (run has {stored.get(k)!r})"
+           for k in requested if k not in ("iterations", "space") and requested[k] != stored.get(k)]
+    if "space" in requested and load_space(requested["space"]).fingerprint() != search.space.fingerprint():
+        out.append(f"--space {requested['space']} (run searched space {search.space.name!r})")
     return out
 
 
@@ -137,60 +193,66 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _executor(args):
+    from .. import catalog
+
+    workers = args.workers or _default_workers(args.device)
+    cls = catalog.resolve(catalog.EXECUTORS, args.executor, "executor")
+    return lambda: cls(workers=workers, device=args.device)
+
+
 def run(args):
-    from ..coarse import CoarseSearch, Progress, build_pool, check_budget, format_summary
-    from ..executor import LocalExecutor
-    from ..space import load_space
+    from ..catalog import load_space, resolve, EXECUTORS, SURROGATES
+    from ..coarse import CoarseSearch, Progress, format_summary
     from ..store import RunStore
 
     requested = _requested(args)
     _check_device(args.device)
-    pool = None
+    resolve(EXECUTORS, args.executor, "executor")  # unknown names fail before any work
+    if "surrogate" in requested:
+        resolve(SURROGATES, requested["surrogate"], "surrogate")
+    progress = Progress(bars=not args.no_progress)
     if args.run is not None and RunStore.is_run(args.run):
-        store = RunStore.open(args.run)
-        stored = store.config
-        conflicts = [f"--{k.replace('_', '-')} {requested[k]!r} (run has {stored.get(k)!r})"
-                     for k in requested if k != "iterations" and requested[k] != stored.get(k)]
+        evaluator = _evaluator(requested, args.device) if "objective" in requested else None
+        search = CoarseSearch.open(args.run, evaluator, executor=_executor(args), progress=progress)
+        if evaluator is None and search.config.evaluator and search.config.evaluator.startswith("train:"):
+            search.evaluator.device = args.device
+        conflicts = _conflicts(requested, search)
         if conflicts:
-            store.close()
+            search.close()
             raise UsageError(f"{args.run} is a run made with other settings: {'; '.join(conflicts)}; drop those "
                              "flags to continue it, or pass a new --run directory")
-        space = load_space(stored["space"])
-        if requested.get("iterations", stored["iterations"]) != stored["iterations"]:
-            if requested["iterations"] < stored["iterations"]:
-                store.close()
-                raise UsageError(f"--iterations {requested['iterations']} is fewer than the run's "
-                                 f"{stored['iterations']}; a run can only be extended")
-            store.update_config(iterations=requested["iterations"])
+        stored = search.config.iterations
+        if requested.get("iterations", stored) != stored:
+            if requested["iterations"] < stored:
+                search.close()
+                raise UsageError(f"--iterations {requested['iterations']} is fewer than the run's {stored}; a run "
+                                 "can only be extended")
+            search.store.update_config(iterations=requested["iterations"])
+            search.config.iterations = requested["iterations"]
         print(f"continuing run {args.run}", file=sys.stderr)
     else:
-        config = CoarseConfig(**{k: v for k, v in {**DEFAULTS, **requested}.items()})
-        space = load_space(config.space)
-        check_budget(space, config.budget, config.max_params)
+        space = load_space(requested.get("space", DEFAULTS["space"]))
+        if space.family is None and ("budget" in requested or "max_params" in requested):
+            raise UsageError(f"space {space.name} has no model family, so it has no FLOPs or params: drop "
+                             "--budget / --max-params")
+        evaluator = _evaluator(requested, args.device)
+        settings = {k: v for k, v in {**DEFAULTS, **requested}.items() if k in CoarseConfig.__dataclass_fields__
+                    and k != "space"}
         run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")
-        RunStore.check_new_dir(run_dir)
-        from ..data import load_task
-
-        task = load_task(config.data, data_root=config.data_root, seed=config.seed)
-        config.num_classes = task.num_classes
-        # The pool and its proxies are computed before the run directory exists: a budget that no pool
-        # candidate meets is an error that leaves nothing behind.
-        pool = build_pool(space, config, progress=not args.no_progress and sys.stderr.isatty())
-        store = RunStore.create(run_dir, config.to_dict())
+        search = CoarseSearch.create(run_dir, space, evaluator, CoarseConfig(**settings), executor=_executor(args),
+                                     progress=progress)
         print(f"new run {run_dir} (continue it after an interruption with: jointnas coarse --run {run_dir})",
               file=sys.stderr)
-    workers = args.workers or _default_workers(args.device)
-    search = CoarseSearch(store, space, lambda: LocalExecutor(workers, args.device),
-                          Progress(bars=not args.no_progress))
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops as cleanly as Ctrl-C
     try:
-        summary = search.run(pool)
+        summary = search.run()
     except KeyboardInterrupt:
         sys.stderr.write(f"interrupted; finished trials are saved. Continue with: jointnas coarse --run "
-                         f"{store.run_dir}\n")
+                         f"{search.store.run_dir}\n")
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-        store.close()
+        search.close()
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..candidate import Candidate
+from ..catalog import load_space
 from ..errors import UsageError
-from ..space import load_space
+from ..space import Candidate
 
 
 def register(sub):
@@ -30,6 +30,7 @@ def run(args):
             for d in dims.values():
                 print(f"  {part:6s} {d.name:20s} {d.describe()}")
         print(f"presets: {', '.join(space.presets) or 'none'}")
+        print(f"model family: {space.family.name if space.family else 'none (a user objective scores it)'}")
         return 0
     if args.preset is not None:
         cand = space.preset(args.preset)
@@ -41,15 +42,17 @@ def run(args):
             raise UsageError(f"cannot read candidate {args.candidate}: {e}") from None
         space.validate(cand.arch, cand.recipe)
         label = str(args.candidate)
-    from ..proxies import count_cost  # imports torch: only when a cost is asked for
+    from ..cost import count_cost  # imports torch: only when a cost is asked for
 
     cost = count_cost(cand.arch, space)
-    row = {"name": label, "resolution": cand.arch["resolution"], "flops": cost.flops, "params": cost.params,
-           "deploy": {"in_channels": space.deploy.in_channels, "num_classes": space.deploy.num_classes}}
+    deploy = space.family.deploy
+    resolution = cand.arch.get("resolution", deploy.reference_resolution)
+    row = {"name": label, "resolution": resolution, "flops": cost.flops, "params": cost.params,
+           "deploy": {"in_channels": deploy.in_channels, "num_classes": deploy.num_classes}}
     if args.json:
         print(json.dumps(row))
     else:
         print(f"{label}: resolution {row['resolution']} px, {cost.flops / 1e6:.1f} MFLOPs, "
-              f"{cost.params / 1e6:.2f} M params (deployable model: {space.deploy.in_channels} channels, "
-              f"{space.deploy.num_classes} classes; fvcore count, 1 multiply-add = 1 flop)")
+              f"{cost.params / 1e6:.2f} M params (deployable model: {deploy.in_channels} channels, "
+              f"{deploy.num_classes} classes; fvcore count, 1 multiply-add = 1 flop)")
     return 0

@@ -103,9 +103,9 @@ def latest_run(root: Path = Path("runs")) -> Optional[Path]:
 
 def shipped_predictor(space_name: str) -> Optional[Path]:
     """The predictor shipped for ``space_name`` (repository checkout first, then the installed copy)."""
-    from ..space import recipes_dir
+    from ..catalog import spaces_dir
 
-    for folder in (recipes_dir().parent / "predictors", Path(sys.prefix) / "share" / "jointnas" / "predictors"):
+    for folder in (spaces_dir().parent / "predictors", Path(sys.prefix) / "share" / "jointnas" / "predictors"):
         found = sorted(folder.glob(f"{space_name}-*.pt"))
         if found:
             preferred = [f for f in found if f.name == f"{space_name}-digits.pt"]
@@ -128,15 +128,16 @@ def _measured_seeds(store) -> list:
 
 def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
     """(predictor, space, seeds, source description, store or None)."""
-    from ..predictor import Predictor
-    from ..space import load_space
+    from ..catalog import load_space
+    from ..coarse import run_space
+    from ..predictor import load_surrogate
     from ..store import RunStore
 
     if args.predictor is not None:
         if not args.predictor.is_file():
             raise UsageError(f"--predictor {args.predictor}: no such file; pass a checkpoint written by "
                              "'jointnas coarse' (RUN/predictors/iter<k>.pt) or a shipped one (predictors/*.pt)")
-        predictor = Predictor.load(args.predictor, space=args.space)
+        predictor = load_surrogate(args.predictor, space=args.space)
         return predictor, predictor.space, [], {"predictor": str(args.predictor)}, None
     run_dir = args.run if args.run is not None else latest_run()
     if run_dir is None:
@@ -146,7 +147,7 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
             raise UsageError(f"no run under runs/ and no shipped predictor for space {space_name}; run "
                              "'jointnas coarse' first, or pass --run DIR or --predictor FILE.pt")
         sys.stderr.write(f"no run under runs/: scoring with the shipped predictor {path}\n")
-        predictor = Predictor.load(path, space=args.space)
+        predictor = load_surrogate(path, space=args.space)
         return predictor, predictor.space, [], {"predictor": str(path)}, None
     store = RunStore.open(run_dir)
     path = store.predictor_path()
@@ -154,12 +155,12 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
         store.close()
         raise UsageError(f"run {run_dir} has no fitted predictor yet (its first coarse iteration has not "
                          f"finished); continue it with 'jointnas coarse --run {run_dir}', or pass --predictor")
-    space = load_space(store.config["space"])
+    space = run_space(store)
     if args.space is not None and load_space(args.space).fingerprint() != space.fingerprint():
         store.close()
         raise UsageError(f"--space {args.space}: run {run_dir} searched space {store.config['space']}; drop --space "
                          "or pass --predictor")
-    predictor = Predictor.load(path, space=space)
+    predictor = load_surrogate(path, space=space)
     return predictor, space, _measured_seeds(store), {"run": str(run_dir), "predictor": str(path)}, store
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..candidate import Candidate
+from ..catalog import load_space
 from ..data import TASK_NAMES, load_task
 from ..errors import UsageError
-from ..space import load_space
+from ..space import Candidate
 
 
 def register(sub):

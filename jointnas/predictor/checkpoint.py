@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
-from ..space import SpaceError, load_space
-from .core import Predictor, PredictorError
+from ..errors import SpaceError
+from ..space import SearchSpace
+from .mlp_ensemble import Predictor, PredictorError
 from .network import ProxyModel
 
 FORMAT = "jointnas-predictor"
@@ -52,6 +53,7 @@ def predictor_state(p: Predictor) -> dict:
     state = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "kind": p.kind,
         "space": {"name": space.name, "fingerprint": space.fingerprint(), "encoding_schema": space.encoding_schema(),
                   "arch_width": space.arch_width, "recipe_width": space.recipe_width},
         "config": dict(p.config),
@@ -108,14 +110,16 @@ def load_predictor(path, space=None) -> Predictor:
         raise PredictorError(f"{path} is damaged: its contents do not match the checksum stored in it; "
                              "copy it again or retrain it")
     saved = state["space"]
-    if space is None:
+    if not isinstance(space, SearchSpace):
+        from ..catalog import load_space  # a name or file at this public entry point
+
         try:
-            space = load_space(saved["name"])
+            space = load_space(space or saved["name"])
         except SpaceError:
+            if space is not None:
+                raise
             raise PredictorError(f"{path} was trained on space {saved['name']!r}, which is not available here; "
-                                 "pass that space's file (space=...)") from None
-    else:
-        space = load_space(space)
+                                 "pass that space (space=...)") from None
     if space.fingerprint() != saved["fingerprint"]:
         raise PredictorError(
             f"{path} was trained on space {saved['name']!r} (fingerprint {saved['fingerprint']}) and cannot score "

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 from sklearn.model_selection import KFold
 
-from .core import Predictor, PredictorError
+from .mlp_ensemble import Predictor, PredictorError
 
 
 def _corr(fn, a, b) -> float:
@@ -48,25 +48,38 @@ def evaluate(space, candidates, accuracies, k: int = 5, seed: int = 0, *, pretra
         if pretrain is not None:
             base.pretrain(*pretrain)
     x = base.encode(candidates)
-    y = np.asarray(accuracies, dtype=np.float64).reshape(-1)
-    if len(y) != len(x):
-        raise PredictorError(f"got {len(x)} candidates but {len(y)} accuracies")
+    out = cross_validate(base, x, accuracies, k, seed, frozen_epochs=frozen_epochs, full_epochs=full_epochs)
+    out["pretrained"] = base.pretrained
+    return out
+
+
+def cross_validate(template, candidates, scores, k: int = 5, seed: int = 0, **fit_options) -> dict:
+    """k-fold cross-validation of any surrogate: each fold fits a copy of ``template`` (e.g. one
+    pretrained on proxies) on the other folds and predicts its own. For the MLP predictor this
+    is :func:`evaluate` with ``pretrain=template``, fold for fold. Returns the pooled metrics
+    (``*_pooled``), the per-fold means and the out-of-fold ``predictions``."""
+    y = np.asarray(scores, dtype=np.float64).reshape(-1)
+    rows = candidates if isinstance(candidates, np.ndarray) else None   # already encoded
+    candidates = candidates if rows is not None else list(candidates)
+    pick = (lambda idx: rows[idx]) if rows is not None else (lambda idx: [candidates[i] for i in idx])
+    if len(y) != len(candidates):
+        raise PredictorError(f"got {len(candidates)} candidates but {len(y)} scores")
     k = int(min(k, len(y)))
     if k < 2:
         raise PredictorError(f"k-fold evaluation needs k >= 2 and at least 2 pairs (got k={k}, {len(y)} pairs)")
     oof = np.empty(len(y))
     folds, seconds = [], []
-    for train_idx, test_idx in KFold(k, shuffle=True, random_state=seed).split(x):
-        p = copy.deepcopy(base)
+    for train_idx, test_idx in KFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y))):
+        p = copy.deepcopy(template)
         start = time.perf_counter()
-        p.fit(x[train_idx], y[train_idx], frozen_epochs=frozen_epochs, full_epochs=full_epochs)
+        p.fit(pick(train_idx), y[train_idx], **fit_options)
         seconds.append(time.perf_counter() - start)
-        oof[test_idx] = p.predict_encoded(x[test_idx])[0]
+        oof[test_idx] = p.predict(pick(test_idx))[0]
         folds.append(ranking_metrics(y[test_idx], oof[test_idx]))
     out = {}
     for name in ("kendall_tau", "spearman_rho", "mae"):
         values = np.array([f[name] for f in folds])
         out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
     out.update({f"{name}_pooled": v for name, v in ranking_metrics(y, oof).items()})
-    out.update(n=int(len(y)), k=k, pretrained=base.pretrained, predictions=oof.tolist(), fit_seconds=seconds)
+    out.update(n=int(len(y)), k=k, predictions=oof.tolist(), fit_seconds=seconds)
     return out

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
-from .space import Network
+from .mbconv_cost import Network
 
 
 def load_published_models(path) -> Dict[str, dict]:

@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import UsageError
-from ..space import load_space
+from ..space import SearchSpace
 from .network import Member, ProxyModel
 
 
@@ -42,12 +42,23 @@ class Predictor:
     Targets are standardised accuracies; the loss is Huber.
     """
 
+    kind = "mlp"
+
     def __init__(self, space, hidden: int = 64, ensemble: int = 5, seed: int = 0, *,
                  encoder_layers: int = 2, head_layers: int = 2, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 16, val_fraction: float = 0.2,
                  patience: int = 20, bootstrap: bool = False, huber_delta: float = 1.0,
-                 early_stopping_from: int = 100):
-        self.space = load_space(space)
+                 early_stopping_from: int = 100, score_bounds=(0.0, 1.0)):
+        if not isinstance(space, SearchSpace):
+            from ..catalog import load_space  # a name or file at this public entry point
+
+            space = load_space(space)
+        self.space = space
+        if score_bounds is not None:
+            lo, hi = (float(v) for v in score_bounds)
+            if not lo < hi:
+                raise PredictorError(f"score_bounds must be (low, high) with low < high, got {score_bounds!r}")
+            score_bounds = [lo, hi]
         for name, value in (("hidden", hidden), ("ensemble", ensemble), ("encoder_layers", encoder_layers),
                             ("head_layers", head_layers), ("batch_size", batch_size), ("patience", patience),
                             ("early_stopping_from", early_stopping_from)):
@@ -59,7 +70,8 @@ class Predictor:
                            encoder_layers=int(encoder_layers), head_layers=int(head_layers), lr=float(lr),
                            weight_decay=float(weight_decay), batch_size=int(batch_size),
                            val_fraction=float(val_fraction), patience=int(patience), bootstrap=bool(bootstrap),
-                           huber_delta=float(huber_delta), early_stopping_from=int(early_stopping_from))
+                           huber_delta=float(huber_delta), early_stopping_from=int(early_stopping_from),
+                           score_bounds=score_bounds)
         self.proxy_model: Optional[ProxyModel] = None
         self.cost_stats: Optional[dict] = None
         self.members: List[Member] = []
@@ -175,9 +187,11 @@ class Predictor:
             raise PredictorError(f"fitting needs at least 3 trained pairs, got {len(y)}")
         if not np.all(np.isfinite(y)):
             raise PredictorError("accuracies contain NaN or infinity; drop failed trials before fitting")
-        if y.min() < 0 or y.max() > 1:
-            raise PredictorError(f"accuracies must be fractions in [0, 1], got {y.min():g}..{y.max():g} "
-                                 "(percentages? divide by 100)")
+        bounds = self.config["score_bounds"]
+        if bounds is not None and (y.min() < bounds[0] or y.max() > bounds[1]):
+            hint = " (percentages? divide by 100)" if bounds == [0.0, 1.0] else ""
+            raise PredictorError(f"scores must lie in [{bounds[0]:g}, {bounds[1]:g}], got {y.min():g}..{y.max():g}"
+                                 + hint)
         if frozen_epochs < 0 or full_epochs < 0 or frozen_epochs + full_epochs == 0:
             raise PredictorError("frozen_epochs and full_epochs must be >= 0 and not both 0")
         mean, std = float(y.mean()), float(max(y.std(), 1e-6))
@@ -262,7 +276,7 @@ class Predictor:
 
     def predict_encoded(self, x, batch_size: int = 65536):
         """(mean, std) predicted accuracy of encoded rows, scored in batches; std is the ensemble
-        spread. Each member's prediction is clipped to [0, 1] first."""
+        spread. Each member's prediction is clipped to the score bounds first."""
         self._require_fitted()
         x = self.encode(x)
         out = np.empty((len(self.members), len(x)), dtype=np.float32)
@@ -272,9 +286,11 @@ class Predictor:
                 for i, member in enumerate(self.members):
                     out[i, s:s + len(xb)] = member(xb).numpy()
         acc = out.astype(np.float64) * self.target_stats["std"] + self.target_stats["mean"]
-        # An accuracy is a fraction: each member's extrapolation is cut at 0 and 1 before the
-        # ensemble statistics, or a search would chase "accuracies" above 100 %.
-        np.clip(acc, 0.0, 1.0, out=acc)
+        # An accuracy is a fraction: each member's extrapolation is cut at 0 and 1 (the score
+        # bounds) before the ensemble statistics, or a search would chase "accuracies" above 100 %.
+        bounds = self.config["score_bounds"]
+        if bounds is not None:
+            np.clip(acc, bounds[0], bounds[1], out=acc)
         return acc.mean(0), acc.std(0)
 
     def predict(self, candidates, batch_size: int = 65536):
@@ -302,3 +318,8 @@ class Predictor:
         state = "fitted" if self.fitted else "unfitted"
         return (f"Predictor(space={self.space.name!r}, ensemble={self.config['ensemble']}, "
                 f"hidden={self.config['hidden']}, {'pretrained, ' if self.pretrained else ''}{state})")
+
+
+def make(space, *, seed: int = 0, ensemble: int = 5, score_bounds=(0.0, 1.0), **options) -> Predictor:
+    """The catalog's ``mlp`` surrogate factory."""
+    return Predictor(space, ensemble=ensemble, seed=seed, score_bounds=score_bounds, **options)

@@ -24,7 +24,7 @@ def _plain(v: Any) -> Any:
 class Candidate:
     arch: Dict[str, Any]
     recipe: Dict[str, Any]
-    space: str = "fbnetv3"
+    space: str = ""           # name of the space it belongs to (part of its key)
     meta: Dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -58,14 +58,13 @@ class Candidate:
     def from_dict(cls, d: dict) -> "Candidate":
         if not isinstance(d, dict) or "arch" not in d or "recipe" not in d:
             raise ValueError("a candidate needs 'arch' and 'recipe' mappings")
-        return cls(dict(d["arch"]), dict(d["recipe"]), d.get("space", "fbnetv3"), dict(d.get("meta") or {}))
+        return cls(dict(d["arch"]), dict(d["recipe"]), d.get("space", ""), dict(d.get("meta") or {}))
 
     @classmethod
     def from_json(cls, text: str) -> "Candidate":
         return cls.from_dict(json.loads(text))
 
-    def validate(self, space=None) -> "Candidate":
-        from .space import load_space
-
-        load_space(space or self.space).validate(self.arch, self.recipe)
+    def validate(self, space) -> "Candidate":
+        """SpaceError unless this candidate is a point of ``space`` (a :class:`SearchSpace`)."""
+        space.validate(self)
         return self

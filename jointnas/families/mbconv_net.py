@@ -1,4 +1,4 @@
-"""Model builder: an arch dict of a space -> a torch MBConv network (FBNetV3 conventions).
+"""The mbconv family's builder: an arch dict -> a torch MBConv network (FBNetV3 conventions).
 
 Conventions (``../shared/fbnetv3_models.json``): hard-swish 3x3 stride-2 stem; stages of
 inverted-residual blocks whose first block carries the stage stride (and, with
@@ -8,84 +8,16 @@ depthwise output; a head of 1x1 conv to ``round_to_8(last * 6)``, global pooling
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import torch
 from torch import nn
 from torchvision.ops import SqueezeExcitation, StochasticDepth
 from torchvision.ops.misc import Conv2dNormActivation
 
-from .space import Network
+from .mbconv_cost import BlockSpec, Network, block_specs, round_to_8
 
 ACTIVATION_LAYERS = {"hswish": nn.Hardswish, "relu": nn.ReLU, "swish": nn.SiLU}
-
-
-def round_to_8(x: float) -> int:
-    return int(x) if x % 8 == 0 else max(1, round(x / 8)) * 8
-
-
-@dataclass(frozen=True)
-class BlockSpec:
-    in_channels: int
-    out_channels: int
-    kernel: int
-    stride: int
-    expansion: float
-    se: bool
-    act: str
-    padding: int
-
-    @property
-    def mid_channels(self) -> int:
-        return round_to_8(self.in_channels * self.expansion)
-
-    @property
-    def se_channels(self) -> int:
-        return round_to_8(int(self.mid_channels * 0.25 / self.expansion))
-
-    @property
-    def residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
-
-
-def block_specs(arch: dict, network: Network = Network(), trim_pad: bool = True) -> Iterator[BlockSpec]:
-    """The MBConv blocks of ``arch`` in order; ``trim_pad=False`` ignores the ``s<i>_trim_pad`` dims."""
-    in_ch = arch["stem_channels"]
-    for i, stride in enumerate(network.stage_strides):
-        out_ch = arch[f"s{i}_channels"]
-        for j in range(arch[f"s{i}_depth"]):
-            first = j == 0
-            k = arch[f"s{i}_kernel"] if first else arch[f"s{i}_kernel_rep"]
-            e = arch[f"s{i}_expansion"] if first else arch[f"s{i}_expansion_rep"]
-            pad = k // 2 - (1 if first and trim_pad and arch.get(f"s{i}_trim_pad", False) else 0)
-            yield BlockSpec(in_ch, out_ch, k, stride if first else 1, e,
-                            bool(arch[f"s{i}_se"]), arch[f"s{i}_act"], pad)
-            in_ch = out_ch
-
-
-def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-def min_input_size(arch: dict, network: Network = Network(), trim_pad: bool = True) -> int:
-    """Smallest input side for which every convolution of ``arch`` sees an input at least its kernel.
-
-    Only trimmed depthwise padding (``s<i>_trim_pad``) makes this larger than 1: FBNetV3's
-    trimmed stride-2 convolutions need inputs of about 50 px or more.
-    """
-    specs = list(block_specs(arch, network, trim_pad))
-    for size in range(1, 4096):
-        x = conv_out(size, 3, network.stem_stride, 1)
-        ok = x >= 1
-        for b in specs:
-            if not ok or x + 2 * b.padding < b.kernel:
-                ok = False
-                break
-            x = conv_out(x, b.kernel, b.stride, b.padding)
-        if ok and x >= 1:
-            return size
-    raise ValueError("arch has no valid input size below 4096")
 
 
 class MBConv(nn.Module):
@@ -138,7 +70,7 @@ class MBConvNet(nn.Module):
 
 def build_model(arch: dict, num_classes: int = 1000, in_channels: int = 3, *, network: Optional[Network] = None,
                 dropout: float = 0.0, drop_path: float = 0.0, trim_pad: bool = True) -> MBConvNet:
-    """Build the network for ``arch`` (see :mod:`jointnas.space`); ``network`` defaults to FBNetV3's.
+    """Build the network for ``arch`` of an mbconv space; ``network`` defaults to FBNetV3's.
 
     ``trim_pad=False`` builds every depthwise conv with ``k // 2`` padding, for task models whose
     input is smaller than :func:`min_input_size` allows with the trimmed padding.

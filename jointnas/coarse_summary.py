@@ -1,0 +1,34 @@
+"""The one-screen summary of a coarse run (what ``jointnas coarse`` prints at the end)."""
+from __future__ import annotations
+
+
+def format_summary(s: dict) -> str:
+    cfg, cal = s["config"], s["calibration"]
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(s["counts"].items()))
+    lines = [f"coarse search {s['run']}: {sum(s['counts'].values())} trials ({counts}) "
+             f"over {len(s['iterations'])} iteration(s)"]
+    schedule = "full schedule = each recipe's epochs"
+    if cfg.get("epoch_cap"):
+        schedule += (f", capped at {cfg['epoch_cap']} epochs of that schedule "
+                     "(the learning-rate schedule is not compressed)")
+    lines.append(schedule)
+    epoch = cal.get("chosen_epoch")
+    if cal:
+        lines.append(f"early stop: epoch {epoch} of {cal['full_epochs']} "
+                     f"({cal['metric']} >= {cal['threshold']:g}: {'yes' if cal['reached'] else 'no'})")
+    lines += ["", f"best measured candidates (ranked by score at epoch {epoch}):",
+              f"  {'trial':>5} {'iter':>4} {'acc@' + str(epoch):>7} {'final':>6} {'epochs':>6} "
+              f"{'MFLOPs':>8} {'Mparams':>7}  key"]
+    for b in s["best"]:
+        lines.append(f"  {b['trial']:>5} {b['iteration']:>4} {b['score']:>7.3f} {b['final_acc'] or 0:>6.3f} "
+                     f"{b['epochs_run']:>6} {b['flops'] / 1e6:>8.1f} {b['params'] / 1e6:>7.2f}  {b['key']}")
+    lines += ["", "predictor per iteration (held-out = k-fold out-of-fold Kendall tau):",
+              f"  {'iter':>4} {'trained':>7} {'held-out tau':>12} {'tau on its next batch':>22}"]
+    evals = s["predictor_eval"]
+    next_tau = {e["iteration"] - 1: e.get("next_batch_tau") for e in evals}
+    for e in evals:
+        tau, nxt = e["kendall_tau"], next_tau.get(e["iteration"])
+        lines.append(f"  {e['iteration']:>4} {e['n_train']:>7} {'-' if tau is None else f'{tau:.2f}':>12} "
+                     f"{'-' if nxt is None else f'{nxt:.2f}':>22}")
+    lines.append(f"final predictor: {s['predictor']}")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""What ranks untried candidates: the :class:`Surrogate` protocol, and reading any kind of
+surrogate checkpoint back (:func:`load_surrogate`).
+
+A surrogate checkpoint is a torch file readable with ``torch.load(weights_only=True)`` (no code
+runs on load) whose top-level mapping names the surrogate's ``kind``; the catalog's
+``SURROGATE_LOADERS`` says how each kind is read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Protocol, Sequence, Tuple, runtime_checkable
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+@runtime_checkable
+class Surrogate(Protocol):
+    kind: str                     # written into the checkpoint
+    space: object                 # the SearchSpace it scores
+
+    def pretrain(self, candidates: Sequence, costs: np.ndarray) -> "Surrogate":
+        """Learn from the pool's (flops, params) before any trial is measured (may do nothing)."""
+
+    def fit(self, candidates: Sequence, y: np.ndarray) -> "Surrogate":
+        """Fit measured scores of candidates; returns self."""
+
+    def predict(self, candidates: Sequence) -> Tuple[np.ndarray, np.ndarray]:
+        """(mean, std) predicted score of candidates."""
+
+    def predict_encoded(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of rows already encoded with ``space.encode``."""
+
+    def save(self, path) -> None:
+        """Write a checkpoint (atomically) that :func:`load_surrogate` reads back."""
+
+
+def checkpoint_kind(path) -> str:
+    """The ``kind`` a surrogate checkpoint names (files from before kinds existed are ``mlp``)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no surrogate checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - damaged, truncated or not a torch file
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"{path} is not a readable surrogate checkpoint: {reason[:200]}") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} is a torch file but not a jointnas surrogate checkpoint")
+    if "kind" in state:
+        return str(state["kind"])
+    if state.get("format") == "jointnas-predictor":
+        return "mlp"
+    raise UsageError(f"{path} is a torch file but not a jointnas surrogate checkpoint (it names no kind)")
+
+
+def load_surrogate(path, space=None):
+    """The surrogate saved at ``path``, checked against ``space`` (default: the one it names)."""
+    from ..catalog import SURROGATE_LOADERS, resolve
+
+    kind = checkpoint_kind(path)
+    return resolve(SURROGATE_LOADERS, kind, "surrogate kind")(path, space)
+

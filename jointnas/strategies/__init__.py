@@ -1,0 +1,1 @@
+"""What to try next: coarse batch policies (``batch``) and fine-stage strategies."""
