@@ -22,6 +22,7 @@ from .space.dims import parse_dim
 FAMILIES: Dict[str, Union[str, Callable]] = {
     "mbconv": "jointnas.families.mbconv:MBConvFamily.from_spec",
     "torchvision": "jointnas.families.torchvision:TorchvisionFamily.from_spec",
+    "fixed": "jointnas.families.fixed:FixedArch.from_spec",
 }
 # name -> surrogate factory ``make(space, *, seed, ensemble, score_bounds) -> Surrogate``
 SURROGATES: Dict[str, Union[str, Callable]] = {
