@@ -5,7 +5,9 @@ has, found with the joint search's machinery held to the recipe.
 (the arch part empty, the ``fixed`` family building that arch) or for a choice among a few
 torchvision models. :func:`autotrain` runs the coarse stage on it (Sobol pool of recipes,
 a diverse first batch trained to the full schedule, predictor-chosen batches after it) and
-then the fine stage (the genetic search scored by the predictor), and returns the recipe.
+then the fine stage (the genetic search scored by the predictor), and returns the recipe: the
+fine stage's pick when the predictor ranks held-out trained recipes well enough
+(:data:`MIN_PREDICTOR_TAU`), else the best recipe the coarse stage trained.
 
 Proxies (FLOPs, params) are the same for every candidate of a fixed arch, so the predictor's
 proxy pretraining has nothing to learn and is skipped; the predictor is fitted on the recipe
@@ -24,6 +26,11 @@ import yaml
 
 from .errors import UsageError
 
+# The fine stage's pick is an extrapolation of the predictor; it is taken only when the predictor
+# ranked the trained recipes it had not seen (k-fold, out of fold) at least this well. Below it,
+# the best recipe actually trained is the answer (BENCHMARKS.md, "AutoTrain": with 6 trained
+# recipes the fine stage chose the corners of the ranges and lost 10 points to it).
+MIN_PREDICTOR_TAU = 0.3
 PROXIES_NOTE = ("FLOPs/params are the same for every recipe of a fixed arch, so the predictor skips proxy "
                 "pretraining and learns from the recipe features alone")
 
@@ -31,6 +38,7 @@ PROXIES_NOTE = ("FLOPs/params are the same for every recipe of a fixed arch, so 
 @dataclass
 class AutoTrainResult:
     recipe: dict                      # the full recipe, held-fixed values included (epochs when fixed)
+    chosen_by: str                    # "fine search" or "best trained", and why
     candidate: object                 # the Candidate of the searched space
     predicted: float                  # the predictor's mean for it
     predicted_std: float
@@ -41,7 +49,8 @@ class AutoTrainResult:
     command: str = ""
 
     def to_dict(self) -> dict:
-        return {"recipe": self.recipe, "candidate": self.candidate.to_dict(), "predicted": self.predicted,
+        return {"recipe": self.recipe, "chosen_by": self.chosen_by, "candidate": self.candidate.to_dict(),
+                "predicted": self.predicted,
                 "predicted_std": self.predicted_std, "best_measured": self.best_measured, "fine": self.fine,
                 "files": self.files, "command": self.command}
 
@@ -110,16 +119,33 @@ def autotrain(run_dir, space, evaluator, config, *, fine_settings=None, executor
     log(f"fine: {found.generations} generation(s), {found.scored} recipes scored by the predictor "
         f"(score = mean - {settings.risk:g} x spread; {found.stop_reason})")
     best = found.top[0]
-    recipe = dict(best.candidate.recipe)
-    if epochs is not None:
-        recipe["epochs"] = int(epochs)
     best_measured = ({"recipe": dict(seeds[0][0].recipe), "arch": dict(seeds[0][0].arch), "score": seeds[0][1]}
                      if seeds else None)
+    candidate, chosen_by = choose(best.candidate, seeds[0][0] if seeds else None, coarse.get("predictor_eval"))
+    log(f"autotrain: the recipe is the {chosen_by}")
+    recipe = dict(candidate.recipe)
+    if epochs is not None:
+        recipe["epochs"] = int(epochs)
+    mean, std = predictor.predict([candidate])
     fine = {"generations": found.generations, "stop_reason": found.stop_reason, "scored": found.scored,
-            "risk": settings.risk}
-    result = AutoTrainResult(recipe, best.candidate, float(best.mean), float(best.std), best_measured, coarse, fine)
+            "risk": settings.risk, "pick": dict(best.candidate.recipe), "predicted": float(best.mean)}
+    result = AutoTrainResult(recipe, chosen_by, candidate, float(mean[0]), float(std[0]), best_measured, coarse,
+                             fine)
     result.files = write_outputs(run_dir / "autotrain", space, result)
     return result
+
+
+def choose(fine_pick, best_trained, predictor_eval: Optional[list]):
+    """(candidate, why): the fine search's pick when the last predictor's out-of-fold Kendall tau
+    reached :data:`MIN_PREDICTOR_TAU`, else the best trained candidate."""
+    tau = (predictor_eval or [{}])[-1].get("kendall_tau")
+    if best_trained is None:
+        return fine_pick, "fine search's pick (nothing was trained to compare with)"
+    if tau is not None and tau >= MIN_PREDICTOR_TAU:
+        return fine_pick, f"fine search's pick (the predictor's held-out Kendall tau is {tau:.2f})"
+    why = "not measurable (too few trained recipes)" if tau is None else f"only {tau:.2f}"
+    return best_trained, (f"best trained recipe: the predictor's held-out Kendall tau is {why} "
+                          f"(< {MIN_PREDICTOR_TAU}), so its fine-search pick is not trusted")
 
 
 def _measured_seeds(search) -> List[tuple]:

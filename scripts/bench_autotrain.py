@@ -110,6 +110,11 @@ def found(kind: str, model: str, args, search) -> dict:
     return recipe
 
 
+def fine_pick(model: str, args) -> dict:
+    """The fine stage's own pick in the jointnas search (autotrain's answer only when the predictor ranks well)."""
+    return json.loads((args.out / f"found-jointnas-{model}.json").read_text())["fine_pick"]
+
+
 def jointnas_recipe(model: str, args):
     from jointnas.autotrain import autotrain
     from jointnas.coarse import CoarseConfig
@@ -123,7 +128,8 @@ def jointnas_recipe(model: str, args):
                        log=lambda line: print(f"[{model}] {line}", flush=True))
     print(f"[{model}] jointnas search {time.time() - t:.0f} s: predicted {result.predicted:.3f} "
           f"+- {result.predicted_std:.3f}", flush=True)
-    return dict(result.candidate.recipe), {"predicted": result.predicted, "predicted_std": result.predicted_std,
+    return dict(result.candidate.recipe), {"chosen_by": result.chosen_by, "fine_pick": result.fine["pick"],
+                                            "predicted": result.predicted, "predicted_std": result.predicted_std,
                                             "best_measured": result.best_measured,
                                             "predictor_eval": result.coarse.get("predictor_eval")}
 
@@ -176,8 +182,9 @@ class Results:
         self.rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def get(self, key: dict):
+        """A retraining of the same recipe with the same seed, whatever it was labelled (CPU runs repeat)."""
         for r in self.rows:
-            if all(r.get(k) == v for k, v in key.items()):
+            if all(r.get(k) == v for k, v in key.items() if k != "label"):
                 return r
         return None
 
@@ -233,6 +240,7 @@ def main(argv=None) -> int:
     recipes, table, swap = {}, {}, {}
     if args.part in ("a", "all"):
         recipes[a] = {"jointnas": found("jointnas", a, args, jointnas_recipe),
+                      "jointnas fine stage's pick": fine_pick(a, args),
                       "tpe": found("tpe", a, args, tpe_recipe),
                       "torchvision reference": dict(REFERENCE[a])}
         table = {name: retrain(a, name, r, args) for name, r in recipes[a].items()}

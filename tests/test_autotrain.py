@@ -58,6 +58,8 @@ def test_autotrain_on_digits_runs_coarse_and_fine_and_ends_with_a_recipe_and_its
     assert set(recipe) == set(space.recipe) | {"epochs"} and recipe["epochs"] == 1
     space.validate({}, {k: v for k, v in recipe.items() if k != "epochs"})
     assert 0.0 <= out["predicted"] <= 1.0 and out["fine"]["generations"] >= 1
+    assert out["chosen_by"].startswith(("fine search's pick", "best trained recipe"))
+    assert out["chosen_by"] in captured.err
     command = shlex.split(out["command"])
     assert command[:2] == ["jointnas", "train"] and "--candidate" in command
     assert main(command[1:]) == 0  # the printed command trains the recipe
@@ -96,3 +98,16 @@ def test_with_the_arch_fixed_the_predictor_ranks_recipes_from_their_features_alo
     surrogate = make_surrogate("mlp", space, seed=0, ensemble=3).fit(cands[:60], y[:60])
     mean, _ = surrogate.predict(cands[60:])
     assert rank_correlation(mean, y[60:]) > 0.5
+
+
+def test_the_fine_pick_is_the_answer_only_when_the_predictor_ranks_held_out_recipes():
+    from jointnas.autotrain import MIN_PREDICTOR_TAU, choose
+    from jointnas.space import Candidate
+
+    fine, trained = Candidate({}, {"lr": 0.3}), Candidate({}, {"lr": 0.01})
+    good = [{"kendall_tau": None}, {"kendall_tau": MIN_PREDICTOR_TAU + 0.1}]
+    assert choose(fine, trained, good)[0] is fine
+    for evals in ([{"kendall_tau": MIN_PREDICTOR_TAU - 0.1}], [{"kendall_tau": None}], None):
+        cand, why = choose(fine, trained, evals)
+        assert cand is trained and "not trusted" in why
+    assert choose(fine, None, None)[0] is fine

@@ -117,7 +117,8 @@ def run(args):
     _check_device(args.device)
     catalog.resolve(catalog.EXECUTORS, args.executor, "executor")
     base = catalog.load_space(args.space or d["space"])
-    space = fixed_arch_space(base, family, arch=arch, models=models, epochs=args.epochs)
+    preset = models[0] if arch is not None and "model" not in arch else None
+    space = fixed_arch_space(base, family, arch=arch, models=models, epochs=args.epochs, name=preset)
     evaluator = TrainEvaluator(args.data or d["data"], data_root=args.data_root, train_subset=args.train_subset,
                                device=args.device)
     epoch_cap = args.epochs if args.epochs is not None else (d["epoch_cap"] if args.epoch_cap is None
@@ -161,7 +162,8 @@ def _log(line: str) -> None:
 def format_result(result) -> str:
     import yaml
 
-    lines = [f"# recipe found (predicted val accuracy {result.predicted:.3f} +- {result.predicted_std:.3f})"]
+    lines = [f"# recipe: the {result.chosen_by}",
+             f"# predicted val accuracy {result.predicted:.3f} +- {result.predicted_std:.3f}"]
     if result.best_measured is not None:
         lines.append(f"# best trained during the search: {result.best_measured['score']:.3f}")
     lines.append(yaml.safe_dump(result.recipe, sort_keys=False).rstrip())
