@@ -27,8 +27,9 @@ def register(sub):
         "models. The coarse stage trains a diverse batch of recipes, calibrates the early-stop epoch and trains "
         "predictor-chosen batches; the fine stage evolves recipes scored by the predictor (mean - --risk x "
         "ensemble spread). FLOPs/params are the same for every recipe of a fixed arch, so the predictor skips "
-        "proxy pretraining and learns from the recipe features alone. Prints the recipe as YAML and the "
-        "`jointnas train` command that trains it.",
+        "proxy pretraining and learns from the recipe features alone. The answer is the fine stage's pick when "
+        "the predictor ranks held-out trained recipes with Kendall tau >= 0.3, else the best trained recipe. "
+        "Prints the recipe as YAML (logs go to stderr) and the `jointnas train` command that trains it.",
         epilog="Example: jointnas autotrain --arch resnet18 --data fashion-mnist --epochs 10")
     p.add_argument("--arch", required=True, metavar="NAME[,NAME...]",
                    help="torchvision model (resnet18, mobilenet_v3_small, ...), several comma-separated, or an "
