@@ -161,11 +161,22 @@ class FineProblem:
             return G, costs
         return self.genome.repair(G, costs, self.limit, self.costs, rng, protect)
 
-    def check_budget(self):
-        """The cheapest arch's Cost; UsageError when even it exceeds the budget."""
-        from .budget import check_budget
+    def check_budget(self) -> np.ndarray:
+        """[flops, params] of the cheapest arch; UsageError when even it exceeds the budget."""
+        import math
 
-        return check_budget(self.space, self.budget)
+        from .budget import format_flops, format_params
+
+        flops, params = (int(x) for x in self.costs(self.genome.cheapest()[None, :])[0])
+        if self.budget.max_flops < flops:
+            raise UsageError(f"FLOPs budget {format_flops(self.budget.max_flops)} is below the cheapest candidate of "
+                             f"space {self.space.name} ({format_flops(flops)}, {flops} flops); a budget of at least "
+                             f"{math.ceil(flops / 1e6)} MFLOPs is needed")
+        if self.budget.max_params is not None and self.budget.max_params < params:
+            raise UsageError(f"parameter budget {format_params(self.budget.max_params)} is below the smallest "
+                             f"candidate of space {self.space.name} ({format_params(params)}, {params} params); "
+                             f"a budget of at least {math.ceil(params / 1e4) / 100:g} M params is needed")
+        return np.array([flops, params])
 
     def predict(self, G: np.ndarray):
         mean, std = self.surrogate.predict_encoded(self.genome.encode(G))
