@@ -42,7 +42,10 @@ def _block(in_ch, out_ch, kernel, expansion, se):
     return per_in, per_out, const, params
 
 
-def _stack(col: dict, field: str, stages: int, default=None) -> np.ndarray:
+def _stack(col, field: str, stages: int, default=None) -> np.ndarray:
+    names = [f"s{i}_{field}" for i in range(stages)]
+    if hasattr(col, "stack") and all(n in col for n in names):
+        return col.stack(names)  # columns backed by one matrix: one gather
     n = len(col["resolution"])
     return np.stack([np.asarray(col[f"s{i}_{field}"]) if default is None or f"s{i}_{field}" in col
                      else np.full(n, default) for i in range(stages)], axis=1)
@@ -57,7 +60,8 @@ def _as_columns(archs: Union[Columns, Sequence[Mapping]]) -> Mapping:
 
 def mbconv_costs(archs: Union[Columns, Sequence[Mapping]], network, in_channels: int, num_classes: int) -> np.ndarray:
     """(n, 2) int64 [flops, params] of the deployable MBConv models of ``archs``: arch dicts, or
-    columns (name -> array of n values). ``network`` has ``stage_strides``, ``stem_stride``,
+    columns (name -> array of n values; a mapping that also offers ``stack(names) -> (n, k)``
+    array is read a field at a time). ``network`` has ``stage_strides``, ``stem_stride``,
     ``head_expansion`` and ``head_channels``."""
     col = _as_columns(archs)
     res = np.asarray(col["resolution"]).astype(np.float64, copy=False)

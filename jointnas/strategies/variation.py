@@ -9,6 +9,7 @@ a ``numpy.random.Generator``, so a search is reproducible from its seed.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -212,22 +213,26 @@ class Genome:
 
     # ---- arch values as columns, for a family's vectorised cost
     def _build_arch_columns(self) -> None:
-        self._numeric_arch = [g for g in range(self.n_arch) if self.values[g] is None
-                              or all(isinstance(v, (int, float, bool, np.number)) for v in self.values[g])]
-        tables = [np.asarray(self.values[g], dtype=np.float64) if self.values[g] is not None else None
-                  for g in self._numeric_arch]
-        self._objects = {g: np.asarray(self.values[g], dtype=object) for g in range(self.n_arch)
-                         if g not in set(self._numeric_arch)}
-        self._arch_tables = tables
+        numeric = [g for g in range(self.n_arch) if self.values[g] is None
+                   or all(isinstance(v, (int, float, bool, np.number)) for v in self.values[g])]
+        self._numeric_arch = np.array(numeric, dtype=np.int64)
+        discrete = [g for g in numeric if self.values[g] is not None]
+        tables = [np.asarray(self.values[g], dtype=np.float64) for g in discrete]
+        self._arch_discrete = np.array(discrete, dtype=np.int64)
+        self._arch_start = np.cumsum([0] + [len(x) for x in tables])[:-1].astype(np.int64)
+        self._arch_flat = np.concatenate(tables) if tables else np.zeros(0)
+        self._arch_pos = {g: i for i, g in enumerate(numeric)}
+        self._objects = {g: np.asarray(self.values[g], dtype=object) for g in range(self.n_arch) if g not in numeric}
 
-    def arch_columns(self, G: np.ndarray) -> dict:
-        """Arch values of the rows as columns: name -> array of values."""
-        out = {}
-        for g, table in zip(self._numeric_arch, self._arch_tables):
-            out[self.parts[g][1]] = G[:, g] if table is None else table[G[:, g].astype(np.int64)]
-        for g, table in self._objects.items():
-            out[self.parts[g][1]] = table[G[:, g].astype(np.int64)]
-        return out
+    def arch_columns(self, G: np.ndarray) -> "ArchColumns":
+        """Arch values of the rows as columns (name -> array of values)."""
+        values = G[:, self._numeric_arch].copy()
+        if len(self._arch_discrete):
+            where = np.searchsorted(self._numeric_arch, self._arch_discrete)
+            values[:, where] = self._arch_flat[G[:, self._arch_discrete].astype(np.int64) + self._arch_start]
+        names = [self.parts[g][1] for g in self._numeric_arch]
+        extra = {self.parts[g][1]: table[G[:, g].astype(np.int64)] for g, table in self._objects.items()}
+        return ArchColumns(values, names, extra)
 
     def arch_dicts(self, G: np.ndarray) -> List[dict]:
         """Arch values of the rows as dicts of plain Python values."""
@@ -298,3 +303,26 @@ class Genome:
             costs[bad] = price(G[bad])
             bad = bad[~fits(costs[bad])]
         return G, costs
+
+
+class ArchColumns(Mapping):
+    """Arch values of many rows: a mapping name -> column, backed by one float64 matrix for the
+    numeric dimensions; ``stack(names)`` takes several columns at once as an (n, k) matrix."""
+
+    def __init__(self, values: np.ndarray, names: List[str], extra: dict):
+        self.values, self.extra = values, extra
+        self.index = {n: i for i, n in enumerate(names)}
+
+    def __getitem__(self, name):
+        if name in self.index:
+            return self.values[:, self.index[name]]
+        return self.extra[name]
+
+    def __iter__(self):
+        return iter(list(self.index) + list(self.extra))
+
+    def __len__(self):
+        return len(self.index) + len(self.extra)
+
+    def stack(self, names: Sequence[str]) -> np.ndarray:
+        return self.values[:, [self.index[n] for n in names]]
