@@ -210,13 +210,22 @@ class Board:
                 out[i] = True
         return out
 
-    def score(self, G: np.ndarray, costs: np.ndarray) -> np.ndarray:
-        """Score rows (all fresh) and remember them; returns their stats rows."""
+    def claim(self, keys: Sequence[bytes], claimed: set) -> np.ndarray:
+        """Mask of ``keys`` neither scored nor in ``claimed``; those are added to ``claimed``."""
+        seen, out = self.seen, np.zeros(len(keys), dtype=bool)
+        for i, k in enumerate(keys):
+            if k not in seen and k not in claimed:
+                claimed.add(k)
+                out[i] = True
+        return out
+
+    def score(self, G: np.ndarray, costs: np.ndarray, keys: Optional[Sequence[bytes]] = None) -> np.ndarray:
+        """Score rows (all fresh; ``keys`` are theirs if known) and remember them; returns their stats."""
         if len(G) == 0:
             return np.zeros((0, 5))
         mean, std, score = self.problem.predict(G)
         stats = np.column_stack([score, mean, std, costs[:, 0], costs[:, 1]]).astype(np.float64)
-        self.seen.update(self.problem.genome.keys(G))
+        self.seen.update(self.problem.genome.keys(G) if keys is None else keys)
         self.scored += len(G)
         self.rows = np.concatenate([self.rows, G])
         self.stats = np.concatenate([self.stats, stats])

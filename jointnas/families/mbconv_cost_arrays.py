@@ -42,13 +42,20 @@ def _block(in_ch, out_ch, kernel, expansion, se):
     return per_in, per_out, const, params
 
 
-def _stack(col, field: str, stages: int, default=None) -> np.ndarray:
-    names = [f"s{i}_{field}" for i in range(stages)]
-    if hasattr(col, "stack") and all(n in col for n in names):
-        return col.stack(names)  # columns backed by one matrix: one gather
+def _fields(col, stages: int) -> dict:
+    """field -> (n, stages) float64 matrix of the stage dimensions (trim_pad False where absent)."""
     n = len(col["resolution"])
-    return np.stack([np.asarray(col[f"s{i}_{field}"]) if default is None or f"s{i}_{field}" in col
-                     else np.full(n, default) for i in range(stages)], axis=1)
+    names = [f"s{i}_{f}" for f in FIELDS for i in range(stages)]
+    present = [m for m in names if m in col]
+    if hasattr(col, "stack"):
+        got = dict(zip(present, col.stack(present).astype(np.float64, copy=False).T))  # one gather
+    else:
+        got = {m: np.asarray(col[m]).astype(np.float64) for m in present}
+    missing = [m for m in names if m not in got]
+    if any(not m.endswith("_trim_pad") for m in missing):
+        raise KeyError(next(m for m in missing if not m.endswith("_trim_pad")))
+    zeros = np.zeros(n)
+    return {f: np.stack([got.get(f"s{i}_{f}", zeros) for i in range(stages)], axis=1) for f in FIELDS}
 
 
 def _as_columns(archs: Union[Columns, Sequence[Mapping]]) -> Mapping:
@@ -71,12 +78,9 @@ def mbconv_costs(archs: Union[Columns, Sequence[Mapping]], network, in_channels:
     if np.any(res < 1):
         raise UsageError("resolution must be a positive number of pixels")
     S = len(network.stage_strides)
-    C = _stack(col, "channels", S).astype(np.float64, copy=False)
-    D = _stack(col, "depth", S).astype(np.float64, copy=False)
-    K = _stack(col, "kernel", S).astype(np.float64, copy=False)
-    KR = _stack(col, "kernel_rep", S).astype(np.float64, copy=False)
-    SE = _stack(col, "se", S).astype(bool)
-    trim = _stack(col, "trim_pad", S, default=False).astype(bool)
+    F = _fields(col, S)
+    C, D, K, KR = F["channels"], F["depth"], F["kernel"], F["kernel_rep"]
+    SE, trim = F["se"] != 0, F["trim_pad"]
     stem = np.asarray(col["stem_channels"]).astype(np.float64, copy=False)
     stride = np.asarray(network.stage_strides, dtype=np.float64)
 
@@ -97,10 +101,10 @@ def mbconv_costs(archs: Union[Columns, Sequence[Mapping]], network, in_channels:
         size = np.where(present[:, i], first_out + repeats[:, i] * growth[:, i], size)
         last = np.where(present[:, i], C[:, i], last)
 
-    E = _stack(col, "expansion", S).astype(np.float64, copy=False)
+    E = F["expansion"]
     a, b, c, p = _block(in_ch, C, K, E, SE)
     f_first = a * size_in ** 2 + b * size_rep ** 2 + c
-    ER = _stack(col, "expansion_rep", S).astype(np.float64, copy=False)
+    ER = F["expansion_rep"]
     ar, br, cr, pr = _block(C, C, KR, ER, SE)
     m, s, g = repeats, size_rep, growth
     # sums of squared sizes over the m repeats: inputs s, s+g, ..., outputs s+g, ..., s+mg (exact integers)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..fine import Board, FineProblem, SearchResult, SearchSettings, _take, finish, random_rows, ranking, seed_rows
+from ..fine import Board, FineProblem, SearchResult, SearchSettings, finish, random_rows, ranking, seed_rows
 
 # An over-budget child is drawn again this many times before it is repaired instead.
 REJECTION_TRIES = 3
@@ -69,8 +69,8 @@ class Evolution:
                 break
             parents, parent_stats = G[:n_parents], stats[:n_parents]
             want = int(min(st.population - n_parents, cap - board.scored))
-            child_G, child_c = self._children(problem, parents, want, rate, board, rng)
-            child_stats = board.score(child_G, child_c)
+            child_G, child_c, child_keys = self._children(problem, parents, want, rate, board, rng)
+            child_stats = board.score(child_G, child_c, child_keys)
             all_G = np.concatenate([parents, child_G])
             all_stats = np.concatenate([parent_stats, child_stats])
             order = ranking(all_stats)
@@ -100,57 +100,59 @@ class Evolution:
 
     def _children(self, problem: FineProblem, parents: np.ndarray, n: int, rate: float, board: Board,
                   rng: np.random.Generator):
-        """Up to ``n`` fresh children within the budget: the first ``crossover_fraction`` by
-        crossover, the rest by mutation."""
+        """Up to ``n`` fresh children within the budget, the first ``crossover_fraction`` by
+        crossover and the rest by mutation; with their costs and keys."""
         genome = problem.genome
         quota = {True: int(round(n * self.settings.crossover_fraction))}
         quota[False] = n - quota[True]
         got = {True: [], False: []}
-        taken: set = set()
+        claimed: set = set()  # keys drawn this generation: the first draw of a row decides its fate
         P = len(parents)
         drawn = usable = 0
         for attempt in range(10):
-            need = {kind: quota[kind] - sum(len(p[0]) for p in got[kind]) for kind in (True, False)}
-            if need[True] <= 0 and need[False] <= 0:
+            need = {k: max(quota[k] - sum(len(p[0]) for p in got[k]), 0) for k in (True, False)}
+            if not need[True] and not need[False]:
                 break
             over = float(np.clip(OVERDRAW_MARGIN * self._draws_per_child, *OVERDRAW_BOUNDS))
-            m_cross, m_mut = int(np.ceil(over * max(need[True], 0))), int(np.ceil(over * max(need[False], 0)))
+            m_cross, m_mut = int(np.ceil(over * need[True])), int(np.ceil(over * need[False]))
             drawn += m_cross + m_mut
             i = rng.integers(P, size=m_cross)
             j = (i + 1 + rng.integers(P - 1, size=m_cross)) % P
             crossed = genome.crossover(parents[i], parents[j], rng)
-            # Parents that have converged onto one another mostly recombine into themselves.
-            again = ~board.fresh(crossed) if m_cross else np.zeros(0, dtype=bool)
             origin_cross = crossed.copy()
+            # Parents that have converged onto one another mostly recombine into themselves.
+            again = np.array([k in board.seen for k in genome.keys(crossed)], dtype=bool)
             if again.any():
                 crossed[again] = genome.mutate(crossed[again], rate, rng)
             origin_mut = parents[rng.integers(P, size=m_mut)]
-            mutated = genome.mutate(origin_mut, rate, rng) if m_mut else origin_mut
-            rows = np.concatenate([crossed, mutated])
+            rows = np.concatenate([crossed, genome.mutate(origin_mut, rate, rng)])
             origin = np.concatenate([origin_cross, origin_mut])
             kind = np.concatenate([np.ones(m_cross, bool), np.zeros(m_mut, bool)])
-            new = board.fresh(rows)  # only new rows are worth pricing
+            keys = genome.keys(rows)
+            new = board.claim(keys, claimed)  # only new rows are worth pricing
             rows, origin, kind = rows[new], origin[new], kind[new]
+            keys = [k for k, f in zip(keys, new) if f]
             costs = problem.costs(rows)
             ok = problem.fits(costs)
             usable += int(ok.sum())
             for k in (True, False):
                 mine = kind == k
-                idx = _take(genome.keys(rows[ok & mine]), np.nonzero(ok & mine)[0], taken, need[k])
-                short = max(need[k], 0) - len(idx)
+                idx = np.nonzero(ok & mine)[0][:need[k]]
+                part = [(rows[idx], costs[idx], [keys[r] for r in idx])]
+                short = need[k] - len(idx)
                 if short and attempt >= REJECTION_TRIES - 1:
                     # the rest of this draw, repaired (a mutation's changes protected)
                     rest = np.nonzero(~ok & mine)[0][:short + short // 4 + 1]
-                    rows[rest], costs[rest] = problem.repair(rows[rest], costs[rest], rng,
-                                                             protect=rows[rest] != origin[rest])
-                    fresh = rest[board.fresh(rows[rest])]
-                    idx += _take(genome.keys(rows[fresh]), fresh, taken, short)
-                got[k].append((rows[idx], costs[idx]))
+                    fixed, fixed_c = problem.repair(rows[rest], costs[rest], rng, protect=rows[rest] != origin[rest])
+                    fixed_keys = genome.keys(fixed)
+                    fresh = np.nonzero(board.claim(fixed_keys, claimed))[0][:short]
+                    part.append((fixed[fresh], fixed_c[fresh], [fixed_keys[r] for r in fresh]))
+                got[k] += part
         parts = got[True] + got[False]
         self._draws_per_child = drawn / max(usable, 1)
-        if not parts:
-            return np.zeros((0, genome.width)), np.zeros((0, 2), dtype=np.int64)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return (np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, genome.width)),
+                np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 2), dtype=np.int64),
+                [k for p in parts for k in p[2]])
 
 
 def _bar(progress: bool, total: int):

@@ -318,6 +318,9 @@ class ArchColumns(Mapping):
             return self.values[:, self.index[name]]
         return self.extra[name]
 
+    def __contains__(self, name):
+        return name in self.index or name in self.extra
+
     def __iter__(self):
         return iter(list(self.index) + list(self.extra))
 
