@@ -27,6 +27,8 @@ TIE = 1e-4
 FLOPS_NOTE = "fvcore's count of the deployable model, one multiply-add = one flop"
 TIE_RULE = (f"scores within {TIE:g} of each other tie; ties go to the lower spread, then fewer FLOPs, then "
             "fewer params")
+# Blocks of rejection sampling before over-budget draws are repaired instead (random_rows).
+REPAIR_AFTER = 4
 # Bounds on sizes: beyond these a search would exhaust memory or never finish.
 MAX_POPULATION = 100_000
 MAX_GENERATIONS = 100_000
@@ -345,13 +347,15 @@ def seed_rows(problem: FineProblem, seeds: Sequence, limit: int, board: Board):
 
 def random_rows(problem: FineProblem, n: int, rng: np.random.Generator, board: Board, exclude=None,
                 repair: bool = True, max_blocks: int = 100, block: Optional[int] = None):
-    """Up to ``n`` distinct fresh rows within the budget: uniform draws that fit first, then (with
-    ``repair``) repaired ones from the same block. Without repair it is rejection sampling that
-    gives up after ``max_blocks`` blocks of ``block`` draws. ``exclude`` is a set of row keys to avoid as well."""
+    """Up to ``n`` distinct fresh rows within the budget by rejection sampling: uniform draws that
+    fit, for at most ``max_blocks`` blocks of ``block`` draws; with ``repair``, after
+    ``REPAIR_AFTER`` blocks the rest are over-budget draws of the last block, repaired (repair is
+    slower than drawing, and bends the sample towards the budget's edge). ``exclude`` is a set of
+    row keys to avoid as well."""
     taken = set(exclude or ())
     parts, got, block = [], 0, block or max(256, 4 * n)
     genome = problem.genome
-    for _ in range(max_blocks):
+    for b in range(REPAIR_AFTER if repair else max_blocks):
         if got >= n:
             break
         G = genome.random(block, rng, recipe_floats=False)
@@ -362,16 +366,14 @@ def random_rows(problem: FineProblem, n: int, rng: np.random.Generator, board: B
         idx = _take(genome.keys(fitting[new]), new, taken, n - got)
         parts.append((fitting[idx], costs[ok][idx]))
         got += len(idx)
-        if repair and got < n:
-            rest = np.setdiff1d(np.arange(block), ok)[:(n - got) + (n - got) // 4 + 1]
+        if repair and got < n and b == REPAIR_AFTER - 1:
+            rest = np.nonzero(~problem.fits(costs))[0][:(n - got) + (n - got) // 4 + 1]
             fixed, fixed_c = problem.repair(G[rest], costs[rest], rng)
             fixed = genome.fill(fixed, rng)
             keep = np.nonzero(board.fresh(fixed))[0]
             idx = _take(genome.keys(fixed[keep]), keep, taken, n - got)
             parts.append((fixed[idx], fixed_c[idx]))
             got += len(idx)
-        if repair:
-            break
     width = problem.genome.width
     if not parts:
         return np.zeros((0, width)), np.zeros((0, 2), dtype=np.int64)
