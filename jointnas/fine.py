@@ -250,13 +250,17 @@ class Board:
     def top(self, k: int) -> List[Scored]:
         """The ``k`` best rows pairwise at least ``min_distance`` x dimensions apart, best first."""
         order = ranking(self.stats)
-        threshold = self.problem.min_distance * self.problem.genome.width
+        threshold = max(self.problem.min_distance * self.problem.genome.width, 1e-12)
+        genome = self.problem.genome
+        F = genome.features(self.rows)
+        nearest = np.full(len(F), np.inf)  # distance of each row to the closest one chosen so far
         chosen: List[int] = []
         for i in order:
             if len(chosen) == k:
                 break
-            if not chosen or self.problem.genome.distance(self.rows[chosen], self.rows[i]).min() >= max(threshold, 1e-12):
+            if nearest[i] >= threshold:
                 chosen.append(int(i))
+                nearest = np.minimum(nearest, genome.feature_distance(F, F[i]))
         return self.scored_list(self.rows[chosen], self.stats[chosen])
 
 

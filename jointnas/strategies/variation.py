@@ -201,15 +201,23 @@ class Genome:
         return np.where(rng.random(A.shape) < 0.5, A, B)
 
     # ---- distance
+    def features(self, G: np.ndarray) -> np.ndarray:
+        """Rows in the units of :meth:`distance`: ordered dimensions as a fraction of their range,
+        floats as their unit coordinate, other dimensions as their index."""
+        F = np.where(self.ordered, G / np.maximum(self.k - 1, 1), G)
+        for g in self.float_cols:
+            F[:, g] = self._unit(G, g)
+        return F
+
+    def feature_distance(self, F: np.ndarray, f: np.ndarray) -> np.ndarray:
+        """:meth:`distance` between rows given as :meth:`features`."""
+        diff = np.abs(F - f)
+        return np.where(self.ordered | self.is_float, diff, diff > 0).sum(1)
+
     def distance(self, A: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Distance of each row of ``A`` to row ``b``, in dimensions' worth: a changed categorical or
         bool counts 1, an ordered or float dimension its change as a fraction of its range."""
-        diff = np.abs(A - b)
-        span = np.where(self.ordered, np.maximum(self.k - 1, 1), 1.0)
-        d = np.where(self.ordered, diff / span, diff > 0)
-        for g in self.float_cols:
-            d[:, g] = np.abs(self._unit(A, g) - self._unit(b[None, :], g)[0])
-        return d.sum(1)
+        return self.feature_distance(self.features(A), self.features(b[None, :])[0])
 
     # ---- arch values as columns, for a family's vectorised cost
     def _build_arch_columns(self) -> None:
