@@ -19,7 +19,7 @@ from typing import List, Optional, Protocol, Sequence
 
 import numpy as np
 
-from .budget import Budget
+from .budget import Budget, check_budget, require_family
 from .errors import UsageError
 
 # Scores closer than this are ties (predicted accuracies are shown to 0.01 %).
@@ -107,21 +107,29 @@ class Scored:
                 "resolution": self.candidate.arch.get("resolution"), "candidate": self.candidate.to_dict()}
 
 
-def _cost_order_of(space):
-    family = getattr(space, "family", None)
-    if family is not None and hasattr(family, "cost_order"):
-        return family.cost_order
-    from .budget import cost_ordered_values
-
-    return cost_ordered_values
-
-
 def _pricer(space, genome):
-    """A function from rows to their (n, 2) int64 [flops, params], or None without a family."""
-    from .families.mbconv_cost_arrays import mbconv_costs
+    """A function from rows to their (n, 2) int64 [flops, params], or None without a family.
 
-    network, deploy = space.network, space.deploy
-    return lambda G: mbconv_costs(genome.arch_columns(G), network, deploy.in_channels, deploy.num_classes)
+    A family whose ``costs`` takes columns (``vectorised_costs = True``: name -> array, like the
+    mbconv family's closed form) prices a whole batch in one call; any other family's ``costs``
+    gets the arch dicts of the distinct archs it has not priced before (its own cost may be
+    slow, e.g. fvcore run on a torchvision model)."""
+    family = space.family
+    if family is None:
+        return None
+    if getattr(family, "vectorised_costs", False):
+        return lambda G: np.asarray(family.costs(genome.arch_columns(G)), dtype=np.int64)
+    memo: dict = {}
+
+    def price(G):
+        keys = genome.keys(G[:, :genome.n_arch])
+        todo = {k: i for i, k in enumerate(keys) if k not in memo}
+        if todo:
+            fresh = np.asarray(family.costs(genome.arch_dicts(G[list(todo.values())])), dtype=np.int64)
+            memo.update(zip(todo, fresh.reshape(len(todo), 2)))
+        return np.array([memo[k] for k in keys], dtype=np.int64).reshape(len(G), 2)
+
+    return price
 
 
 class FineProblem:
@@ -134,11 +142,11 @@ class FineProblem:
 
         self.space, self.surrogate, self.budget = space, surrogate, budget
         self.risk, self.min_distance = float(risk), float(min_distance)
-        self.genome = Genome(space, _cost_order_of(space))
+        family = space.family
+        self.genome = Genome(space, family.cost_order if family is not None else None)
         self._price = _pricer(space, self.genome)
-        if budget is not None and self._price is None:
-            raise UsageError(f"space {space.name} has no model family, so no FLOPs or params to budget; "
-                             "search it without a budget")
+        if budget is not None:
+            require_family(space, "a FLOPs or parameter budget")
         self.limit = None if budget is None else np.array(
             [budget.max_flops, np.inf if budget.max_params is None else budget.max_params], dtype=np.float64)
         self.minimum = self.check_budget() if budget is not None else None
@@ -163,22 +171,9 @@ class FineProblem:
             return G, costs
         return self.genome.repair(G, costs, self.limit, self.costs, rng, protect)
 
-    def check_budget(self) -> np.ndarray:
-        """[flops, params] of the cheapest arch; UsageError when even it exceeds the budget."""
-        import math
-
-        from .budget import format_flops, format_params
-
-        flops, params = (int(x) for x in self.costs(self.genome.cheapest()[None, :])[0])
-        if self.budget.max_flops < flops:
-            raise UsageError(f"FLOPs budget {format_flops(self.budget.max_flops)} is below the cheapest candidate of "
-                             f"space {self.space.name} ({format_flops(flops)}, {flops} flops); a budget of at least "
-                             f"{math.ceil(flops / 1e6)} MFLOPs is needed")
-        if self.budget.max_params is not None and self.budget.max_params < params:
-            raise UsageError(f"parameter budget {format_params(self.budget.max_params)} is below the smallest "
-                             f"candidate of space {self.space.name} ({format_params(params)}, {params} params); "
-                             f"a budget of at least {math.ceil(params / 1e4) / 100:g} M params is needed")
-        return np.array([flops, params])
+    def check_budget(self):
+        """The cheapest arch's Cost; BudgetError when even it exceeds the budget."""
+        return check_budget(self.space, self.budget)
 
     def predict(self, G: np.ndarray):
         mean, std = self.surrogate.predict_encoded(self.genome.encode(G))

@@ -19,6 +19,7 @@ from jointnas.export import export_candidates
 from jointnas.cost import count_costs
 from jointnas.families.mbconv_cost_arrays import mbconv_costs
 from jointnas.fine import TIE, Board, FineProblem, SearchSettings, fine_search, random_rows
+from jointnas.errors import UsageError
 from jointnas.strategies.random import RandomSearch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,7 +188,7 @@ def test_vectorised_mbconv_cost_equals_the_scalar_closed_form_and_fvcore(space):
         a["s4_depth"] = 0
         archs.append(a)
     archs.append(dict(archs[1], s4_depth=0))  # buildable (even kernels are not: no residual add)
-    net, deploy = space.network, space.deploy
+    net, deploy = space.family.network, space.family.deploy
     vector = mbconv_costs(archs, net, deploy.in_channels, deploy.num_classes)
     scalar = np.array([[count_cost(a, space).flops, count_cost(a, space).params] for a in archs])
     assert np.array_equal(vector, scalar)
@@ -433,3 +434,80 @@ def test_cli_refuses_unusable_output_paths_before_searching(capsys, predictor_fi
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert flag in err and str(path) in err
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+# ------------------------------------------------------------------ spaces of other families
+class PeakSurrogate:
+    """A known function of the toy space's encoding: the objective's peak at x = 0.3, y = 0.7."""
+
+    def predict_encoded(self, x):
+        return 1.0 - (x[:, 0] - 0.3) ** 2 - (x[:, 1] - 0.7) ** 2, np.zeros(len(x))
+
+
+def test_a_space_without_family_is_searched_without_a_budget():
+    import toy_objective
+    from jointnas.catalog import space_from_dict
+
+    space = space_from_dict(toy_objective.SPACE)
+    r = fine_search(PeakSurrogate(), space, None, settings=SearchSettings(seed=0, population=40, generations=30))
+    best = r.top[0].candidate
+    assert abs(best.arch["x"] - 0.3) < 0.05 and abs(best.recipe["y"] - 0.7) < 0.05
+    assert r.best.score > r.initial_best.score and all(s.flops is None for s in r.top)
+    assert r.to_dict()["budget"] is None
+    with pytest.raises(UsageError, match="no model family"):
+        fine_search(PeakSurrogate(), space, BUDGET, settings=SearchSettings(population=8, generations=1))
+
+
+def test_cli_fine_on_a_space_without_family_needs_no_budget_and_refuses_one(capsys, tmp_path):
+    import toy_objective
+    from jointnas.catalog import space_from_dict
+    from jointnas.predictor import Predictor
+
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(toy_objective.SPACE, sort_keys=False))
+    space = space_from_dict(toy_objective.SPACE, str(path))
+    pool = space.sample(40, seed=0)
+    peak = [toy_objective.peak(c.arch, c.recipe) for c in pool]
+    p = Predictor(space, hidden=16, ensemble=2, seed=0).fit(pool, peak, frozen_epochs=5, full_epochs=5)
+    p.save(tmp_path / "p.pt")
+    argv = ["--predictor", str(tmp_path / "p.pt"), "--space", str(path), "--population", "20", "--generations", "5"]
+    code, out, err = _run(capsys, *argv, "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["budget"] is None and payload["top"][0]["flops"] is None
+    code, out, err = _run(capsys, *argv, "--budget", "600M")
+    assert code == 2 and out == "" and "no model family" in err and len(err.strip().splitlines()) == 1
+    code, out, err = _run(capsys, *argv)
+    assert code == 0 and "no budget" in out
+
+
+def test_fine_prices_a_torchvision_space_with_the_familys_own_costs():
+    from jointnas.catalog import space_from_dict
+
+    space = space_from_dict({"name": "tv", "family": "torchvision",
+                             "arch": {"model": {"type": "categorical", "choices": ["mobilenet_v3_small",
+                                                                                   "shufflenet_v2_x0_5"]}},
+                             "recipe": {"lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+                                        "epochs": {"type": "int", "low": 1, "high": 5}}})
+    costs = {m: space.family.cost({"model": m}) for m in space.arch["model"].choices}
+    cheap = min(costs.values(), key=lambda c: c.flops)
+
+    class LrSurrogate:  # prefers the larger model and lr near 0.03, so the budget must bind
+        def predict_encoded(self, x):
+            return 0.5 + 0.2 * x[:, 0] - (x[:, 2] - 0.5) ** 2, np.zeros(len(x))
+
+    r = fine_search(LrSurrogate(), space, Budget(cheap.flops), settings=SearchSettings(seed=0, population=12,
+                                                                                        generations=5, top_k=2))
+    assert r.top and all((s.flops, s.params) == (cheap.flops, cheap.params) for s in r.top)
+    assert {s.candidate.arch["model"] for s in r.top} == {min(costs, key=lambda m: costs[m].flops)}
+
+
+def test_cli_fine_imports_neither_torchvision_nor_scikit_learn(predictor_file, tmp_path):
+    code = ("import sys; from jointnas.cli import main; "
+            f"main(['fine', '--budget', '600M', '--predictor', {str(predictor_file)!r}, '--population', '8', "
+            "'--generations', '1', '--json']); "
+            "sys.stderr.write(repr(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().endswith("[]"), proc.stderr

@@ -27,12 +27,8 @@ def _number(kind, low, what, high=float("inf")):
     return parse
 
 
-# Fine strategies by name (the catalog's STRATEGIES once it exists).
-STRATEGIES = {"evolution": ("jointnas.strategies.evolution", "Evolution"),
-              "random": ("jointnas.strategies.random", "RandomSearch")}
-
-
 def register(sub):
+    from ..catalog import STRATEGIES
     from ..fine import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
 
     d = SearchSettings()
@@ -274,16 +270,10 @@ def _g(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else ("-" if v is None else str(v))
 
 
-def _strategy(name: str, settings):
-    import importlib
-
-    module, cls = STRATEGIES[name]
-    return getattr(importlib.import_module(module), cls)(settings)
-
-
 def run(args):
     import torch
 
+    from ..catalog import make_strategy
     from ..fine import SearchSettings, fine_search
 
     if args.torchscript and args.export is None:
@@ -309,7 +299,7 @@ def run(args):
         torch.set_num_threads(1)
         try:
             result = fine_search(predictor, space, budget, seeds, settings, progress=progress,
-                                 strategy=_strategy(args.strategy, settings))
+                                 strategy=make_strategy(args.strategy, settings))
         finally:
             torch.set_num_threads(threads)
         payload = dict(result.to_dict(), space=space.name, flops_counting=FLOPS_HELP, **source,
@@ -334,5 +324,5 @@ def run(args):
 
 
 def _priced(space) -> bool:
-    """Whether the space's candidates have a cost (a model family); every space has one before the refactor."""
-    return getattr(space, "family", True) is not None
+    """Whether the space's candidates have a cost (a model family)."""
+    return space.family is not None
