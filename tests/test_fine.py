@@ -511,3 +511,38 @@ def test_cli_fine_imports_neither_torchvision_nor_scikit_learn(predictor_file, t
                           env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().endswith("[]"), proc.stderr
+
+
+class SavedPeak(PeakSurrogate):
+    """A surrogate of another kind than the MLP ensemble, read back through the catalog."""
+
+    kind = "test-peak"
+
+    def __init__(self, space):
+        self.space = space
+
+    @classmethod
+    def load(cls, path, space):
+        import torch
+
+        from jointnas.catalog import load_space
+
+        state = torch.load(path, weights_only=True)
+        return cls(load_space(space or state["space"]))
+
+
+def test_cli_fine_scores_with_any_surrogate_kind_the_catalog_loads(capsys, tmp_path, monkeypatch):
+    import toy_objective
+    import torch
+
+    from jointnas import catalog
+
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(toy_objective.SPACE, sort_keys=False))
+    torch.save({"kind": SavedPeak.kind, "space": str(path)}, tmp_path / "peak.pt")
+    monkeypatch.setitem(catalog.SURROGATE_LOADERS, SavedPeak.kind, SavedPeak.load)
+    code, out, err = _run(capsys, "--predictor", str(tmp_path / "peak.pt"), "--space", str(path), "--json",
+                          "--population", "40", "--generations", "30")
+    assert code == 0, err
+    best = json.loads(out)["top"][0]["candidate"]
+    assert abs(best["arch"]["x"] - 0.3) < 0.05 and abs(best["recipe"]["y"] - 0.7) < 0.05
