@@ -101,7 +101,7 @@ class Genome:
 
     # ---- rows <-> candidates
     def decode(self, G: np.ndarray, candidate_type=None) -> list:
-        from ..candidate import Candidate
+        from ..space import Candidate
 
         make = candidate_type or Candidate
         out = []
