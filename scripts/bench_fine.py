@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,12 +41,15 @@ def run_fine(budget: str, predictor, seed: int, population, risk, extra=()):
         cmd += ["--seed", str(seed)]
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     with tempfile.TemporaryDirectory() as cwd:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return cmd, wall, json.loads(proc.stdout)
+    return cmd, (wall, cpu), json.loads(proc.stdout)
 
 
 def synthetic_accuracy(space, candidates, costs):
@@ -145,23 +149,24 @@ def main():
             truth = f" | {true_synthetic(found):.4f} vs {true_synthetic(pick):.4f}"
         ga_cpu, pred_small, pred_large = cpu_rates(payload, seed, population)
         rows.append((seed, wall, search, rnd, r_wall, ga_cpu, pred_small, pred_large, payload, truth))
-        print(f"{' '.join(cmd[1:])}: {wall:.1f} s", file=sys.stderr)
+        print(f"{' '.join(cmd[1:])}: {wall[0]:.1f} s", file=sys.stderr)
     load_after = os.getloadavg()
     print(f"{time.strftime('%Y-%m-%d %H:%M')}; predictor {payload['predictor']}; {os.cpu_count()} CPUs visible; "
           f"load average (1/5/15 min) {' '.join(f'{x:.1f}' for x in load_before)} before, "
           f"{' '.join(f'{x:.1f}' for x in load_after)} after")
     print()
     truth_head = " | synthetic truth: GA's vs random's pick" if args.synthetic else ""
-    print("| population | risk | seed | wall s (whole command) | search s | generations | scored | scored/s (wall) "
+    print("| population | risk | seed | whole command: wall s / CPU s | search s | generations | scored | scored/s (wall) "
           "| scored/CPU-s | predictor alone rows/CPU-s (batch 225 / 20000) | best found | random search: best "
           "(wall s of the command) | stop" + truth_head + " |")
     print("|---" * (13 + bool(args.synthetic)) + "|")
     for seed, wall, search, rnd, r_wall, ga_cpu, small, large, payload, truth in rows:
         settings = payload["settings"]
-        print(f"| {settings['population']} | {settings['risk']:g} | {seed} | {wall:.2f} | {search['wall_time']:.2f} "
+        print(f"| {settings['population']} | {settings['risk']:g} | {seed} | {wall[0]:.2f} / {wall[1]:.2f} "
+              f"| {search['wall_time']:.2f} "
               f"| {search['generations']} | {search['scored']} | {search['scored_per_second']:.0f} | {ga_cpu:.0f} "
               f"| {small:.0f} / {large:.0f} | {search['best_score']:.4f} | {rnd['search']['best_score']:.4f} "
-              f"({r_wall:.2f}) | {search['stop_reason'].split(':')[0]}{truth} |")
+              f"({r_wall[0]:.2f}) | {search['stop_reason'].split(':')[0]}{truth} |")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from jointnas.cli import main
 from jointnas.export import export_candidates
 from jointnas.cost import count_costs
 from jointnas.families.mbconv_cost_arrays import mbconv_costs
-from jointnas.fine import TIE, Board, FineProblem, SearchSettings, fine_search, random_rows
+from jointnas.fine import Board, FineProblem, SearchSettings, fine_search, random_rows
 from jointnas.errors import UsageError
 from jointnas.strategies.random import RandomSearch
 
