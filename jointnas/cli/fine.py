@@ -41,9 +41,9 @@ def register(sub):
             "keeps the best quarter and breeds the rest by per-dimension mutation and uniform crossover of arch "
             "and recipe. Every candidate fits the budget exactly; FLOPs are " + FLOPS_HELP + ". The mutation "
             "rate grows while the best score stalls; the search stops after --patience generations without a "
-            "gain of --tolerance, or after --generations. Prints the top candidates (one per architecture, each "
-            "with its best recipe). --strategy random is the baseline to compare with: as many random "
-            "candidates within the budget, scored by the same predictor. The reported top-k are choices, not "
+            "gain of --tolerance, or after --generations. Prints the top candidates. --strategy random is "
+            "the baseline to compare with: as many random candidates within the budget, scored by the same "
+            "predictor. The reported top-k are choices, not "
             "clones: pairwise at least --min-distance apart; predicted scores within 0.0001 tie and go to the "
             "lower spread, then fewer FLOPs.", 100),
         epilog="examples:\n"
@@ -52,7 +52,8 @@ def register(sub):
         "  jointnas fine --predictor predictors/fbnetv3-digits.pt --budget 6e8 --risk 1 --json\n"
         "  jointnas train --candidate chosen/rank1-<key>/candidate.json --data digits")
     p.add_argument("--budget", metavar="FLOPS",
-                   help=f"FLOPs budget: {FLOPS_HELP}; e.g. 600MFLOPs, 600M, 0.6GFLOPs, 6e8 (case-insensitive)")
+                   help=f"FLOPs budget: {FLOPS_HELP}; e.g. 600MFLOPs, 600M, 0.6GFLOPs, 6e8 (case-insensitive); "
+                   "required unless the space has no model family (then there are no FLOPs to bound)")
     p.add_argument("--max-params", metavar="N", help="parameter budget of the deployable model, e.g. 8M, 7.5M, "
                    "7500K (default: none)")
     src = p.add_mutually_exclusive_group()
