@@ -198,7 +198,8 @@ def _probe(folder: Path, flag: str, path: Path) -> None:
         with tempfile.TemporaryFile(dir=ancestor):
             pass
     except OSError as e:
-        raise UsageError(f"{flag} {path}: cannot write in {ancestor} ({e.strerror or e}); pick a writable path") from None
+        raise UsageError(f"{flag} {path}: cannot write in {ancestor} ({e.strerror or e}); "
+                         "pick a writable path") from None
 
 
 def check_outputs(args) -> None:
@@ -211,7 +212,8 @@ def check_outputs(args) -> None:
                 with open(args.out, "a"):
                     pass
             except OSError as e:
-                raise UsageError(f"--out {args.out}: cannot write it ({e.strerror or e}); pick a writable path") from None
+                raise UsageError(f"--out {args.out}: cannot write it ({e.strerror or e}); "
+                                 "pick a writable path") from None
         else:
             _probe(args.out.parent, "--out", args.out)
     if args.export is not None:

@@ -116,7 +116,8 @@ def mbconv_costs(archs: Union[Columns, Sequence[Mapping]], network, in_channels:
 
     pix = size * size
     stem_w = stem * in_channels * 9
-    flops = flops + stem_w * ((res - 1) // network.stem_stride + 1) ** 2 + 2 * stem * ((res - 1) // network.stem_stride + 1) ** 2
+    stem_pixels = ((res - 1) // network.stem_stride + 1) ** 2
+    flops = flops + (stem_w + 2 * stem) * stem_pixels
     params = params + stem_w + 2 * stem
     head_mid = _round_to_8(last * network.head_expansion)
     hc, nc = network.head_channels, num_classes

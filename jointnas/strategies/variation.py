@@ -44,7 +44,8 @@ class Genome:
 
     def __init__(self, space, cost_order: Optional[Callable] = None):
         self.space = space
-        self.parts = [("arch", n, d) for n, d in space.arch.items()] + [("recipe", n, d) for n, d in space.recipe.items()]
+        self.parts = ([("arch", n, d) for n, d in space.arch.items()]
+                      + [("recipe", n, d) for n, d in space.recipe.items()])
         self.n_arch = len(space.arch)
         self.width = len(self.parts)
         self.values = [_discrete_values(d) for _, _, d in self.parts]
