@@ -36,8 +36,11 @@ SURROGATE_LOADERS: Dict[str, Union[str, Callable]] = {
 POLICIES: Dict[str, Union[str, Callable]] = {
     "ucb": "jointnas.strategies.batch:DiverseThenUCB",
 }
-# name -> fine-stage strategy (filled in by the fine strategies' modules)
-STRATEGIES: Dict[str, Union[str, Callable]] = {}
+# name -> fine-stage strategy class, built as ``cls(settings: SearchSettings)``
+STRATEGIES: Dict[str, Union[str, Callable]] = {
+    "evolution": "jointnas.strategies.evolution:Evolution",
+    "random": "jointnas.strategies.random:RandomSearch",
+}
 # name -> executor class, built as ``cls(workers=..., device=...)``
 EXECUTORS: Dict[str, Union[str, Callable]] = {
     "local": "jointnas.executor:LocalExecutor",
@@ -230,6 +233,10 @@ def make_surrogate(name: str, space, **options):
 
 def make_policy(name: str, **options):
     return resolve(POLICIES, name, "batch policy")(**options)
+
+
+def make_strategy(name: str, settings):
+    return resolve(STRATEGIES, name, "fine strategy")(settings)
 
 
 def make_executor(name: str, **options):
