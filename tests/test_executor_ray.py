@@ -1,0 +1,173 @@
+"""RayExecutor on a local Ray instance (2 CPUs, started once for the module and stopped after it),
+against the local executor on the same toy coarse run (see test_coarse.py)."""
+import _thread
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jointnas import load_space, sample_pool
+from jointnas.cli import main
+from jointnas.executor import TrainJob
+from jointnas.store import RunStore
+from test_coarse import coarse_args, tiny_space_doc
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_space_doc(), sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, tiny):
+    run = tmp_path_factory.mktemp("runs") / "local"
+    assert main(coarse_args(run, tiny, "--workers", "2")) == 0
+    return run
+
+
+def _trials(run_dir):
+    with RunStore.open(run_dir) as store:
+        return ({t.key: (t.iteration, t.status, t.target_epochs, t.epochs_run, t.curve, t.final_acc)
+                 for t in store.trials()}, store.counts(), store.results("calibration"))
+
+
+def _worker_pids():
+    """Processes of Ray actors of the TrialWorker class on this machine (Ray names them ray::TrialWorker...)."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines() if "ray::TrialWorker" in line}
+
+
+def _gone(pids, timeout=30):
+    deadline = time.time() + timeout
+    while pids & _worker_pids() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not pids & _worker_pids(), "Ray actors still running"
+
+
+def test_a_coarse_run_on_ray_matches_the_local_executor_trial_for_trial(local_ray, local_run, tiny, tmp_path):
+    run = tmp_path / "ray"
+    assert main(coarse_args(run, tiny, "--executor", "ray", "--cpus-per-trial", "1")) == 0
+    ray_trials, ray_counts, ray_cal = _trials(run)
+    ref_trials, ref_counts, ref_cal = _trials(local_run)
+    assert ray_counts == ref_counts and sum(ray_counts.values()) == 8
+    assert ray_trials == ref_trials  # same candidates, iterations, statuses, curves and accuracies
+    assert ray_cal == ref_cal
+    with RunStore.open(run) as store:
+        assert {t.worker.split(":")[0] for t in store.trials()} <= {"ray-0", "ray-1"}
+    _gone(_worker_pids())  # the executor's actors are gone once the run ends
+
+
+def test_ctrl_c_on_a_ray_run_stops_its_actors_and_the_run_resumes_to_the_same_results(
+        local_ray, local_run, tiny, tmp_path, capsys):
+    run = tmp_path / "ray"
+    seen = {}
+
+    def interrupt_once_a_trial_trains():
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if RunStore.is_run(run):
+                with RunStore.open(run) as store:
+                    counts = store.counts()
+                if counts.get("done", 0) >= 1 and counts.get("running", 0) >= 1:
+                    seen["pids"] = _worker_pids()
+                    _thread.interrupt_main()
+                    return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=interrupt_once_a_trial_trains, daemon=True)
+    watcher.start()
+    assert main(coarse_args(run, tiny, "--executor", "ray")) == 130
+    watcher.join()
+    assert f"Continue with: jointnas coarse --run {run}" in capsys.readouterr().err
+    _, counts, _ = _trials(run)
+    assert "running" not in counts and counts.get("queued", 0) >= 1
+    assert seen["pids"]
+    _gone(seen["pids"])  # killed, not left training for nobody
+    assert main(coarse_args(run, tiny, "--executor", "ray")) == 0
+    assert _trials(run)[:2] == _trials(local_run)[:2]
+
+
+def _jobs(tiny, n):
+    cands = sample_pool(load_space(tiny), n, seed=0)
+    return [TrainJob(i, c.to_dict(), tiny, "digits", None, 2, 0, train_subset=64) for i, c in enumerate(cands)]
+
+
+def _wait(ex, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = ex.poll(timeout=1.0)
+        if done:
+            return done
+    pytest.fail("no trial finished in time")
+
+
+def test_a_trial_whose_ray_worker_is_killed_runs_again_on_a_new_worker(local_ray, tiny):
+    from jointnas.executor_ray import RayExecutor
+
+    jobs = _jobs(tiny, 2)
+    with RayExecutor(1, max_retries=1) as ex:
+        ex.submit(jobs[0])
+        (first,) = ex.worker_info()  # answered while the trial starts (the actor has a second thread)
+        os.kill(first["pid"], signal.SIGKILL)
+        (done,) = _wait(ex)
+        assert done.trial_id == 0 and done.result["status"] == "done" and done.result["attempts"] == 2
+        assert done.result["epochs_run"] == 2 and ex.in_flight == 0
+        ex.submit(jobs[1])
+        (done,) = _wait(ex)
+        assert done.trial_id == 1 and done.result["status"] == "done" and done.result["attempts"] == 1
+        (info,) = ex.worker_info()
+        # The replacement trained the retry and the next trial, loading the data set once for both.
+        assert info["pid"] != first["pid"] and info["trained"] == 2 and info["datasets_loaded"] == 1
+
+
+def test_a_trial_is_recorded_failed_once_its_retries_are_spent(local_ray, tiny):
+    from jointnas.executor_ray import RayExecutor
+
+    with RayExecutor(1, max_retries=0) as ex:
+        ex.submit(_jobs(tiny, 1)[0])
+        os.kill(ex.worker_info()[0]["pid"], signal.SIGKILL)
+        (done,) = _wait(ex)
+        assert done.result["status"] == "failed" and done.result["attempts"] == 1
+        assert "Ray worker lost on each of 1 attempt(s)" in done.result["error"]
+
+
+# ---------------------------------------------------------------------- without Ray
+def test_executor_ray_without_ray_installed_exits_2_with_the_install_line(monkeypatch, tmp_path, capsys, tiny):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    run = tmp_path / "new"
+    assert main(coarse_args(run, tiny, "--executor", "ray")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'jointnas[ray]'" in err
+    assert not run.exists()
+
+
+def test_ray_flags_without_executor_ray_exit_2(tmp_path, capsys, tiny):
+    assert main(coarse_args(tmp_path / "new", tiny, "--gpus-per-trial", "0.25")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--gpus-per-trial: for Ray trials only; add --executor ray" in err
+
+
+def test_the_core_package_never_imports_ray():
+    code = ("import sys, jointnas, jointnas.cli, jointnas.coarse, jointnas.executor, jointnas.cli.coarse; "
+            "from jointnas.cli import build_parser; build_parser(); "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO)
