@@ -149,6 +149,60 @@ def test_a_trial_is_recorded_failed_once_its_retries_are_spent(local_ray, tiny):
         assert "Ray worker lost on each of 1 attempt(s)" in done.result["error"]
 
 
+def test_a_running_ray_trial_reports_its_epochs_to_the_driver(local_ray, space):
+    from jointnas import Candidate
+    from jointnas.budget import cheapest_arch
+    from jointnas.executor_ray import RayExecutor
+
+    # As in test_coarse: epochs of about half a second, so that 0.05 s polls see each one.
+    cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3))
+    with RayExecutor(1) as ex:
+        ex.submit(TrainJob(7, cand.to_dict(), "fbnetv3", "digits", None, 3, 0, train_subset=256))
+        progress, finished = [], []
+        deadline = time.monotonic() + 600
+        while not finished and time.monotonic() < deadline:
+            finished = ex.poll(timeout=0.05)
+            progress.append(ex.epochs_done(7))
+    (done,) = finished
+    assert done.trial_id == 7 and done.result["epochs_run"] == 3
+    assert progress == sorted(progress[:-1]) + [0]  # grows while it runs, forgotten once done
+    assert {1, 2} & set(progress)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_driver_resumes_from_its_store_without_training_a_finished_trial_again(tmp_path, tiny):
+    # The driver starts its own Ray instance here (no fixture): killing it must take its Ray with it.
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    cmd = [sys.executable, "-m", "jointnas", *coarse_args(run, tiny, "--executor", "ray", "--workers", "1")]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        assert proc.poll() is None, log.read_text()
+        if RunStore.is_run(run):
+            with RunStore.open(run) as store:
+                counts = store.counts()
+            if counts.get("done", 0) >= 1 and counts.get("running", 0) == 1:
+                break
+        time.sleep(0.2)
+    pids = _worker_pids()
+    assert pids
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    _gone(pids)  # its actors do not train on for nobody
+    with RunStore.open(run) as store:
+        done_before = {t.key: t.finished_at for t in store.trials("done")}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with RunStore.open(run) as store:
+        trials = store.trials()
+        assert len(trials) == 8 and all(t.status in ("done", "diverged") for t in trials)
+        for t in store.trials("done"):
+            if t.key in done_before:
+                assert t.finished_at == done_before[t.key]
+        assert max(t.attempts for t in trials) == 2  # the trial cut short ran again, once
+
+
 # ---------------------------------------------------------------------- without Ray
 def test_executor_ray_without_ray_installed_exits_2_with_the_install_line(monkeypatch, tmp_path, capsys, tiny):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
