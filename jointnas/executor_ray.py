@@ -93,7 +93,7 @@ class RayExecutor(Executor):
     """
 
     def __init__(self, workers: Optional[int] = None, *, address: Optional[str] = None,
-                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_retries: int = 1,
+                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_retries: int = 2,
                  init_options: Optional[dict] = None):
         if cpus_per_trial < 0 or gpus_per_trial < 0 or cpus_per_trial + gpus_per_trial <= 0:
             raise UsageError("a Ray trial needs a positive number of CPUs or GPUs "
@@ -194,7 +194,7 @@ class RayExecutor(Executor):
         try:
             result = ray.get(running.ref)
         except ray.exceptions.RayTaskError as e:  # raised inside the actor, outside run_job's guard
-            result = _failed(self.device, _first_line(e), None)
+            result = _failed(self.device, _brief(e), None)
         except ray.exceptions.RayError as e:      # the actor's process or node is gone
             self._replace(slot)
             if running.attempt <= self.max_retries:
@@ -203,7 +203,7 @@ class RayExecutor(Executor):
                 self._epochs.pop(running.job.trial_id, None)
                 return None
             result = _failed(self.device, f"Ray worker lost on each of {running.attempt} attempt(s); last: "
-                             f"{type(e).__name__}: {_first_line(e)}", None)
+                             f"{type(e).__name__}: {_brief(e)}", None)
         del self._busy[slot]
         self._asked.pop(slot, None)
         self._epochs.pop(running.job.trial_id, None)
@@ -258,7 +258,7 @@ def _init(ray, address: Optional[str], options: Optional[dict]) -> None:
         else:
             ray.init(address=address, logging_level=logging.WARNING, **(options or {}))
     except ConnectionError as e:
-        raise UsageError(f"cannot reach the Ray cluster at {address}: {_first_line(e)}") from None
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {_brief(e)}") from None
     finally:
         if main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -269,6 +269,7 @@ def _failed(device: str, error: str, wall_time: Optional[float]) -> dict:
             "device": device, "error": error}
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+def _brief(e: BaseException, limit: int = 400) -> str:
+    """Ray's message on one line, cut short (its messages run to tracebacks and advice)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
