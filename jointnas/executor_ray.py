@@ -1,10 +1,11 @@
 """Trials on Ray: one long-lived actor per concurrent trial, on this machine or on a cluster.
 
 Each actor asks Ray for ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs (a fraction lets
-several small candidates share one GPU) and keeps the data sets it has loaded, so a data set is
-read once per actor, not once per trial. Results come back to the driver as plain dicts and the
-driver alone writes the store; per-epoch progress is a counter on the actor that :meth:`poll`
-asks for without waiting.
+several small candidates share one GPU). A job carries the space and evaluator objects, so a
+user's objective runs on the cluster as it does locally; the actor process keeps the data sets
+its evaluators loaded, so a data set is read once per actor, not once per trial. Results come
+back to the driver as plain dicts and the driver alone writes the store; per-epoch progress is
+a counter on the actor that :meth:`poll` asks for without waiting.
 
 A worker or node that dies mid-trial loses the actor: it is replaced and the trial runs again,
 up to ``max_retries`` times, then comes back ``failed`` with the error. ``close(kill=True)``
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from .errors import UsageError
-from .executor import Executor, JobDone, TrainJob, run_job, usable_cpus
+from .executor import Executor, Job, JobDone, run_job, usable_cpus
+from .trial import failed
 
 INSTALL = "pip install 'jointnas[ray]'"
 
@@ -54,18 +56,17 @@ class TrialWorker:
 
         torch.set_num_threads(threads)
         self.device = device
-        self.tasks: dict = {}            # data sets loaded here, reused by every later trial
         self.epochs: Dict[int, int] = {}  # trial id -> epochs finished, while it trains
         self.trained = 0
 
-    def run(self, job: TrainJob) -> dict:
+    def run(self, job: Job) -> dict:
         self.epochs[job.trial_id] = 0
 
         def report(entry):
             self.epochs[job.trial_id] = entry["epoch"]
 
         try:
-            return run_job(job, self.device, self.tasks, on_epoch=report)
+            return run_job(job, self.device, on_epoch=report)
         finally:
             self.epochs.pop(job.trial_id, None)
             self.trained += 1
@@ -74,30 +75,37 @@ class TrialWorker:
         return dict(self.epochs)
 
     def info(self) -> dict:
-        return {"pid": os.getpid(), "trained": self.trained, "datasets_loaded": len(self.tasks)}
+        from . import evaluators
+
+        return {"pid": os.getpid(), "trained": self.trained, "datasets_loaded": len(evaluators._TASKS)}
 
 
 @dataclass
 class _Running:
-    job: TrainJob
+    job: Job
     ref: object        # ObjectRef of TrialWorker.run
     attempt: int
 
 
 class RayExecutor(Executor):
-    """``workers`` actors (default: as many as the cluster's CPUs/GPUs hold at the per-trial request).
+    """``workers`` actors (default: as many as the cluster's CPUs/GPUs hold at the per-trial request),
+    each training with ``threads`` torch threads (default: the whole part of ``cpus_per_trial``).
 
     ``address`` None starts a private local Ray instance (``init_options`` go to ``ray.init``);
     "auto" or "ray://HOST:PORT" joins an existing cluster. Where Ray is already initialised in
     this process, that instance is used and left running on close.
     """
 
-    def __init__(self, workers: Optional[int] = None, *, address: Optional[str] = None,
-                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_retries: int = 2,
-                 init_options: Optional[dict] = None):
+    def __init__(self, workers: Optional[int] = None, device: Optional[str] = "auto", *,
+                 address: Optional[str] = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                 threads: Optional[int] = None, max_retries: int = 2, init_options: Optional[dict] = None):
         if cpus_per_trial < 0 or gpus_per_trial < 0 or cpus_per_trial + gpus_per_trial <= 0:
             raise UsageError("a Ray trial needs a positive number of CPUs or GPUs "
                              f"(got cpus {cpus_per_trial}, gpus {gpus_per_trial})")
+        wanted = "cuda" if gpus_per_trial > 0 else "cpu"
+        if device not in (None, "auto", wanted):
+            raise UsageError(f"device {device!r}: Ray trials train on {wanted} here, as the GPUs per trial "
+                             f"({gpus_per_trial:g}) ask")
         if max_retries < 0:
             raise UsageError(f"max_retries must be >= 0, got {max_retries}")
         ray = import_ray()
@@ -114,11 +122,10 @@ class RayExecutor(Executor):
                                  f"GPU(s), too few for one trial asking {cpus_per_trial:g} CPU(s) and "
                                  f"{gpus_per_trial:g} GPU(s)")
         self.max_retries = max_retries
-        self.device = "cuda" if gpus_per_trial > 0 else "cpu"
-        threads = max(1, int(cpus_per_trial))
+        self.device = wanted
+        self._threads = threads or max(1, int(cpus_per_trial))  # a trial's numbers on a CPU depend on it
         self._actor_class = ray.remote(TrialWorker).options(
             num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_concurrency=2, max_restarts=0)
-        self._threads = threads
         self._actors: List = [self._new_actor() for _ in range(workers)]
         self._busy: Dict[int, _Running] = {}     # actor slot -> its trial
         self._epochs: Dict[int, int] = {}        # trial id -> epochs finished, as last heard
@@ -139,7 +146,7 @@ class RayExecutor(Executor):
     def label(self, slot: int) -> str:
         return f"ray-{slot}:{self.device}"
 
-    def submit(self, job: TrainJob) -> str:
+    def submit(self, job: Job) -> str:
         free = [i for i in range(self.capacity) if i not in self._busy]
         if not free:
             raise RuntimeError("no free worker; submit only while free_slots > 0")
@@ -194,7 +201,7 @@ class RayExecutor(Executor):
         try:
             result = ray.get(running.ref)
         except ray.exceptions.RayTaskError as e:  # raised inside the actor, outside run_job's guard
-            result = _failed(self.device, _brief(e), None)
+            result = failed(_brief(e), self.device).to_dict()
         except ray.exceptions.RayError as e:      # the actor's process or node is gone
             self._replace(slot)
             if running.attempt <= self.max_retries:
@@ -202,8 +209,8 @@ class RayExecutor(Executor):
                 running.ref = self._actors[slot].run.remote(running.job)
                 self._epochs.pop(running.job.trial_id, None)
                 return None
-            result = _failed(self.device, f"Ray worker lost on each of {running.attempt} attempt(s); last: "
-                             f"{type(e).__name__}: {_brief(e)}", None)
+            result = failed(f"Ray worker lost on each of {running.attempt} attempt(s); last: "
+                            f"{type(e).__name__}: {_brief(e)}", self.device).to_dict()
         del self._busy[slot]
         self._asked.pop(slot, None)
         self._epochs.pop(running.job.trial_id, None)
@@ -262,11 +269,6 @@ def _init(ray, address: Optional[str], options: Optional[dict]) -> None:
     finally:
         if main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _failed(device: str, error: str, wall_time: Optional[float]) -> dict:
-    return {"status": "failed", "curve": [], "final_acc": None, "epochs_run": 0, "wall_time": wall_time,
-            "device": device, "error": error}
 
 
 def _brief(e: BaseException, limit: int = 400) -> str:

@@ -14,11 +14,13 @@ import yaml
 
 from jointnas import load_space, sample_pool
 from jointnas.cli import main
-from jointnas.executor import TrainJob
+from jointnas.evaluators import TrainEvaluator
+from jointnas.executor import Job
 from jointnas.store import RunStore
 from test_coarse import coarse_args, tiny_space_doc
 
 REPO = Path(__file__).resolve().parents[1]
+DIES = "JOINTNAS_TEST_DIES_ONCE"
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +31,26 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def dies_marker(tmp_path_factory):
+    return tmp_path_factory.mktemp("dies") / "marker"
+
+
+@pytest.fixture(scope="module")
+def local_ray(dies_marker):
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False)
+    # Ray's worker processes inherit this environment when Ray starts: the test helpers (tests/) become
+    # importable there, and dies_once.py learns where its marker goes.
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", DIES)}
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), str(REPO), *filter(None, [saved["PYTHONPATH"]])])
+    os.environ[DIES] = str(dies_marker)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     yield ray
     ray.shutdown()
 
@@ -106,8 +125,9 @@ def test_ctrl_c_on_a_ray_run_stops_its_actors_and_the_run_resumes_to_the_same_re
 
 
 def _jobs(tiny, n):
-    cands = sample_pool(load_space(tiny), n, seed=0)
-    return [TrainJob(i, c.to_dict(), tiny, "digits", None, 2, 0, train_subset=64) for i, c in enumerate(cands)]
+    space = load_space(tiny)
+    evaluator = TrainEvaluator("digits", train_subset=64)
+    return [Job(i, c.to_dict(), space, evaluator, 2, 0) for i, c in enumerate(sample_pool(space, n, seed=0))]
 
 
 def _wait(ex, timeout=300):
@@ -138,6 +158,35 @@ def test_a_trial_whose_ray_worker_is_killed_runs_again_on_a_new_worker(local_ray
         assert info["pid"] != first["pid"] and info["trained"] == 2 and info["datasets_loaded"] == 1
 
 
+def test_a_run_whose_ray_worker_dies_mid_trial_retries_that_trial_and_finishes_as_without_the_death(
+        local_ray, dies_marker, tmp_path):
+    import dies_once
+    import toy_objective
+
+    from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, SerialExecutor
+    from jointnas.catalog import space_from_dict
+    from jointnas.coarse import Progress
+    from jointnas.executor_ray import RayExecutor
+
+    space = space_from_dict(toy_objective.SPACE)
+    config = dict(pool=16, batch=3, iterations=2, epoch_cap=None, ensemble=2, seed=0)
+    lines = []
+    runs = {}
+    for name, fn, executor in [("ray", dies_once.objective, RayExecutor(2, max_retries=2)),
+                               ("serial", toy_objective.objective, SerialExecutor())]:
+        search = CoarseSearch.create(tmp_path / name, space, FunctionEvaluator(fn), CoarseConfig(**config),
+                                     executor=executor, progress=Progress(bars=False, log=lines.append))
+        with search:
+            search.run()
+        with RunStore.open(tmp_path / name) as store:
+            runs[name] = {t.key: (t.iteration, t.status, t.curve, t.final_acc) for t in store.trials()}
+    assert dies_marker.is_file(), "no worker died"
+    _, key = dies_marker.read_text().split()
+    assert key in runs["ray"]  # a trial of this run lost its worker ...
+    assert runs["ray"] == runs["serial"]  # ... and the run ended as one where nothing died
+    assert all(status == "done" for _, status, _, _ in runs["ray"].values())
+
+
 def test_a_trial_is_recorded_failed_once_its_retries_are_spent(local_ray, tiny):
     from jointnas.executor_ray import RayExecutor
 
@@ -155,9 +204,9 @@ def test_a_running_ray_trial_reports_its_epochs_to_the_driver(local_ray, space):
     from jointnas.executor_ray import RayExecutor
 
     # As in test_coarse: epochs of about half a second, so that 0.05 s polls see each one.
-    cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3))
+    cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3), space=space.name)
     with RayExecutor(1) as ex:
-        ex.submit(TrainJob(7, cand.to_dict(), "fbnetv3", "digits", None, 3, 0, train_subset=256))
+        ex.submit(Job(7, cand.to_dict(), space, TrainEvaluator("digits", train_subset=256), 3, 0))
         progress, finished = [], []
         deadline = time.monotonic() + 600
         while not finished and time.monotonic() < deadline:
