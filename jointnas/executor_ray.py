@@ -214,8 +214,9 @@ class RayExecutor(Executor):
         del self._busy[slot]
         self._asked.pop(slot, None)
         self._epochs.pop(running.job.trial_id, None)
-        result["attempts"] = running.attempt
-        return JobDone(running.job.trial_id, result, self.label(slot))
+        done = JobDone(running.job.trial_id, result, self.label(slot))
+        done.attempts = running.attempt  # starts it took (the local executor's JobDone.attempts)
+        return done
 
     def _replace(self, slot: int) -> None:
         try:

@@ -148,11 +148,11 @@ def test_a_trial_whose_ray_worker_is_killed_runs_again_on_a_new_worker(local_ray
         (first,) = ex.worker_info()  # answered while the trial starts (the actor has a second thread)
         os.kill(first["pid"], signal.SIGKILL)
         (done,) = _wait(ex)
-        assert done.trial_id == 0 and done.result["status"] == "done" and done.result["attempts"] == 2
+        assert done.trial_id == 0 and done.result["status"] == "done" and done.attempts == 2
         assert done.result["epochs_run"] == 2 and ex.in_flight == 0
         ex.submit(jobs[1])
         (done,) = _wait(ex)
-        assert done.trial_id == 1 and done.result["status"] == "done" and done.result["attempts"] == 1
+        assert done.trial_id == 1 and done.result["status"] == "done" and done.attempts == 1
         (info,) = ex.worker_info()
         # The replacement trained the retry and the next trial, loading the data set once for both.
         assert info["pid"] != first["pid"] and info["trained"] == 2 and info["datasets_loaded"] == 1
@@ -194,7 +194,7 @@ def test_a_trial_is_recorded_failed_once_its_retries_are_spent(local_ray, tiny):
         ex.submit(_jobs(tiny, 1)[0])
         os.kill(ex.worker_info()[0]["pid"], signal.SIGKILL)
         (done,) = _wait(ex)
-        assert done.result["status"] == "failed" and done.result["attempts"] == 1
+        assert done.result["status"] == "failed" and done.attempts == 1
         assert "Ray worker lost on each of 1 attempt(s)" in done.result["error"]
 
 
