@@ -214,7 +214,7 @@ def _executor(args):
     cls = catalog.resolve(catalog.EXECUTORS, args.executor, "executor")
     if args.executor == "ray":
         return _ray_executor(args, cls)
-    given = [f"--{k.replace('_', '-')}" for k in RAY_FLAGS if getattr(args, k) is not None]
+    given = [f"--{k.replace('_', '-')}" for k in RAY_FLAGS if getattr(args, k, None) is not None]
     if given:
         raise UsageError(f"{', '.join(given)}: for Ray trials only; add --executor ray")
     workers = args.workers or _default_workers(args.device)
@@ -231,10 +231,12 @@ def _ray_executor(args, cls):
     if args.device != "auto":
         raise UsageError(f"--device {args.device} applies to local trials only; Ray trials train on CPU, or on "
                          "the GPU share that --gpus-per-trial asks for")
-    options = dict(address=args.ray_address, cpus_per_trial=args.cpus_per_trial or 1.0,
-                   gpus_per_trial=args.gpus_per_trial or 0.0,
-                   max_retries=2 if args.max_retries is None else args.max_retries)
-    return lambda: cls(workers=args.workers, **options)
+    # getattr: `jointnas autotrain` shares this factory without the Ray flags (Ray's defaults there)
+    ray = {k: getattr(args, k, None) for k in RAY_FLAGS}
+    options = dict(address=ray["ray_address"], cpus_per_trial=ray["cpus_per_trial"] or 1.0,
+                   gpus_per_trial=ray["gpus_per_trial"] or 0.0,
+                   max_retries=2 if ray["max_retries"] is None else ray["max_retries"])
+    return lambda: cls(workers=getattr(args, "workers", None), **options)
 
 
 def run(args):
