@@ -45,6 +45,7 @@ STRATEGIES: Dict[str, Union[str, Callable]] = {
 EXECUTORS: Dict[str, Union[str, Callable]] = {
     "local": "jointnas.executor:LocalExecutor",
     "serial": "jointnas.executor:SerialExecutor",
+    "ray": "jointnas.executor_ray:RayExecutor",        # optional extra jointnas[ray]
 }
 # evaluator kind (the part of a spec before ':') -> ``make(argument, **options) -> Evaluator``;
 # a spec whose kind is not here is ``module:function``, a Python objective.
