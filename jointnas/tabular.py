@@ -181,12 +181,30 @@ class TabularEvaluator:
 
     ``evaluate`` returns one seed's value of the candidate's row, that seed drawn from
     ``(seed, row)``: the same trial seed gives the same answer, and different configurations
-    draw independently. ``epochs`` is ignored: the tables hold the final score only.
+    draw independently. ``epochs`` is ignored: the tables hold the final score only. Scores are
+    accuracies as fractions.
     """
+
+    score_bounds = (0.0, 1.0)
+    diverged_score = None
 
     def __init__(self, table: str):
         self.table_name = table
         load_table(table)  # fail now, not in a worker
+
+    @classmethod
+    def from_spec(cls, argument: str, **options) -> "TabularEvaluator":
+        """The catalog's ``tabular:<table>``; training options (data root, subsets) do not apply."""
+        return cls(argument)
+
+    def spec(self) -> str:
+        return f"tabular:{self.table_name}"
+
+    def options(self) -> dict:
+        return {}
+
+    def __repr__(self):
+        return f"TabularEvaluator({self.table_name!r})"
 
     @property
     def table(self) -> Table:
@@ -201,7 +219,7 @@ class TabularEvaluator:
     def check_space(self, space) -> None:
         self.table.check_space(space)
 
-    def evaluate(self, candidate, space=None, *, epochs=None, seed: int = 0, on_epoch=None):
+    def evaluate(self, candidate, space=None, *, epochs=None, seed: int = 0, on_epoch=None, device=None):
         import time
 
         from .trial import TrialResult
@@ -214,6 +232,5 @@ class TabularEvaluator:
             raise TableError(f"table {table.name} has no row for {candidate.arch} {candidate.recipe}") from None
         score = table.draw(row, np.random.default_rng([int(seed) & 0xFFFFFFFF, row]))
         if on_epoch is not None:
-            on_epoch(1, score)
-        return TrialResult(status="done", curve=[score], score=score, epochs_run=1,
-                           wall_time=time.perf_counter() - start, device="table")
+            on_epoch({"epoch": 1, "score": score})
+        return TrialResult("done", [{"epoch": 1, "score": score}], score, 1, time.perf_counter() - start, "table")

@@ -47,8 +47,8 @@ class Stop(Exception):
 class Repeat:
     """Answers evaluations of table rows for one search and keeps the books."""
 
-    def __init__(self, table, cap: int, seed: int):
-        self.table, self.cap = table, cap
+    def __init__(self, table, cap: int, seed: int, stop_at_top01: bool = False):
+        self.table, self.cap, self.stop_at_top01 = table, cap, stop_at_top01
         self.rng = np.random.default_rng([seed, 7])
         self.top1, self.top01 = set(table.top_rows(0.01).tolist()), set(table.top_rows(0.001).tolist())
         self.best = float(table.means.max())
@@ -72,6 +72,9 @@ class Repeat:
         self.eval_seconds += time.perf_counter() - t
         if self.table.means[row] >= self.best:
             self.stopped = "best found"
+            raise Stop
+        if self.stop_at_top01 and self.hit01 is not None:
+            self.stopped = "top-0.1 % found"  # regret is carried flat from here: an upper bound
             raise Stop
         if n >= self.cap:
             raise Stop
@@ -174,13 +177,23 @@ def run_smac(table, ev, seed, cap=300, **_):
 
 
 # ---------------------------------------------------------------------------- jointnas
-def run_jointnas(table, ev, seed, pool=None, surrogate="forest", policy="ucb", explore=1.0, batch=1, first=10,
-                 first_kind="diverse", trees=100, proxies=True, forest="extra", min_leaf=1, **_):
-    """The coarse loop on the whole table: a first batch, then fit -> choose a batch -> evaluate."""
-    from jointnas.strategies import acquisition
+def run_jointnas(table, ev, seed, pool=None, policy="ucb", explore=1.0, batch=1, first=10,
+                 first_kind="diverse", trees=100, proxies=True, forest="extra", min_leaf=1, warm=None,
+                 warm_n=100, candidates=None, **_):
+    """The coarse loop on the whole table: a first batch, then fit -> choose a batch -> evaluate.
 
-    x, feats, make = pool["x"], pool["features"] if proxies else pool["x"], None
+    ``warm``: a related task whose predictor (a forest fitted on ``warm_n`` random evaluations
+    of it, one seed each) ranks the first batch and is one more input feature.
+    ``candidates``: score only that many random untried rows plus every one-column neighbour
+    of the 10 best evaluated rows (SMAC's random + local candidates) instead of the whole pool."""
+    from jointnas.strategies import batch as policies
+
+    x, feats = pool["x"], pool["features"] if proxies else pool["x"]
     rng = np.random.default_rng(seed)
+    if warm is not None:
+        prior = warm_prior(table, warm, warm_n, seed, feats, trees)
+        feats = np.concatenate([feats, ((prior - prior.mean()) / max(prior.std(), 1e-12))[:, None]], axis=1)
+        first_kind = "prior"
     untried = np.ones(len(table), dtype=bool)
     rows, ys = [], []
 
@@ -191,60 +204,109 @@ def run_jointnas(table, ev, seed, pool=None, surrogate="forest", policy="ucb", e
             ys.append(ev(r))
 
     if first_kind == "diverse":
-        evaluate(_diverse(x, first, seed))
+        evaluate(policies.diverse_batch(x, first, seed))
     elif first_kind == "proxy":
         # the largest deployable models first (ties in random order): where accuracy rises
         # with FLOPs/params, that is what a proxy-pretrained predictor would rank first
         evaluate([int(r) for r in np.lexsort((rng.random(len(table)), -pool["costs"].sum(1)))[:first]])
+    elif first_kind == "prior":
+        evaluate([int(r) for r in np.argsort(-prior, kind="stable")[:first]])
     else:
         evaluate([int(r) for r in rng.choice(len(table), first, replace=False)])
     while True:
-        if surrogate == "forest":
-            from jointnas.predictor.forest import ForestSurrogate
+        from jointnas.predictor.forest import ForestSurrogate
 
-            model = ForestSurrogate(None, trees=trees, method=forest, min_leaf=min_leaf, seed=seed + len(rows))
-            model.fit_encoded(feats[rows], ys)
-            inputs = feats
-        else:
-            model = pool["make_mlp"](seed).fit(x[rows], np.asarray(ys))
-            inputs = x
+        # features are the space's encoding (+ proxies, + the warm-start prior): fitted directly
+        model = ForestSurrogate(None, trees=trees, method=forest, min_leaf=min_leaf, seed=seed + len(rows))
+        model.fit_features(feats[rows], ys)
+        inputs = feats
+        idx = np.flatnonzero(untried)
+        if candidates and len(idx) > candidates:
+            near = {n for r in np.array(rows)[np.argsort(ys)[::-1][:10]] for n in neighbours(table, int(r))}
+            pick = set(rng.choice(idx, candidates, replace=False).tolist()) | near
+            idx = np.array(sorted(i for i in pick if untried[i]), dtype=np.int64)
+        best = float(model.predict_encoded(inputs[rows])[0].max())
+        sub, free = inputs[idx], np.ones(len(idx), dtype=bool)
         if policy == "ucb":
-            mean, std = model.predict_encoded(inputs)
-            chosen = acquisition._top_untried(mean + explore * std, untried, batch)
+            mean, std = model.predict_encoded(sub)
+            chosen = policies.acquisition_batch(mean, std, free, batch, explore)
         elif policy == "ei":
-            chosen = acquisition.ei_batch(inputs, untried, batch, model)
+            mean, std = model.predict_encoded(sub)
+            chosen = policies.acquisition_batch(policies.expected_improvement(mean, std, best), 0 * mean, free,
+                                                batch, 0.0)
         else:
-            chosen = acquisition.thompson_batch(inputs, untried, batch, model, rng)
-        evaluate(chosen)
+            chosen = policies.thompson_batch(sub, free, batch, model, rng)
+        evaluate([int(idx[c]) for c in chosen])
 
 
-def _diverse(x, k, seed):
-    rng = np.random.default_rng(seed)
-    chosen = [int(rng.integers(len(x)))]
-    dist = np.linalg.norm(x - x[chosen[0]], axis=1)
-    while len(chosen) < k:
-        nxt = int(np.argmax(dist))
-        chosen.append(nxt)
-        dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
-    return chosen
+def neighbours(table, row: int) -> list:
+    """Rows that differ from ``row`` in one column."""
+    key, out = table.keys[row], []
+    for j, (_, choices) in enumerate(table.columns):
+        for v in range(len(choices)):
+            if str(v) != key[j]:
+                out.append(table.index[key[:j] + str(v) + key[j + 1:]])
+    return out
+
+
+def warm_prior(table, warm: str, n: int, seed: int, feats, trees: int) -> np.ndarray:
+    """Predicted score of every row by a forest fitted on ``n`` random one-seed evaluations of
+    the related task ``warm`` (same configurations, another dataset)."""
+    from jointnas.predictor.forest import ForestSurrogate
+    from jointnas.tabular import load_table
+
+    other = load_table(TASKS[warm])
+    if other.keys != table.keys:
+        raise ValueError(f"{warm} does not share {table.name}'s configurations")
+    rng = np.random.default_rng([seed, 99])
+    rows = rng.choice(len(other), n, replace=False)
+    y = [other.draw(r, rng) for r in rows]
+    model = ForestSurrogate(None, trees=trees, method="random", seed=seed).fit_encoded(feats[rows], y)
+    return model.predict_encoded(feats)[0]
+
+
+def space_of(table):
+    from jointnas.catalog import load_space
+
+    return load_space("nb201" if table.name.startswith("nb201") else "hpobench-mlp")
 
 
 def pool_arrays(table):
-    """The pool's encoding (one-hot op names, ordinal grids scaled to [0, 1]) and, as
-    proxy features, standardised log-FLOPs/log-params of the family's deployable model."""
-    from jointnas.families.cell import CellFamily
-    from jointnas.families.mlp import MLPFamily
+    """The whole table as the pool: its candidates in the space, their encoding
+    (``space.encode``) and, as proxy features, standardised log-FLOPs/log-params of the
+    family's deployable model."""
+    space = space_of(table)
+    cands = [space.candidate(*table.values_of(k)) for k in table.keys]
+    x = space.encode(cands).astype(np.float64)
+    costs = space.family.costs([c.arch for c in cands])
+    logs = np.log(costs.astype(np.float64))
+    z = (logs - logs.mean(0)) / np.maximum(logs.std(0), 1e-8)
+    return {"space": space, "candidates": cands, "x": x, "features": np.concatenate([x, z], axis=1),
+            "costs": logs, "raw_costs": costs}
 
-    cols = []
-    idx = np.array([[int(ch) for ch in k] for k in table.keys])
-    for j, (c, n, ordinal) in enumerate(column_kinds(table)):
-        cols.append((idx[:, j:j + 1] / (n - 1)) if ordinal else np.eye(n)[idx[:, j]])
-    x = np.concatenate(cols, axis=1)
-    archs = [table.values_of(k)[0] for k in table.keys]
-    family = CellFamily() if table.name.startswith("nb201") else MLPFamily()
-    costs = np.log(family.costs(archs).astype(np.float64))
-    z = (costs - costs.mean(0)) / np.maximum(costs.std(0), 1e-8)
-    return {"x": x, "features": np.concatenate([x, z], axis=1), "costs": costs}
+
+def run_jointnas_mlp(table, ev, seed, pool=None, batch=6, explore=1.0, ensemble=5, **_):
+    """jointnas coarse as shipped: MLP ensemble pretrained on the pool's proxies, a diverse
+    first batch, then batches by mean + explore x std, refitted after every batch."""
+    import copy
+
+    from jointnas import catalog
+
+    space, cands, x = pool["space"], pool["candidates"], pool["x"].astype(np.float32)
+    policy = catalog.make_policy("ucb", explore=explore)
+    pretrained = catalog.make_surrogate("mlp", space, seed=seed, ensemble=ensemble, score_bounds=(0.0, 1.0))
+    pretrained.pretrain(cands, pool["raw_costs"])
+    rng = np.random.default_rng(seed)
+    untried = np.ones(len(cands), dtype=bool)
+    rows, ys = [], []
+    chosen = policy.first(x, batch, seed)
+    while True:
+        for r in chosen:
+            untried[r] = False
+            rows.append(int(r))
+            ys.append(ev(r))
+        model = copy.deepcopy(pretrained).fit([cands[r] for r in rows], np.asarray(ys))
+        chosen = policy.choose(x, untried, batch, model, rng)
 
 
 # ---------------------------------------------------------------------------- methods
@@ -256,21 +318,38 @@ METHODS = {
     "optuna-gp": (run_optuna, {"sampler": "gp"}),
     "smac-rf": (run_smac, {}),
     "jointnas-forest": (run_jointnas, {}),
+    # today's defaults: batch 6, diverse first batch, MLP ensemble of 5, mean + 1 x std
+    "jointnas-shipped": (run_jointnas_mlp, {}),
+    # the best settings found here (BENCHMARKS.md, "Search on recorded benchmarks")
+    "jointnas-best": (run_jointnas, {"forest": "random", "trees": 30, "first": 6, "batch": 1, "explore": 0.0,
+                                     "min_leaf": 2}),
+    # the same, warm-started from a forest fitted on 100 random evaluations of a related task
+    "jointnas-warm": (run_jointnas, {"forest": "random", "trees": 30, "first": 6, "batch": 1, "explore": 0.0,
+                                     "min_leaf": 2, "warm": "related"}),
 }
+RELATED = {"nb201-cifar100": "nb201-cifar10", "nb201-cifar10": "nb201-cifar100", "nb201-imagenet16": "nb201-cifar10",
+           "mlp-segment": "mlp-vehicle", "mlp-vehicle": "mlp-segment", "mlp-car": "mlp-vehicle",
+           "mlp-australian": "mlp-vehicle"}
 DEFAULT_METHODS = ["random", "evolution", "optuna-tpe", "optuna-tpe-independent", "smac-rf", "jointnas-forest"]
 
 
-def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict) -> dict:
+def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict, stop_at_top01: bool = False) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from jointnas.tabular import load_table
 
     table = load_table(TASKS[task])
     fn, kw = METHODS[method]
     kw = dict(kw, **overrides)
-    if fn is run_jointnas:
-        kw["pool"] = _POOL_CACHE.setdefault(task, pool_arrays(table))
+    if kw.get("warm") == "related":
+        kw["warm"] = RELATED[task]
+    if fn in (run_jointnas, run_jointnas_mlp):
+        if task not in _POOL_CACHE:
+            _POOL_CACHE[task] = pool_arrays(table)
+        kw["pool"] = _POOL_CACHE[task]
+        import jointnas.predictor.forest  # noqa: F401 - imports are not the search's time
+        import sklearn.tree  # noqa: F401
     seed = 1000 * repeat + 17
-    ev = Repeat(table, cap, seed)
+    ev = Repeat(table, cap, seed, stop_at_top01)
     start = time.perf_counter()
     try:
         fn(table, ev, seed, cap=cap, **kw)
@@ -303,6 +382,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override a method setting, e.g. batch=2 policy=ei (JSON values)")
+    ap.add_argument("--stop-at-top01", action="store_true",
+                    help="end a repeat once a top-0.1 %% configuration is evaluated (its regret curve is then "
+                         "carried flat: an upper bound); saves time on methods that cost seconds per suggestion")
     ap.add_argument("--name", help="method name to record (default: the method's)")
     ap.add_argument("--out", type=Path, help="append one JSON line per repeat")
     ap.add_argument("--report", type=Path, nargs="+", help="print the tables of results files instead of running")
@@ -326,9 +408,9 @@ def main(argv=None) -> int:
         for line in args.out.read_text().splitlines():
             r = json.loads(line)
             done.add((r["task"], r["method"], r["repeat"]))
-    jobs = [(t, m, r) for t in args.tasks for m in args.methods
-            for r in range(args.first_repeat, args.first_repeat + args.repeats)
-            if (t, args.name or m, r) not in done]
+    # repeat-major: a run cut short still has every task and method
+    jobs = [(t, m, r) for r in range(args.first_repeat, args.first_repeat + args.repeats)
+            for t in args.tasks for m in args.methods if (t, args.name or m, r) not in done]
     print(f"{len(jobs)} repeats to run ({len(done)} already in {args.out})", file=sys.stderr)
     results = []
 
@@ -347,10 +429,10 @@ def main(argv=None) -> int:
 
     if args.jobs <= 1:
         for job in jobs:
-            record(one_repeat(*job, args.cap, overrides))
+            record(one_repeat(*job, args.cap, overrides, args.stop_at_top01))
     else:
         with ProcessPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(one_repeat, *job, args.cap, overrides) for job in jobs]
+            futures = [pool.submit(one_repeat, *job, args.cap, overrides, args.stop_at_top01) for job in jobs]
             for f in as_completed(futures):
                 record(f.result())
     return 0

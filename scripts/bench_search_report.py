@@ -46,7 +46,7 @@ def summary_row(runs) -> dict:
         v, cap = _hits(runs, key)
         out[key] = {"median": _q(v, cap, 50), "p25": _q(v, cap, 25), "p75": _q(v, cap, 75),
                     "hit": float(np.mean(v <= cap)), "cap": cap}
-    out["regret_at_cap"] = float(np.median([r["regret"][-1] if r["stopped"] == "cap" else 0.0 for r in runs]))
+    out["regret_at_cap"] = float(np.median([0.0 if r["stopped"] == "best found" else r["regret"][-1] for r in runs]))
     out["ms"] = 1000 * float(np.median([r["search_s_per_suggestion"] for r in runs]))
     return out
 
@@ -117,7 +117,7 @@ def _plot(data, path: Path) -> None:
                 for j, r in enumerate(runs):
                     c = np.asarray(r["regret"])
                     curves[j, :len(c)] = c
-                    curves[j, len(c):] = c[-1] if r["stopped"] == "cap" else 0.0
+                    curves[j, len(c):] = 0.0 if r["stopped"] == "best found" else c[-1]
                 med = np.median(curves, axis=0)
                 ax.plot(np.arange(1, cap + 1), np.maximum(med, 1e-3), color=cmap(i % 10),
                         lw=2.2 if m.startswith("jointnas") else 1.3, label=f"{m} ({len(runs)})")

@@ -26,7 +26,9 @@ class ForestError(UsageError):
 class ForestSurrogate:
     kind = KIND
 
-    def __init__(self, space, *, trees: int = 100, method: str = "extra", min_leaf: int = 1,
+    # Defaults: the settings that found top configurations fastest in scripts/bench_search.py
+    # (BENCHMARKS.md, "Search on recorded benchmarks").
+    def __init__(self, space, *, trees: int = 30, method: str = "random", min_leaf: int = 2,
                  max_features: float = 1.0, proxies: bool = True, seed: int = 0):
         if method not in ("extra", "random"):
             raise ForestError(f"forest method must be 'extra' (extra-trees) or 'random' (random forest), got {method!r}")
@@ -63,6 +65,26 @@ class ForestSurrogate:
         self.cost_stats = {"mean": logs.mean(0).tolist(), "std": np.maximum(logs.std(0), 1e-8).tolist()}
         return self
 
+    def _encoded_features(self, x) -> np.ndarray:
+        """Feature rows of rows encoded with ``space.encode``: the proxies of their archs appended.
+        The coarse loop scores the same pool array every iteration, so the last one is cached."""
+        x = np.asarray(x)
+        if not self.pretrained:
+            return x
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[0] is x:
+            return cached[1]
+        archs = [c.arch for c in decode_rows(self.space, x)]
+        z = (np.log(self.space.family.costs(archs).astype(np.float64)) - self.cost_stats["mean"]) / self.cost_stats["std"]
+        out = np.concatenate([x.astype(np.float64), z], axis=1)
+        self._cache = (x, out)
+        return out
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_cache", None)
+        return state
+
     def features(self, candidates, costs=None) -> np.ndarray:
         """Rows the trees see: the space's encoding, plus standardised log costs once pretrained
         (``costs`` as given, else the family's count)."""
@@ -75,15 +97,20 @@ class ForestSurrogate:
         return np.concatenate([x, z], axis=1)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, candidates, y, costs=None) -> "ForestSurrogate":
-        return self.fit_encoded(self.features(candidates, costs), y)
+    def fit(self, candidates, y, costs=None, progress: bool = False) -> "ForestSurrogate":
+        return self.fit_features(self.features(candidates, costs), y)
 
     def fit_encoded(self, x, y) -> "ForestSurrogate":
+        """Fit rows encoded with ``space.encode`` and their scores."""
+        return self.fit_features(self._encoded_features(x), y)
+
+    def fit_features(self, x, y) -> "ForestSurrogate":
         """Fit the trees to feature rows ``x`` (see :meth:`features`) and their scores ``y``.
 
         Trees are grown one by one (a random forest on a bootstrap resample of the rows,
         extra-trees on all of them) without scikit-learn's ensemble wrapper, whose per-tree
         overhead was most of a fit on a few hundred rows."""
+        import sklearn
         from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
 
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -97,25 +124,35 @@ class ForestSurrogate:
         z = (y - mean) / std
         rng = np.random.default_rng([c["seed"] & 0xFFFFFFFF, len(y)])
         trees = []
-        for t in range(c["trees"]):
-            seed = int(rng.integers(2 ** 31))
-            if c["method"] == "extra":
-                tree = ExtraTreeRegressor(min_samples_leaf=c["min_leaf"], max_features=c["max_features"],
-                                          random_state=seed)
-                tree.fit(x, z, check_input=False)
-            else:
-                rows = rng.integers(len(y), size=len(y))
-                tree = DecisionTreeRegressor(min_samples_leaf=c["min_leaf"], max_features=c["max_features"],
-                                             random_state=seed)
-                tree.fit(x[rows], z[rows], check_input=False)
-            trees.append(tree.tree_)
+        # the arguments are checked here once, not by scikit-learn for every tree
+        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+            for _ in range(c["trees"]):
+                trees.append(self._grow(x, z, rng, DecisionTreeRegressor, ExtraTreeRegressor))
         self._model, self._arrays = trees, None
         self.target_stats = {"mean": mean, "std": std}
         self.info["fit"] = {"n": int(len(y))}
         return self
 
+    def _grow(self, x, z, rng, DecisionTreeRegressor, ExtraTreeRegressor):
+        """One tree: extra-trees on every row, or a CART tree on a bootstrap resample."""
+        c = self.config
+        seed = int(rng.integers(2 ** 31))
+        if c["method"] == "extra":
+            tree = ExtraTreeRegressor(min_samples_leaf=c["min_leaf"], max_features=c["max_features"], random_state=seed)
+            tree.fit(x, z, check_input=False)
+        else:
+            rows = rng.integers(len(z), size=len(z))
+            tree = DecisionTreeRegressor(min_samples_leaf=c["min_leaf"], max_features=c["max_features"],
+                                         random_state=seed)
+            tree.fit(x[rows], z[rows], check_input=False)
+        return tree.tree_
+
     # ------------------------------------------------------------------ scoring
     def predict_members(self, x) -> np.ndarray:
+        """(trees, n) per-tree predictions of rows encoded with ``space.encode``."""
+        return self._members(self._encoded_features(x))
+
+    def _members(self, x) -> np.ndarray:
         """(trees, n) per-tree predictions of feature rows, in the scores' units."""
         if not self.fitted:
             raise ForestError("this forest is not fitted; call fit() first or load a fitted one")
@@ -126,12 +163,16 @@ class ForestSurrogate:
             z = _traverse(self._arrays, np.asarray(x, dtype=np.float32).astype(np.float64))
         return z * self.target_stats["std"] + self.target_stats["mean"]
 
-    def predict_encoded(self, x):
-        z = self.predict_members(x)
+    def predict_features(self, f):
+        z = self._members(f)
         return z.mean(0), z.std(0)
 
+    def predict_encoded(self, x):
+        """(mean, std) of rows encoded with ``space.encode`` (the spread is across trees)."""
+        return self.predict_features(self._encoded_features(x))
+
     def predict(self, candidates, costs=None):
-        return self.predict_encoded(self.features(candidates, costs))
+        return self.predict_features(self.features(candidates, costs))
 
     # ------------------------------------------------------------------ files
     def tree_arrays(self) -> dict:
@@ -155,9 +196,10 @@ class ForestSurrogate:
     def state(self) -> dict:
         import torch
 
+        trees = self.tree_arrays() if self.fitted else {}  # a pretrained-only forest has no trees yet
         return {"kind": KIND, "config": dict(self.config), "cost_stats": self.cost_stats,
                 "target_stats": self.target_stats, "info": self.info,
-                "trees": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.tree_arrays().items()}}
+                "trees": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in trees.items()}}
 
     def save(self, path) -> None:
         from .forest_checkpoint import save_forest
@@ -174,13 +216,58 @@ class ForestSurrogate:
     def from_state(cls, state: dict, space) -> "ForestSurrogate":
         f = cls(space, **state["config"])
         f.cost_stats, f.target_stats, f.info = state["cost_stats"], state["target_stats"], dict(state["info"])
-        f._arrays = {k: v.numpy() for k, v in state["trees"].items()}
+        f._arrays = {k: v.numpy() for k, v in state["trees"].items()} or None
         return f
 
     def __repr__(self):
         c = self.config
         return (f"ForestSurrogate({c['method']}-trees x {c['trees']}, proxies={'on' if self.pretrained else 'off'}, "
                 f"{'fitted' if self.fitted else 'unfitted'})")
+
+
+def decode_rows(space, x: np.ndarray):
+    """Candidates of rows encoded with ``space.encode`` (nearest value of each dimension)."""
+    from ..space.dims import column_values
+
+    columns, offset = [], 0
+    for dims in (space.arch, space.recipe):
+        for dim in dims.values():
+            block = x[:, offset:offset + dim.width].astype(np.float64)
+            offset += dim.width
+            columns.append(column_values(dim, _unencode(dim, block)))
+    from ..space.pool import columns_to_candidates
+
+    return columns_to_candidates(space, columns)
+
+
+def _unencode(dim, block: np.ndarray) -> np.ndarray:
+    """One dimension's encoded block -> its value column (choice index for a categorical)."""
+    kind = dim.kind
+    if kind == "categorical":
+        if block.shape[1] > 1:
+            return block.argmax(1).astype(np.float64)
+        return np.rint(block[:, 0] * (len(dim.choices) - 1))
+    v = block[:, 0]
+    if kind == "bool":
+        return (v >= 0.5).astype(np.float64)
+    if kind == "int":
+        return np.clip(dim.low + np.rint((v * max(dim.high - dim.low, 1) ) / dim.step) * dim.step, dim.low, dim.high)
+    if dim.log:
+        return np.exp(np.log(dim.low) + v * (np.log(dim.high) - np.log(dim.low)))
+    return dim.low + v * (dim.high - dim.low)
+
+
+def load(path, space=None) -> "ForestSurrogate":
+    """Read a forest checkpoint (the catalog's loader for ``kind="forest"``)."""
+    from .forest_checkpoint import load_forest
+
+    return load_forest(path, space)
+
+
+def make(space, *, seed: int = 0, ensemble=None, score_bounds=None, **options) -> "ForestSurrogate":
+    """The catalog's ``forest`` surrogate factory. ``ensemble`` (the MLP ensemble's member count)
+    does not apply: a forest's size is its ``trees`` option."""
+    return ForestSurrogate(space, seed=seed, **options)
 
 
 def _traverse(arrays: dict, x: np.ndarray) -> np.ndarray:

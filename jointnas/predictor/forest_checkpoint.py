@@ -39,6 +39,10 @@ def load_forest(path, space) -> ForestSurrogate:
     if not isinstance(state, dict) or state.get("kind") != KIND:
         raise ForestError(f"{path} holds a surrogate of kind {state.get('kind') if isinstance(state, dict) else None!r}, "
                           f"not {KIND!r}")
+    if space is None or isinstance(space, str):
+        from ..catalog import load_space
+
+        space = load_space(space or state.get("space"))
     if state.get("fingerprint") != space.fingerprint():
         raise ForestError(f"{path} was fitted on space {state.get('space')!r} with a different layout than "
                           f"space {space.name!r}; refit it on this space")
