@@ -17,6 +17,8 @@ def load(paths) -> Dict[str, Dict[str, List[dict]]]:
     """task -> method -> repeats (last record of a (task, method, repeat) wins)."""
     seen = {}
     for path in ([paths] if isinstance(paths, (str, Path)) else paths):
+        if not Path(path).is_file():
+            continue
         for line in Path(path).read_text().splitlines():
             r = json.loads(line)
             seen[(r["task"], r["method"], r["repeat"])] = r
@@ -125,8 +127,8 @@ def _plot(data, path: Path) -> None:
             ax.set_title(task)
             ax.set_xlabel("evaluations")
             ax.set_ylabel("median regret (accuracy points; 1e-3 = found)")
+            ax.legend(loc="upper right", fontsize=7)
         for ax in list(axes.flat)[len(tasks):]:
             ax.set_visible(False)
-        axes.flat[0].legend(loc="upper right")
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png", dpi=110)

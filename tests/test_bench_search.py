@@ -20,7 +20,7 @@ def _script():
 def test_a_small_search_benchmark_completes_and_keeps_its_books(tmp_path):
     bench = _script()
     out = tmp_path / "r.jsonl"
-    methods = ["random", "evolution", "optuna-tpe", "jointnas-shipped", "jointnas-best"]
+    methods = ["random", "evolution", "optuna-tpe", "jointnas-best"]
     assert bench.main(["--tasks", "nb201-cifar10", "mlp-vehicle", "--methods", *methods, "--repeats", "2",
                        "--cap", "30", "--jobs", "1", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -38,6 +38,11 @@ def test_a_small_search_benchmark_completes_and_keeps_its_books(tmp_path):
     assert len(out.read_text().splitlines()) == len(rows)
     from_report = bench.render_report([out], tmp_path / "p.png")
     assert "nb201-cifar10" in from_report and "jointnas-best" in from_report and (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_jointnas_as_shipped_runs_its_batches_of_six_on_a_table():
+    r = _script().one_repeat("nb201-cifar10", "jointnas-shipped", 0, 12, {"ensemble": 2})
+    assert r["evaluations"] == 12 or r["stopped"] == "best found"
 
 
 def test_a_repeat_is_reproducible_from_its_seed():
