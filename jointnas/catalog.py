@@ -23,7 +23,6 @@ FAMILIES: Dict[str, Union[str, Callable]] = {
     "mbconv": "jointnas.families.mbconv:MBConvFamily.from_spec",
     "torchvision": "jointnas.families.torchvision:TorchvisionFamily.from_spec",
     "fixed": "jointnas.families.fixed:FixedArch.from_spec",
-
     "cell": "jointnas.families.cell:CellFamily.from_spec",
     "mlp": "jointnas.families.mlp:MLPFamily.from_spec",
 }
