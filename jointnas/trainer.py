@@ -103,7 +103,7 @@ def resolve_device(device="auto") -> torch.device:
     except (RuntimeError, TypeError):
         raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} asked for but CUDA is not available here; use --device cpu or auto")
+        raise UsageError(f"device {device!r} asked for but CUDA is not available here; use cpu or auto")
     if dev.type not in ("cpu", "cuda"):
         raise UsageError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
     return dev
