@@ -101,7 +101,7 @@ def _construct_unique_mapping(loader, node, deep=False):
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 _TOP_KEYS = {"name", "description", "family", "deploy", "network", "arch", "recipe", "presets"}
-_CACHE: Dict[str, SearchSpace] = {}
+_CACHE: Dict[tuple, SearchSpace] = {}
 
 
 def make_family(spec, where: str = "family"):
@@ -203,7 +203,8 @@ def load_space(name_or_path: Union[str, Path, SearchSpace]) -> SearchSpace:
                              "(or give the path of a .yaml file)")
     if not path.is_file():
         raise SpaceError(f"space file {path} does not exist")
-    key = str(path.resolve())
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)  # an edited file is read again
     if key not in _CACHE:
         _CACHE[key] = read_space_file(path)
     return _CACHE[key]

@@ -79,20 +79,24 @@ class TrainEvaluator:
         return 1.0 / self.task().num_classes
 
     def check_space(self, space) -> None:
-        from .trainer import RECIPE_DIMS
+        from .trainer import MODEL_RECIPE_DIMS, RECIPE_DIMS
 
         where = space.source
         if space.family is None:
             raise SpaceError(f"{where}: family: the trainer builds models through a model family "
                              "(e.g. family: mbconv or torchvision); a space without one needs its own objective")
-        missing = [k for k in RECIPE_DIMS if k not in space.recipe]
+        core = [k for k in RECIPE_DIMS if k not in MODEL_RECIPE_DIMS]
+        acted_on = core + [k for k in MODEL_RECIPE_DIMS if k in _family_recipe_dims(space)]
+        missing = [k for k in core if k not in space.recipe]
         if missing:
             raise SpaceError(f"{where}: recipe.{missing[0]}: the trainer needs this dimension "
-                             f"(it acts on {', '.join(RECIPE_DIMS)})")
-        unknown = [k for k in space.recipe if k not in RECIPE_DIMS]
+                             f"(it acts on {', '.join(acted_on)})")
+        unknown = [k for k in space.recipe if k not in acted_on]
         if unknown:
-            raise SpaceError(f"{where}: recipe.{unknown[0]}: the trainer does not act on this dimension "
-                             f"(it knows {', '.join(RECIPE_DIMS)}); remove it or use your own objective")
+            why = (f"the {space.family.name} family's models do not take it" if unknown[0] in MODEL_RECIPE_DIMS
+                   else "the trainer does not act on it")
+            raise SpaceError(f"{where}: recipe.{unknown[0]}: {why} (acted on here: {', '.join(acted_on)}); "
+                             "remove it or use your own objective")
 
     def evaluate(self, candidate, space, *, epochs: Optional[int], seed: int, on_epoch=None,
                  device: Optional[str] = None) -> TrialResult:
@@ -114,6 +118,12 @@ class TrainEvaluator:
         curve = [dict(c, score=c["val_acc"]) for c in r.curve]
         return TrialResult(r.status, curve, r.final_acc, r.epochs_run, r.wall_time, r.device, r.error,
                            extra={"resolution": r.resolution, "images_per_s": r.images_per_s})
+
+
+def _family_recipe_dims(space) -> tuple:
+    """Recipe dims the family's ``build`` acts on (a family that does not say: dropout and drop path)."""
+    dims = getattr(space.family, "recipe_dims", None)
+    return tuple(dims(space)) if dims is not None else ("dropout", "stochastic_depth")
 
 
 # ---------------------------------------------------------------------- a user's function

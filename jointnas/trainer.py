@@ -57,9 +57,11 @@ from .families.mbconv_net import MBConv
 from .space import Candidate, SearchSpace
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-# The recipe dimensions the trainer acts on (a space for it has exactly these).
+# The recipe dimensions the trainer acts on. The model regularisers reach the model through its
+# family's build, so a space has those its family acts on (``ModelFamily.recipe_dims``); 0 if absent.
 RECIPE_DIMS = ("optimizer", "lr", "weight_decay", "label_smoothing", "mixup_alpha", "dropout", "stochastic_depth",
                "ema", "epochs", "warmup_epochs")
+MODEL_RECIPE_DIMS = ("dropout", "stochastic_depth")
 EVAL_BATCH = 256
 BN_CALIBRATION_IMAGES = 512
 CHECK_EVERY = 25  # steps between finiteness checks of the running loss on CUDA (each is a sync)
@@ -430,8 +432,8 @@ def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolutio
          test, keep_model, result: TrainResult, on_epoch) -> None:
     recipe = candidate.recipe
     model = space.family.build(candidate.arch, num_classes=task.num_classes, in_channels=task.in_channels,
-                               input_size=resolution, dropout=float(recipe["dropout"]),
-                               drop_path=float(recipe["stochastic_depth"]))
+                               input_size=resolution, dropout=float(recipe.get("dropout", 0.0)),
+                               drop_path=float(recipe.get("stochastic_depth", 0.0)))
     model = init_weights(model).to(dev, memory_format=torch.channels_last)
     optimizer = build_optimizer(model, recipe)
     generator = torch.Generator(device=dev).manual_seed(seed)
