@@ -26,16 +26,14 @@ FAMILIES: Dict[str, Union[str, Callable]] = {
     "cell": "jointnas.families.cell:CellFamily.from_spec",
     "mlp": "jointnas.families.mlp:MLPFamily.from_spec",
 }
-# name -> surrogate factory ``make(space, *, seed, ensemble, score_bounds) -> Surrogate``
+# name -> surrogate module, which has ``make(space, *, seed, ensemble, score_bounds) -> Surrogate``
+# and ``load(path, space)`` for its checkpoints (or "module:factory", with the loader in
+# SURROGATE_LOADERS). The name is also the ``kind`` its checkpoints carry.
 SURROGATES: Dict[str, Union[str, Callable]] = {
-    "mlp": "jointnas.predictor.mlp_ensemble:make",
-    "forest": "jointnas.predictor.forest:make",
+    "mlp": "jointnas.predictor.mlp_ensemble",
+    "forest": "jointnas.predictor.forest",
 }
-# name -> how a checkpoint written by that kind of surrogate is read: ``load(path, space)``
-SURROGATE_LOADERS: Dict[str, Union[str, Callable]] = {
-    "mlp": "jointnas.predictor.mlp_ensemble:Predictor.load",
-    "forest": "jointnas.predictor.forest:ForestSurrogate.load",
-}
+SURROGATE_LOADERS: Dict[str, Union[str, Callable]] = {}   # kind -> ``load(path, space)``, where not above
 # name -> coarse batch policy class, built as ``cls(explore=...)``
 POLICIES: Dict[str, Union[str, Callable]] = {
     "ucb": "jointnas.strategies.batch:DiverseThenUCB",
@@ -70,7 +68,7 @@ def resolve(registry: Dict[str, Union[str, Callable]], name: str, what: str) -> 
     if isinstance(entry, str):
         module, _, attr = entry.partition(":")
         obj: Any = importlib.import_module(module)
-        for part in attr.split("."):
+        for part in attr.split(".") if attr else ():
             obj = getattr(obj, part)
         registry[name] = entry = obj
     return entry
@@ -114,7 +112,7 @@ def _construct_unique_mapping(loader, node, deep=False):
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 _TOP_KEYS = {"name", "description", "family", "deploy", "network", "arch", "recipe", "presets"}
-_CACHE: Dict[str, SearchSpace] = {}
+_CACHE: Dict[tuple, SearchSpace] = {}
 
 
 def make_family(spec, where: str = "family"):
@@ -216,7 +214,8 @@ def load_space(name_or_path: Union[str, Path, SearchSpace]) -> SearchSpace:
                              "(or give the path of a .yaml file)")
     if not path.is_file():
         raise SpaceError(f"space file {path} does not exist")
-    key = str(path.resolve())
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)  # an edited file is read again
     if key not in _CACHE:
         _CACHE[key] = read_space_file(path)
     return _CACHE[key]
@@ -235,8 +234,27 @@ def make_evaluator(spec: str, **options):
     return resolve({"function": FUNCTION_EVALUATOR}, "function", "evaluator")(spec, **options)
 
 
+def surrogate_factory(name: str) -> Callable:
+    """``make(space, *, seed, ensemble, score_bounds)`` of the surrogate registered as ``name``."""
+    entry = resolve(SURROGATES, name, "surrogate")
+    return getattr(entry, "make", entry)
+
+
+def surrogate_loader(kind: str) -> Callable:
+    """``load(path, space)`` for checkpoints of ``kind``."""
+    if kind in SURROGATE_LOADERS:
+        return resolve(SURROGATE_LOADERS, kind, "surrogate kind")
+    if kind not in SURROGATES:
+        raise UsageError(f"a checkpoint of surrogate kind {kind!r}, which this jointnas does not know; known: "
+                         f"{', '.join(sorted(SURROGATES))}")
+    entry = resolve(SURROGATES, kind, "surrogate")
+    if not hasattr(entry, "load"):
+        raise UsageError(f"surrogate {kind!r} is registered without a loader (add it to SURROGATE_LOADERS)")
+    return entry.load
+
+
 def make_surrogate(name: str, space, **options):
-    return resolve(SURROGATES, name, "surrogate")(space, **options)
+    return surrogate_factory(name)(space, **options)
 
 
 def make_policy(name: str, **options):

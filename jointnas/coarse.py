@@ -21,130 +21,23 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 
 from .calibration import RANK_METRIC, calibrate, rank_correlation  # noqa: F401 - public names
+from .coarse_config import CoarseConfig, build_pool, check_budget, run_space, writable  # noqa: F401
 from .errors import BudgetError, UsageError
 from .executor import Executor, Job, JobDone
+from .progress import Progress
 from .space import Candidate, SearchSpace
 from .store import RunStore, Trial
 from .strategies.batch import acquisition_batch, diverse_batch  # noqa: F401 - public names
 from .trial import measured_score
 
 
-@dataclass
-class CoarseConfig:
-    """What defines a coarse run (stored in the run; execution settings such as workers are not)."""
-
-    space: str = ""                    # the space's name (the space itself is stored whole)
-    evaluator: Optional[str] = None    # catalog spec (train:digits, module:function); None: not rebuildable
-    evaluator_options: dict = field(default_factory=dict)
-    pool: int = 20000
-    seed: int = 0
-    budget: Optional[int] = None       # FLOPs of the deployable model (fvcore count)
-    max_params: Optional[int] = None
-    # batch/iterations/epoch_cap: sized so that the default run takes <= 15 min on 2 CPU cores
-    # (BENCHMARKS.md, "Coarse search"); paper scale is batch 48, 4 iterations, no cap.
-    batch: int = 6
-    iterations: int = 3
-    epoch_cap: Optional[int] = 3       # None: every candidate's full recipe schedule
-    rank_threshold: float = 0.9
-    explore: float = 1.0
-    ensemble: int = 5
-    surrogate: str = "mlp"
-    policy: str = "ucb"
-    diverged_score: Optional[float] = None   # a diverged trial's score (chance level for a classifier)
-    score_bounds: Optional[list] = None      # the evaluator's score range, e.g. [0, 1] for accuracies
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CoarseConfig":
-        d = dict(d)
-        if "data" in d:  # a run made before evaluators: its trainer settings become the evaluator's
-            d["evaluator"] = f"train:{d.pop('data')}"
-            d["evaluator_options"] = {"data_root": d.pop("data_root", None), "train_subset": d.pop("train_subset", None)}
-            classes = d.pop("num_classes", None)
-            d.setdefault("diverged_score", 1.0 / classes if classes else None)
-            d.setdefault("score_bounds", [0.0, 1.0])
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise UsageError(f"the run's settings have unknown key(s) {', '.join(sorted(unknown))}; "
-                             "it was made by another version of jointnas")
-        return cls(**d)
-
-
-def run_space(store: RunStore) -> SearchSpace:
-    """The space a run searched, as the run stored it (runs from before spaces were stored: by name)."""
-    from . import catalog
-
-    stored = store.get_meta("space")
-    if stored is not None:
-        return catalog.space_from_dict(json.loads(stored), f"the space stored in run {store.run_dir}")
-    return catalog.load_space(store.config["space"])
-
-
-# ---------------------------------------------------------------------- pool and budget
-def check_budget(space: SearchSpace, budget: Optional[int], max_params: Optional[int]) -> None:
-    """UsageError (naming the space's minimum) if no candidate of the space can meet the budget."""
-    if budget is None and max_params is None:
-        return
-    from .budget import Budget, check_budget as check
-
-    check(space, Budget(budget if budget is not None else sys.maxsize, max_params))
-
-
-def build_pool(space: SearchSpace, config: CoarseConfig, progress: bool = True):
-    """(feasible candidates, their (n, 2) [flops, params], number sampled); UsageError if none fits.
-    A space without a family has no costs: they are all 0 and nothing is dropped."""
-    pool = space.sample(config.pool, seed=config.seed)
-    if space.family is None:
-        return pool, np.zeros((len(pool), 2), dtype=np.int64), len(pool)
-    costs = space.family.costs([c.arch for c in pool], progress=progress)
-    keep = np.ones(len(pool), dtype=bool)
-    if config.budget is not None:
-        keep &= costs[:, 0] <= config.budget
-    if config.max_params is not None:
-        keep &= costs[:, 1] <= config.max_params
-    if not keep.any():
-        raise BudgetError(f"none of the {len(pool)} pool candidates fits the budget (cheapest in the pool: "
-                          f"{costs[:, 0].min() / 1e6:.1f} MFLOPs, {costs[:, 1].min() / 1e6:.2f} M params); "
-                          "raise the budget or sample a larger pool")
-    idx = np.flatnonzero(keep)
-    return [pool[i] for i in idx], costs[idx], len(pool)
-
-
 # ---------------------------------------------------------------------- the loop
-@dataclass
-class Progress:
-    """Where the loop reports: one-line logs (stdout) and tqdm bars (stderr)."""
-
-    bars: bool = True
-    log: Callable[[str], None] = field(default=None)
-
-    def __post_init__(self):
-        if self.log is None:
-            from tqdm import tqdm
-
-            self.log = lambda line: tqdm.write(line, file=sys.stdout)
-
-    @property
-    def shown(self) -> bool:
-        """Bars only on a terminal: in a log file their carriage returns are noise."""
-        return self.bars and sys.stderr.isatty()
-
-    def bar(self, **kw):
-        from tqdm import tqdm
-
-        return tqdm(disable=not self.shown, file=sys.stderr, dynamic_ncols=True, **kw)
-
-
 def _call(fn, *args, **optional):
     """``fn(*args, **those optional keywords fn accepts)``: surrogates need not take ``progress``."""
     try:
@@ -156,15 +49,6 @@ def _call(fn, *args, **optional):
 
 
 ExecutorArg = Union[Executor, Callable[[], Executor], None]
-
-
-def _writable(run_dir, make):
-    """``make()``, with an OS refusal (read-only place, /proc, ...) turned into a UsageError."""
-    try:
-        return make()
-    except OSError as e:
-        raise UsageError(f"cannot make a run directory at {run_dir}: {e.strerror or e}; choose a directory "
-                         "you can write to") from None
 
 
 class CoarseSearch:
@@ -184,7 +68,7 @@ class CoarseSearch:
         self.space = space
         self.evaluator = evaluator
         self.config = CoarseConfig.from_dict(store.config)
-        self.make_surrogate = surrogate or catalog.resolve(catalog.SURROGATES, self.config.surrogate, "surrogate")
+        self.make_surrogate = surrogate or catalog.surrogate_factory(self.config.surrogate)
         self.policy = policy or catalog.make_policy(self.config.policy, explore=self.config.explore)
         self._executor_arg = executor
         self.progress = progress or Progress()
@@ -219,11 +103,11 @@ class CoarseSearch:
         config.diverged_score = getattr(evaluator, "diverged_score", None)
         bounds = getattr(evaluator, "score_bounds", None)
         config.score_bounds = [float(b) for b in bounds] if bounds is not None else None
-        _writable(run_dir, lambda: RunStore.check_new_dir(run_dir))
+        writable(run_dir, lambda: RunStore.check_new_dir(run_dir))
         progress = progress or Progress()
         if pool is None:
             pool = build_pool(space, config, progress=progress.shown)
-        store = _writable(run_dir, lambda: RunStore.create(run_dir, config.to_dict()))
+        store = writable(run_dir, lambda: RunStore.create(run_dir, config.to_dict()))
         # As JSON text: the store sorts the keys of mappings, and a space's dimension order matters.
         store.set_meta("space", json.dumps(space.to_dict()))
         return cls(store, space, evaluator, surrogate=surrogate, policy=policy, executor=executor,

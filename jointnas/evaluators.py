@@ -79,12 +79,17 @@ class TrainEvaluator:
         return 1.0 / self.task().num_classes
 
     def check_space(self, space) -> None:
-        from .trainer import check_recipe_dims
+        from .trainer import MODEL_RECIPE_DIMS, check_recipe_dims
 
         if space.family is None:
             raise SpaceError(f"{space.source}: family: the trainer builds models through a model family "
                              "(e.g. family: mbconv or torchvision); a space without one needs its own objective")
         check_recipe_dims(space.recipe, space.source)
+        taken = _family_recipe_dims(space)
+        refused = [k for k in space.recipe if k in MODEL_RECIPE_DIMS and k not in taken]
+        if refused:
+            raise SpaceError(f"{space.source}: recipe.{refused[0]}: the {space.family.name} family's models do not "
+                             "take it; remove it or use your own objective")
 
     def evaluate(self, candidate, space, *, epochs: Optional[int], seed: int, on_epoch=None,
                  device: Optional[str] = None) -> TrialResult:
@@ -106,6 +111,12 @@ class TrainEvaluator:
         curve = [dict(c, score=c["val_acc"]) for c in r.curve]
         return TrialResult(r.status, curve, r.final_acc, r.epochs_run, r.wall_time, r.device, r.error,
                            extra={"resolution": r.resolution, "images_per_s": r.images_per_s})
+
+
+def _family_recipe_dims(space) -> tuple:
+    """Recipe dims the family's ``build`` acts on (a family that does not say: dropout and drop path)."""
+    dims = getattr(space.family, "recipe_dims", None)
+    return tuple(dims(space)) if dims is not None else ("dropout", "stochastic_depth")
 
 
 # ---------------------------------------------------------------------- a user's function

@@ -590,7 +590,7 @@ def build_report(run_dir, out=None) -> Report:
     try:
         return _write_report(view, sections, out)
     except OSError as e:
-        raise UsageError(f"cannot write the report to {out} ({e}); pick another --out") from None
+        raise UsageError(f"cannot write the report to {out} ({e}); pick another place for it") from None
 
 
 def _write_report(view: RunView, sections: Sequence[Section], out: Path) -> Report:

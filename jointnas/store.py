@@ -131,10 +131,10 @@ class RunStore:
         """Raise UsageError unless ``run_dir`` can hold a new run (absent, or an empty directory)."""
         path = Path(run_dir)
         if path.exists() and not path.is_dir():
-            raise UsageError(f"{path} is a file, not a run directory; pass a new directory to --run")
+            raise UsageError(f"{path} is a file, not a run directory; give a new directory for the run")
         if path.is_dir() and any(not p.name.startswith(_NEW_DB) for p in path.iterdir()):
             raise UsageError(f"{path} is not empty and is not a jointnas run (no {DB_NAME}); "
-                             "pass an empty or new directory to --run")
+                             "give an empty or new directory for the run")
         return path
 
     @classmethod

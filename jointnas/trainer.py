@@ -76,6 +76,8 @@ RECIPE_DEFAULTS = {"weight_decay": 0.0, "momentum": 0.9, "batch_size": None, "la
                    "mixup_alpha": 0.0, "cutout": 0, "grad_clip": 0.0, "dropout": 0.0, "stochastic_depth": 0.0,
                    "ema": False, "warmup_epochs": 0, "epochs": None}
 RECIPE_KEYS = frozenset(REQUIRED_RECIPE_KEYS) | frozenset(RECIPE_DEFAULTS)  # every key the trainer acts on
+# Recipe keys that reach the model through its family's build (``ModelFamily.recipe_dims``).
+MODEL_RECIPE_DIMS = ("dropout", "stochastic_depth")
 EVAL_BATCH = 256
 BN_CALIBRATION_IMAGES = 512
 CHECK_EVERY = 25  # steps between finiteness checks of the running loss on CUDA (each is a sync)
@@ -119,7 +121,7 @@ def resolve_device(device="auto") -> torch.device:
     except (RuntimeError, TypeError):
         raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} asked for but CUDA is not available here; use --device cpu or auto")
+        raise UsageError(f"device {device!r} asked for but CUDA is not available here; use cpu or auto")
     if dev.type not in ("cpu", "cuda"):
         raise UsageError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
     return dev
@@ -532,8 +534,8 @@ def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolutio
          test, keep_model, result: TrainResult, on_epoch) -> None:
     recipe = full_recipe(candidate.recipe)
     model = space.family.build(candidate.arch, num_classes=task.num_classes, in_channels=task.in_channels,
-                               input_size=resolution, dropout=float(recipe["dropout"]),
-                               drop_path=float(recipe["stochastic_depth"]))
+                               input_size=resolution, dropout=float(recipe.get("dropout", 0.0)),
+                               drop_path=float(recipe.get("stochastic_depth", 0.0)))
     model = init_weights(model).to(dev, memory_format=torch.channels_last)
     optimizer = build_optimizer(model, recipe)
     generator = torch.Generator(device=dev).manual_seed(seed)

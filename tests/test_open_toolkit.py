@@ -15,14 +15,12 @@ from jointnas.coarse import Progress, run_space
 from jointnas.errors import SpaceError, UsageError
 from jointnas.store import RunStore
 
-TRAINER_RECIPE = {
+TRAINER_RECIPE = {  # what the trainer acts on for these models (no dropout/drop path: shufflenet takes neither)
     "optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
     "lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
     "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-4, "log": True},
     "label_smoothing": {"type": "float", "low": 0.0, "high": 0.1},
     "mixup_alpha": {"type": "float", "low": 0.0, "high": 0.2},
-    "dropout": {"type": "float", "low": 0.0, "high": 0.2},
-    "stochastic_depth": {"type": "float", "low": 0.0, "high": 0.1},
     "ema": {"type": "bool"},
     "epochs": {"type": "int", "low": 1, "high": 2},
     "warmup_epochs": {"type": "int", "low": 0, "high": 1},
@@ -106,6 +104,15 @@ def test_the_trainer_refuses_recipe_dims_it_does_not_act_on_naming_file_and_key(
     with pytest.raises(SpaceError, match=rf"{path}: recipe.nesterov: the trainer does not act on"):
         CoarseSearch.create(tmp_path / "run", load_space(path), TrainEvaluator("digits"), CoarseConfig(**SMALL))
     assert not (tmp_path / "run").exists()
+    # A model regulariser the family's models do not take is refused the same way.
+    path.write_text(yaml.safe_dump({"name": "x", "family": {"name": "torchvision", "model": "resnet18"},
+                                    "recipe": dict(TRAINER_RECIPE, dropout={"type": "float", "low": 0.0,
+                                                                            "high": 0.2})}))
+    with pytest.raises(SpaceError, match=r"recipe.dropout: the torchvision family's models do not take it"):
+        TrainEvaluator("digits").check_space(load_space(path))
+    mobilenet = space_from_dict({"name": "m", "family": {"name": "torchvision", "model": "mobilenet_v3_small"},
+                                 "recipe": dict(TRAINER_RECIPE, dropout={"type": "float", "low": 0.0, "high": 0.2})})
+    TrainEvaluator("digits").check_space(mobilenet)  # MobileNet takes dropout
 
 
 # ---------------------------------------------------------------------- (b) a user's objective
@@ -236,3 +243,30 @@ def _read_only(d):
     if os.access(ro, os.W_OK):  # root writes anywhere: the check then means nothing here
         pytest.skip("running as a user who can write to read-only directories")
     return ro
+
+
+# ---------------------------------------------------------------------- surrogates and old runs
+def test_checkpoints_name_their_kind_and_load_through_the_catalog(tmp_path):
+    from jointnas import Predictor
+    from jointnas.predictor.base import checkpoint_kind, load_surrogate
+
+    space = space_from_dict(toy_objective.SPACE)
+    pool = space.sample(12, seed=0)
+    y = [toy_objective.peak(c.arch, c.recipe) for c in pool]
+    p = Predictor(space, ensemble=2, score_bounds=None).fit(pool, y, frozen_epochs=2, full_epochs=2)
+    p.save(tmp_path / "p.pt")
+    assert checkpoint_kind(tmp_path / "p.pt") == "mlp"
+    back = load_surrogate(tmp_path / "p.pt", space)
+    assert back.kind == "mlp" and np.allclose(back.predict(pool)[0], p.predict(pool)[0])
+    # A checkpoint written before kinds existed is an mlp one.
+    shipped = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "predictors").glob("*.pt"))
+    assert shipped and checkpoint_kind(shipped[0]) == "mlp"
+
+
+def test_a_run_config_from_before_evaluators_is_read_as_a_trainer_run():
+    cfg = CoarseConfig.from_dict({"space": "fbnetv3", "data": "digits", "data_root": None, "train_subset": 256,
+                                  "num_classes": 10, "pool": 64, "seed": 0, "budget": None, "max_params": None,
+                                  "batch": 4, "iterations": 2, "epoch_cap": None, "rank_threshold": 0.9,
+                                  "explore": 1.0, "ensemble": 2})
+    assert cfg.evaluator == "train:digits" and cfg.evaluator_options == {"data_root": None, "train_subset": 256}
+    assert cfg.diverged_score == pytest.approx(0.1) and cfg.surrogate == "mlp" and cfg.policy == "ucb"

@@ -52,6 +52,9 @@ class ModelFamily(Protocol):
     def input_size(self, arch: Mapping, task) -> int:
         """Training resolution of ``arch`` on ``task``."""
 
+    def recipe_dims(self, space) -> tuple:
+        """Recipe dimensions ``build`` acts on (of ``dropout``, ``stochastic_depth``); optional."""
+
     def to_dict(self) -> dict:
         """The ``family:`` mapping of a space file that recreates this family."""
 

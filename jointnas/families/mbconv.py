@@ -117,6 +117,10 @@ class MBConvFamily:
         return None
 
     # ---- models
+    def recipe_dims(self, space) -> tuple:
+        """Recipe dimensions ``build`` acts on: dropout before the classifier, drop path in blocks."""
+        return ("dropout", "stochastic_depth")
+
     def input_size(self, arch: Mapping, task) -> int:
         return scaled_resolution(arch["resolution"], task, self.deploy)
 

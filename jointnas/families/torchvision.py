@@ -119,6 +119,14 @@ class TorchvisionFamily:
         return None
 
     # ---- models
+    def recipe_dims(self, space) -> tuple:
+        """``dropout`` where every model of the space takes it; no torchvision builder takes a drop path."""
+        from torchvision import models
+
+        names = list(space.arch["model"].choices) if "model" in space.arch else [self.model]
+        takes = all("dropout" in _builder_params(models.get_model_builder(n)) for n in names)
+        return ("dropout",) if takes else ()
+
     def input_size(self, arch: Mapping, task) -> int:
         return scaled_resolution(self.resolution_of(arch), task, self.deploy)
 

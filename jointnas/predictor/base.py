@@ -3,12 +3,12 @@ surrogate checkpoint back (:func:`load_surrogate`).
 
 A surrogate checkpoint is a torch file readable with ``torch.load(weights_only=True)`` (no code
 runs on load) whose top-level mapping names the surrogate's ``kind``; the catalog's
-``SURROGATE_LOADERS`` says how each kind is read.
+``SURROGATES`` entry of that kind says how it is read.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
 
@@ -59,8 +59,7 @@ def checkpoint_kind(path) -> str:
 
 def load_surrogate(path, space=None):
     """The surrogate saved at ``path``, checked against ``space`` (default: the one it names)."""
-    from ..catalog import SURROGATE_LOADERS, resolve
+    from ..catalog import surrogate_loader
 
-    kind = checkpoint_kind(path)
-    return resolve(SURROGATE_LOADERS, kind, "surrogate kind")(path, space)
+    return surrogate_loader(checkpoint_kind(path))(path, space)
 

@@ -323,3 +323,8 @@ class Predictor:
 def make(space, *, seed: int = 0, ensemble: int = 5, score_bounds=(0.0, 1.0), **options) -> Predictor:
     """The catalog's ``mlp`` surrogate factory."""
     return Predictor(space, ensemble=ensemble, seed=seed, score_bounds=score_bounds, **options)
+
+
+def load(path, space=None) -> Predictor:
+    """The catalog's ``mlp`` checkpoint loader."""
+    return Predictor.load(path, space)
