@@ -31,7 +31,7 @@ from .calibration import RANK_METRIC, calibrate, rank_correlation  # noqa: F401 
 from .errors import BudgetError, UsageError
 from .executor import Executor, Job, JobDone
 from .space import Candidate, SearchSpace
-from .store import RunStore, Trial
+from .store import RunStore, Trial, writing
 from .strategies.batch import acquisition_batch, diverse_batch  # noqa: F401 - public names
 from .trial import measured_score
 
@@ -334,8 +334,9 @@ class CoarseSearch:
         last = self.store.predictor_path(self.config.iterations)
         if last is not None:  # copied every time: a run extended by more iterations gets its new final predictor
             tmp = self.final_predictor.with_suffix(".pt.tmp")
-            shutil.copyfile(last, tmp)
-            tmp.replace(self.final_predictor)
+            with writing(tmp):
+                shutil.copyfile(last, tmp)
+                tmp.replace(self.final_predictor)
         self.store.set_meta("finished", time.time())
         return self.summary()
 
@@ -430,7 +431,7 @@ class CoarseSearch:
                     running[trial.id] = self.progress.bar(total=job.epochs, desc=f"  trial {trial.id} ({where})",
                                                           unit="epoch", leave=False)
                 for done in ex.poll(timeout=1.0):
-                    self.store.record_result(done.trial_id, done.result)
+                    self.store.record_result(done.trial_id, done.result, retries=getattr(done, "attempts", 1) - 1)
                     bar = running.pop(done.trial_id, None)
                     if bar is not None:
                         bar.update(max(0, (done.result.get("epochs_run") or 0) - bar.n))
@@ -458,6 +459,8 @@ class CoarseSearch:
                 + (f" in {r['wall_time']:.1f} s" if r.get("wall_time") else "") + f" on {r.get('device')}")
         if r.get("error"):
             line += f" ({r['error']})"
+        if getattr(event, "attempts", 1) > 1:
+            line += f"; started {event.attempts} times (its worker died)"
         return line
 
     def _calibrate(self) -> None:
@@ -477,16 +480,17 @@ class CoarseSearch:
         errors = sorted({t.error for t in self.store.trials() if t.error})
         return f"; errors: {'; '.join(errors)[:300]}" if errors else ""
 
-    def training_set(self):
+    def training_set(self, up_to: Optional[int] = None):
+        """Scored trials (of iterations <= ``up_to``: a checkpoint fitted again sees what it saw first)."""
         epoch = self.calibration()["chosen_epoch"]
-        pairs = [(t, self.score(t, epoch)) for t in self.store.trials()]
+        pairs = [(t, self.score(t, epoch)) for t in self.store.trials() if up_to is None or t.iteration <= up_to]
         pairs = [(t, s) for t, s in pairs if s is not None]
         return [t for t, _ in pairs], np.array([s for _, s in pairs], dtype=np.float64)
 
     def _fit(self, it: int, pretrained) -> None:
         from .predictor.evaluate import cross_validate
 
-        trials, y = self.training_set()
+        trials, y = self.training_set(up_to=it)
         if len(trials) < 3:
             raise UsageError(f"only {len(trials)} trial(s) finished with a score, too few to fit the "
                              f"surrogate{self._errors()}")
@@ -510,7 +514,7 @@ class CoarseSearch:
                 prev = self._load_surrogate(it - 1)
                 mean, _ = prev.predict([t.candidate for t, _ in batch])
                 record["next_batch_tau"] = rank_correlation(mean, [s for _, s in batch])
-        self.store.save_result("predictor_eval", record)
+        self.store.save_result("predictor_eval", record, replace="iteration")
         self.store.register_predictor(it, path, n_train=len(trials))
         held_out = (f"held-out Kendall tau {record['kendall_tau']:.2f} ({record['k']}-fold)"
                     if record["k"] else "too few trials for a held-out measure")
@@ -530,7 +534,7 @@ class CoarseSearch:
                 "best": [{"trial": t.id, "iteration": t.iteration, "score": s, "final_acc": t.final_acc,
                           "epochs_run": t.epochs_run, "flops": t.flops, "params": t.params, "key": t.key}
                          for t, s in scored[:top]],
-                "predictor_eval": self.store.results("predictor_eval"),
+                "predictor_eval": sorted(self.store.results("predictor_eval"), key=lambda e: e["iteration"]),
                 "predictor": str(self.final_predictor)}
 
 

@@ -30,6 +30,7 @@ import shutil
 import socket
 import sqlite3
 import time
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,19 +207,21 @@ class RunStore:
         held = take_lock(path) if lock else None
         try:
             mirrored = _read_commits(path)  # before the database: a commit may land in between
-            conn = _connect(db)
+            # The checks read through a read-only connection: closing it never checkpoints the WAL into
+            # run.db, so a store refused here is left exactly as it was found, for whoever restores it.
+            ro = _connect(db, readonly=True)
             try:
-                row = _guard(db, conn.execute, "SELECT value FROM meta WHERE key='format'").fetchone()
+                row = _guard(db, lambda: ro.execute("SELECT value FROM meta WHERE key='format'").fetchone())
                 if row is None or _loads(row[0], db, "meta") != FORMAT:
                     raise UsageError(f"{db} has store format {row and _loads(row[0], db, 'meta')!r}; this jointnas "
                                      f"reads format {FORMAT}")
-                store = cls(path, conn, held)
+                store = cls(path, ro)
                 store._check_not_rolled_back(mirrored)
                 if lock:
                     store.verify()
-            except BaseException:
-                conn.close()
-                raise
+            finally:
+                ro.close()
+            store._conn, store._lock = _connect(db), held
         except BaseException:
             release_lock(held)
             raise
@@ -244,7 +247,7 @@ class RunStore:
         checkpoints: StoreError naming the first damaged one. Cheap (a run's files are small) and
         done before any training, so damage costs nothing."""
         db = self.db_path
-        check = _guard(db, self._conn.execute, "PRAGMA quick_check").fetchall()
+        check = _guard(db, lambda: self._conn.execute("PRAGMA quick_check").fetchall())
         if check != [("ok",)]:
             raise StoreError(f"{db} is damaged ({check[0][0][:120]}); restore the run directory from a copy, "
                              "or start a new run")
@@ -259,6 +262,7 @@ class RunStore:
             for name, digest in info["files"].items():
                 _check_file(self.run_dir / name, digest, "the run's pool cannot be restored; restore the file "
                             "from a copy of the run, or start a new run")
+                _check_array_header(self.run_dir / name, *_POOL_ARRAYS[name])
         for r in self._select("SELECT iteration, path, info FROM predictors"):
             digest = _loads(r["info"], db, f"predictor {r['iteration']}").get("sha256")
             path = self.run_dir / r["path"]
@@ -314,8 +318,8 @@ class RunStore:
 
     # ------------------------------------------------------------------ meta and config
     def get_meta(self, key: str, default: Any = None) -> Any:
-        row = _guard(self.db_path, self._conn.execute, "SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return default if row is None else _loads(row[0], self.db_path, f"meta {key!r}")
+        rows = self._select("SELECT value FROM meta WHERE key=?", (key,))
+        return default if not rows else _loads(rows[0]["value"], self.db_path, f"meta {key!r}")
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._write() as c:
@@ -362,9 +366,7 @@ class RunStore:
         for name, digest in info["files"].items():
             _check_file(self.run_dir / name, digest, "the run's pool cannot be restored; restore the file from a "
                         "copy of the run, or start a new run")
-        values, costs = (_load_array(self.run_dir / name, dtype, cols)
-                         for name, dtype, cols in (("pool.npy", np.float64, len(space.dims)),
-                                                   ("pool_costs.npy", np.int64, 2)))
+        values, costs = (_load_array(self.run_dir / name, *_POOL_ARRAYS[name]) for name in _POOL_ARRAYS)
         candidates = decode_values(space, values)
         if len(candidates) != info["size"] or (candidates and candidates[0].key() != info["keys"][0]):
             raise UsageError(f"the pool of run {self.run_dir} does not decode to the candidates it was saved from")
@@ -394,18 +396,19 @@ class RunStore:
             c.execute("UPDATE trials SET status='running', worker=?, started_at=?, attempts=attempts+1 "
                       "WHERE id=?", (worker, time.time(), trial_id))
 
-    def record_result(self, trial_id: int, result: dict) -> None:
-        """Write a trainer result (``TrainResult.to_dict()``) in one transaction."""
+    def record_result(self, trial_id: int, result: dict, retries: int = 0) -> None:
+        """Write a trainer result (``TrainResult.to_dict()``) in one transaction; ``retries``: the times
+        it was started again after its worker died (added to its attempts)."""
         status = result.get("status", "failed")
         if status not in FINISHED:
             raise ValueError(f"cannot record a trial as {status!r}")
         curve = result.get("curve") or []
         with self._write() as c:
             c.execute("UPDATE trials SET status=?, curve=?, final_acc=?, epochs_run=?, device=?, error=?, "
-                      "wall_time=?, finished_at=? WHERE id=?",
+                      "wall_time=?, finished_at=?, attempts=attempts+? WHERE id=?",
                       (status, json.dumps(curve), result.get("final_acc"),
                        int(result.get("epochs_run") or len(curve)), result.get("device"), result.get("error"),
-                       result.get("wall_time"), time.time(), trial_id))
+                       result.get("wall_time"), time.time(), int(retries), trial_id))
 
     def requeue_running(self) -> int:
         """Trials left 'running' by a process that died go back to the queue; returns how many."""
@@ -443,8 +446,13 @@ class RunStore:
         return {r["status"]: r["n"] for r in self._select("SELECT status, COUNT(*) AS n FROM trials GROUP BY status")}
 
     # ------------------------------------------------------------------ results
-    def save_result(self, kind: str, payload: dict) -> None:
+    def save_result(self, kind: str, payload: dict, replace: Optional[str] = None) -> None:
+        """Append a result; ``replace``: a payload key whose value, if an earlier result of ``kind``
+        shares it, makes this one take that one's place (a checkpoint made again is evaluated once)."""
         with self._write() as c:
+            if replace is not None:
+                c.execute("DELETE FROM results WHERE kind=? AND json_extract(payload, ?)=?",
+                          (kind, f"$.{replace}", payload[replace]))
             c.execute("INSERT INTO results (kind, created, payload) VALUES (?, ?, ?)",
                       (kind, time.time(), json.dumps(payload, sort_keys=True)))
 
@@ -487,10 +495,14 @@ def _leftover_of_creation(name: str) -> bool:
     return name.startswith(_NEW_DB) or name in (LOCK_NAME, COMMITS_NAME) or name.startswith(f".{COMMITS_NAME}.")
 
 
-def _connect(db: Path) -> sqlite3.Connection:
+def _connect(db: Path, readonly: bool = False) -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit (see RunStore._write); timeout waits for other writers.
-    conn = sqlite3.connect(str(db), timeout=60, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
+    if readonly:
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(db))}?mode=ro", uri=True, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+    conn = _guard(db, lambda: sqlite3.connect(str(db), timeout=60, isolation_level=None))
+    _guard(db, conn.execute, "PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=60000")
     return conn
@@ -580,17 +592,39 @@ def _check_file(path: Path, digest: str, what_to_do: str) -> None:
                          f"{what_to_do}")
 
 
-def _load_array(path: Path, dtype, cols: int) -> np.ndarray:
-    """A pool array, refused (one line) unless it is a plain (n, cols) array of ``dtype``: np.load with
-    allow_pickle=False never runs code, and an object array is not what jointnas writes."""
+_POOL_ARRAYS = {"pool.npy": (np.float64, None), "pool_costs.npy": (np.int64, 2)}  # dtype, columns
+
+
+def _not_a_pool_array(path: Path, what: str) -> StoreError:
+    return StoreError(f"{path} is not a jointnas pool array ({what}); restore it from a copy of the run, "
+                      "or start a new run")
+
+
+def _check_shape(path: Path, dtype, cols: Optional[int], got_dtype, shape) -> None:
+    if got_dtype != dtype or len(shape) != 2 or (cols is not None and shape[1] != cols):
+        raise _not_a_pool_array(path, f"an array of dtype {got_dtype} and shape {tuple(shape)}, where jointnas "
+                                      f"writes {np.dtype(dtype)} (n, {cols or 'dims'})")
+
+
+def _check_array_header(path: Path, dtype, cols: Optional[int]) -> None:
+    """The .npy header alone (no data, no unpickling): an object array is refused before anything loads it."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, got = read(f)
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise _not_a_pool_array(path, str(e)[:100]) from None
+    _check_shape(path, dtype, cols, got, shape)
+
+
+def _load_array(path: Path, dtype, cols: Optional[int]) -> np.ndarray:
+    """np.load with allow_pickle=False never runs code; an array of another kind than jointnas writes is refused."""
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise StoreError(f"{path} is not a jointnas pool array ({str(e)[:100]}); restore it from a copy of the run, "
-                         "or start a new run") from None
-    if arr.dtype != dtype or arr.ndim != 2 or arr.shape[1] != cols:
-        raise StoreError(f"{path} holds a {arr.dtype} array of shape {arr.shape}, not the {np.dtype(dtype)} "
-                         f"(n, {cols}) array jointnas writes; restore it from a copy of the run, or start a new run")
+        raise _not_a_pool_array(path, str(e)[:100]) from None
+    _check_shape(path, dtype, cols, arr.dtype, arr.shape)
     return arr
 
 
@@ -643,12 +677,15 @@ def take_lock(run_dir: Path):
             who = "a process that is still starting"
         raise RunInUse(f"{run_dir} is in use by another jointnas driver ({who}); wait for it to finish or stop "
                        "it, then run the same command again") from None
-    with writing(path):
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                            "since": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
-        f.flush()
+    holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                         "since": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n"
+    try:
+        with writing(path):
+            os.ftruncate(f.fileno(), 0)
+            os.pwrite(f.fileno(), holder.encode(), 0)
+    except BaseException:
+        f.close()
+        raise
     return f
 
 
