@@ -17,22 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from jointnas import load_space, sample_pool
 from jointnas.cli import main
 from jointnas.errors import UsageError
 from jointnas.store import RunStore, StoreError
-from test_coarse import tiny_space_doc
+from test_coarse import tiny  # noqa: F401 - the toy space's fixture
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_space_doc(), sort_keys=False))
-    return str(path)
 
 
 def args(run, tiny, *extra):
