@@ -174,6 +174,7 @@ def main():
     ap.add_argument("--moments", type=int, default=3, help="kill moments per kind (default 3)")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
     ap.add_argument("--space", help="space name or YAML (default: the run's fbnetv3)")
+    ap.add_argument("--flags", help=f"the run's coarse flags instead of the issue's: {' '.join(RUN_FLAGS)}")
     ap.add_argument("--grace", type=float, default=15.0, help="seconds SIGINT/SIGTERM may take to exit (default 15)")
     ap.add_argument("--keep", type=Path, help="keep the runs and logs here (default: a temporary directory)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
@@ -186,6 +187,8 @@ def main():
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     except (AttributeError, OSError):
         pass
+    if args.flags:
+        RUN_FLAGS[:] = args.flags.split()
     extra = ["--space", args.space] if args.space else []
     base = args.keep or Path(tempfile.mkdtemp(prefix="fault-inject-"))
     base.mkdir(parents=True, exist_ok=True)
