@@ -15,6 +15,7 @@ resumed with the same command until it finishes, then compared with the uninterr
 - lost: a trial of the uninterrupted run missing, or not finished
 - stuck: a resume that did not finish (exit != 0), trials left queued or running, a signal not
   obeyed within --grace seconds, or a worker process still alive 10 s after its driver died
+- trials started again: trials whose attempts exceed 1 (a resumed trial cut short, a retried one)
 
 One CPU (the script pins itself and its children to one core, so a trial's thread count does
 not depend on the machine's load); a small run takes about a minute there.
@@ -84,6 +85,7 @@ def snapshot(run: Path) -> dict:
             "trials": {t.key: (t.status, t.final_acc, json.dumps(t.curve, sort_keys=True)) for t in trials},
             "n_rows": len(trials),
             "unfinished": sum(t.status in ("queued", "running") for t in trials),
+            "restarted": sum(t.attempts > 1 for t in trials),
             "calibrations": store.results("calibration"),
             "evals": [(e["iteration"], e["n_train"], e["kendall_tau"]) for e in store.results("predictor_eval")],
         }
@@ -102,7 +104,8 @@ def compare(ref: dict, got: dict) -> dict:
                   + (got["n_rows"] - len(got["trials"])))
     identical = (got["trials"] == ref["trials"] and got["calibrations"] == ref["calibrations"]
                  and sorted(got["evals"]) == sorted(ref["evals"]) and got["weights"] == ref["weights"])
-    return {"identical": identical, "duplicated": duplicated, "lost": lost, "unfinished": got["unfinished"]}
+    return {"identical": identical, "duplicated": duplicated, "lost": lost, "unfinished": got["unfinished"],
+            "restarted": got["restarted"]}
 
 
 def finish(run: Path, extra, log: Path, timeout: float) -> int:
@@ -119,7 +122,7 @@ def one_case(kind: str, at: float, base: Path, extra, ref: dict, grace: float, t
     run, log = base / f"{kind}-{at:.0f}s", base / f"{kind}-{at:.0f}s.log"
     proc = start(run, extra, log)
     time.sleep(at)
-    stuck = False
+    stuck, exit_s = False, None
     if proc.poll() is None:
         workers = workers_of(proc.pid)
         if kind == "worker":
@@ -158,14 +161,14 @@ def one_case(kind: str, at: float, base: Path, extra, ref: dict, grace: float, t
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(60)
                 stuck = True
-            with log.open("a") as f:
-                f.write(f"[fault_inject] exit after {time.time() - t0:.1f} s\n")
+            exit_s = time.time() - t0
     else:
         proc.wait()
     rc = finish(run, extra, log, timeout)
     got = snapshot(run)
     row = compare(ref, got)
     row["stuck"] = stuck or rc != 0 or row.pop("unfinished") > 0
+    row["exit_s"] = exit_s
     return row
 
 
@@ -208,10 +211,13 @@ def main():
             row = one_case(kind, at, base, extra, ref, args.grace, timeout=max(600.0, 4 * wall))
             rows.setdefault(kind, []).append(row)
             print(f"  {kind} at {at:.0f}s: {row}", flush=True)
-    print(f"\n| kind | tried | identical | duplicated | lost | stuck |\n|---|---|---|---|---|---|")
+    print("\n| kind | tried | identical | duplicated | lost | stuck | trials started again | exit on signal |\n"
+          "|---|---|---|---|---|---|---|---|")
     for kind, rs in rows.items():
+        exits = [r["exit_s"] for r in rs if r["exit_s"] is not None]
         print(f"| {kind} | {len(rs)} | {sum(r['identical'] for r in rs)} | {sum(r['duplicated'] for r in rs)} | "
-              f"{sum(r['lost'] for r in rs)} | {sum(r['stuck'] for r in rs)} |")
+              f"{sum(r['lost'] for r in rs)} | {sum(r['stuck'] for r in rs)} | {sum(r['restarted'] for r in rs)} | "
+              + (f"{min(exits):.1f}-{max(exits):.1f} s" if exits else "-") + " |")
     print(f"\ntotal {time.time() - t0:.0f} s; runs and logs in {base}")
     if args.json:
         print(json.dumps(rows))

@@ -33,9 +33,9 @@ def args(run, tiny, *extra):
             "--workers", "1", *extra]
 
 
-def start_driver(run, tiny, log):
+def start_driver(run, tiny, log, argv=None):
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "jointnas", *args(run, tiny)], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "jointnas", *(argv or args(run, tiny))], cwd=REPO, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -63,10 +63,10 @@ def worker_pids(driver_pid):
     return out
 
 
-def run_cli(argv):
-    """(exit code, stderr) of ``jointnas ARGV`` run in this process."""
+def run_cli(argv, out=None):
+    """(exit code, stderr) of ``jointnas ARGV`` run in this process; its stdout goes to ``out``."""
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out or io.StringIO()):
         rc = main(argv)
     return rc, err.getvalue()
 
@@ -195,6 +195,77 @@ def test_a_run_whose_worker_and_driver_were_killed_resumes_to_every_trial_done(k
         assert retried.attempts == 2  # started again on the replacement worker, counted
         assert [r["iteration"] for r in store.results("predictor_eval")] == [1, 2]
         assert len(store.results("calibration")) == 1
+
+
+def test_a_resume_says_what_it_found(copy, tiny):
+    conn = sqlite3.connect(f"file:{copy / 'run.db'}?mode=ro", uri=True)
+    found = dict(conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+    conn.close()
+    out = io.StringIO()
+    assert run_cli(args(copy, tiny), out)[0] == 0
+    assert found.get("running") == 1  # --workers 1: the trial it was training
+    expected = (f"resume: {found['done']} finished ({found['done']} done), 1 re-queued (interrupted while training)"
+                + (f", {found['queued']} queued" if found.get("queued") else ""))
+    assert expected in out.getvalue().splitlines()
+
+
+def test_a_resume_with_other_workers_gives_the_same_numbers(killed, copy, tiny):
+    """The run's thread count, not the resume's --workers, sets each trial's threads, and a
+    trial's numbers depend on it."""
+    from jointnas.candidate import Candidate
+    from jointnas.executor import LocalExecutor, TrainJob
+
+    with RunStore.open(copy) as store:
+        threads = store.config["threads"]
+        before = {t.id for t in store.trials("done")}
+    assert threads == max(1, len(os.sched_getaffinity(0)))  # made with --workers 1
+    assert main(args(copy, tiny)[:-2] + ["--workers", "2"]) == 0
+    with RunStore.open(copy) as store:
+        assert store.config["threads"] == threads
+        trained = [t for t in store.trials("done") if t.id not in before]
+    assert trained
+    t = trained[-1]
+    job = TrainJob(t.id, t.candidate.to_dict(), tiny, "digits", None, t.epochs_run, 0, train_subset=128)
+    with LocalExecutor(1, "cpu", threads=threads) as ex:  # the same trial, alone, with the run's threads
+        ex.submit(job)
+        (again,) = ex.poll(timeout=300)
+    assert again.result["curve"] == t.curve
+
+
+@pytest.fixture(scope="module")
+def lost_workers(tmp_path_factory, tiny):
+    """One iteration of 3 trials, --max-retries 0, its worker killed under the first trial."""
+    run = tmp_path_factory.mktemp("lost") / "run"
+    log = run.parent / "log.txt"
+    argv = args(run, tiny, "--max-retries", "0")
+    argv[argv.index("--iterations") + 1] = "1"
+    argv[argv.index("--batch") + 1] = "3"
+    proc = start_driver(run, tiny, log, argv)
+    wait_for(run, lambda s: bool(s.trials("running")), proc)
+    (worker,) = worker_pids(proc.pid)
+    os.kill(worker, signal.SIGKILL)
+    assert proc.wait(600) == 0, log.read_text()
+    return {"run": run, "argv": argv, "log": log.read_text()}
+
+
+def test_too_few_finished_trials_queue_more_instead_of_a_dead_run(lost_workers):
+    with RunStore.open(lost_workers["run"]) as store:
+        trials = store.trials(iteration=1)
+        assert [t.status for t in trials].count("failed") == 1
+        assert [t.status for t in trials].count("done") == 3 and len(trials) == 4  # one more, queued for it
+        assert store.predictor_path(1) is not None and store.results("calibration")[0]["n_trials"] == 3
+    assert "iteration 1: queued 1 more candidates" in lost_workers["log"]
+
+
+def test_retry_failed_trains_the_failed_trials_again(lost_workers):
+    out = io.StringIO()
+    rc, err = run_cli([*lost_workers["argv"], "--retry-failed"], out)
+    assert rc == 0 and "1 failed trial(s) queued again" in err
+    assert "resume: 3 finished (3 done), 0 re-queued (interrupted while training), 1 queued" in out.getvalue()
+    with RunStore.open(lost_workers["run"]) as store:
+        trials = store.trials(iteration=1)
+        assert all(t.status == "done" for t in trials) and len(trials) == 4
+        assert sorted(t.attempts for t in trials) == [1, 1, 1, 2]
 
 
 # ---------------------------------------------------------------------- one driver per run
@@ -337,6 +408,7 @@ def _mount_tmpfs_available():
     return probe.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _mount_tmpfs_available(), reason="cannot mount a tmpfs in a user namespace here")
 def test_a_full_disk_exits_2_in_one_line_and_loses_nothing(copy, tiny, tmp_path):
     """The run on a small tmpfs (a user namespace's own mount), filled to the last byte."""
