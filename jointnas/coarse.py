@@ -59,6 +59,9 @@ class CoarseConfig:
     policy: str = "ucb"
     diverged_score: Optional[float] = None   # a diverged trial's score (chance level for a classifier)
     score_bounds: Optional[list] = None      # the evaluator's score range, e.g. [0, 1] for accuracies
+    # torch CPU threads per trial: a trial's numbers depend on it, so it is the run's, not a resume's
+    # (None: the executor's default, which may follow --workers)
+    threads: Optional[int] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,6 +124,23 @@ def build_pool(space: SearchSpace, config: CoarseConfig, progress: bool = True):
 
 
 # ---------------------------------------------------------------------- the loop
+MIN_TRIALS = 3  # finished trials it takes to rank epochs (calibration) or fit the surrogate
+
+
+def resume_line(counts: Dict[str, int], requeued: int) -> str:
+    """What a resume found: "resume: 4 finished (3 done, 1 failed), 2 re-queued (...), 1 queued"."""
+    from .store import FINISHED
+
+    finished = {k: counts[k] for k in FINISHED if counts.get(k)}
+    line = f"resume: {sum(finished.values())} finished"
+    if finished:
+        line += " (" + ", ".join(f"{v} {k}" for k, v in finished.items()) + ")"
+    line += f", {requeued} re-queued (interrupted while training)"
+    if counts.get("queued"):
+        line += f", {counts['queued']} queued"
+    return line
+
+
 @dataclass
 class Progress:
     """Where the loop reports: one-line logs (stdout) and tqdm bars (stderr)."""
@@ -223,7 +243,7 @@ class CoarseSearch:
         progress = progress or Progress()
         if pool is None:
             pool = build_pool(space, config, progress=progress.shown)
-        store = _writable(run_dir, lambda: RunStore.create(run_dir, config.to_dict()))
+        store = _writable(run_dir, lambda: RunStore.create(run_dir, config.to_dict(), lock=True))
         # As JSON text: the store sorts the keys of mappings, and a space's dimension order matters.
         store.set_meta("space", json.dumps(space.to_dict()))
         return cls(store, space, evaluator, surrogate=surrogate, policy=policy, executor=executor,
@@ -237,7 +257,7 @@ class CoarseSearch:
         run scored by a Python function that cannot be imported by name needs it passed again."""
         from . import catalog
 
-        store = RunStore.open(run_dir)
+        store = RunStore.open(run_dir, lock=True)  # one driver at a time; every file checked first
         try:
             config = CoarseConfig.from_dict(store.config)
             saved = run_space(store)
@@ -316,9 +336,10 @@ class CoarseSearch:
     # ---- stages
     def run(self, pool=None) -> dict:
         """Run (or continue) the search; ``pool`` = (candidates, costs, sampled) if already computed."""
+        found = self.store.counts()
         requeued = self.store.requeue_running()
-        if requeued:
-            self.log(f"resume: {requeued} trial(s) interrupted while training go back to the queue")
+        if found:
+            self.log(resume_line(found, requeued))
         try:
             self._load_pool(pool if pool is not None else getattr(self, "_pending_pool", None))
             pretrained = self._pretrained()
@@ -374,35 +395,64 @@ class CoarseSearch:
         self.store.register_predictor(0, path, stage=stage, n=len(self.pool))
         return p
 
+    def retry_failed(self) -> int:
+        """Queue the run's failed trials again (their attempts keep counting); returns how many."""
+        n = self.store.requeue_failed()
+        if n:
+            self.log(f"{n} failed trial(s) queued again")
+        return n
+
     def _iteration(self, it: int, pretrained) -> None:
         if not self.store.trials(iteration=it):
             self._queue_batch(it)
         self._train_queued(it)
+        while self._shortfall(it):  # too few finished to calibrate or fit on: more candidates, not a dead run
+            if not self._queue_batch(it, self._shortfall(it)):
+                raise UsageError(f"every candidate of the pool has been tried and too few finished with a score to "
+                                 f"go on{self._errors()}; sample a larger pool")
+            self._train_queued(it)
         if it == 1 and self.calibration() is None:
             self._calibrate()
         if self.store.predictor_path(it) is None:
             self._fit(it, pretrained)
 
-    def _queue_batch(self, it: int) -> None:
+    def _shortfall(self, it: int) -> int:
+        """How many more finished trials iteration ``it`` needs: MIN_TRIALS done to calibrate on
+        (iteration 1), MIN_TRIALS scored (done or diverged) to fit the surrogate on."""
+        need = 0
+        if it == 1 and self.calibration() is None:
+            done = [t for t in self.store.trials("done", iteration=1) if t.curve and t.final_acc is not None]
+            need = MIN_TRIALS - len(done)
+        elif self.store.predictor_path(it) is None and self.calibration() is not None:
+            need = MIN_TRIALS - len(self.training_set(up_to=it)[0])
+        return max(0, need)
+
+    def _queue_batch(self, it: int, more: int = 0) -> int:
+        """Queue iteration ``it``'s batch, or ``more`` candidates beside it; returns how many."""
         tried = self.store.trial_keys()
         untried = np.array([c.key() not in tried for c in self.pool])
+        k = more or self.config.batch
         if it == 1:
-            idx = self.policy.first(self.encoded, self.config.batch, self.config.seed)
+            # The first batch's choice, extended: farthest-point sampling continues where the batch stopped.
+            have = len(self.store.trials(iteration=1)) if more else 0
+            idx = [i for i in self.policy.first(self.encoded, have + k, self.config.seed) if untried[i]][:k]
             how = self.policy.describe_first()
             epochs = None
         else:
             surrogate = self._load_surrogate(it - 1)
-            rng = np.random.default_rng([self.config.seed, it])
-            idx = self.policy.choose(self.encoded, untried, self.config.batch, surrogate, rng)
+            rng = np.random.default_rng([self.config.seed, it] + ([len(tried)] if more else []))
+            idx = self.policy.choose(self.encoded, untried, k, surrogate, rng)
             how = self.policy.describe()
             epochs = self.calibration()["chosen_epoch"]
         if not idx:
             self.log(f"iteration {it}: every pool candidate has been trained; nothing left to choose")
-            return
+            return 0
         self.store.add_trials(it, [(i, self.pool[i], self.costs[i, 0], self.costs[i, 1]) for i in idx], epochs)
-        self.log(f"iteration {it}: queued {len(idx)} candidates {how}, "
+        self.log(f"iteration {it}: queued {len(idx)} {'more ' if more else ''}candidates {how}"
+                 + (" (too few of its trials finished to go on)" if more else "") + ", "
                  + ("full schedule" + (f" capped at {self.config.epoch_cap} epochs" if self.config.epoch_cap else "")
                     if epochs is None else f"{epochs} epochs (calibrated early stop)"))
+        return len(idx)
 
     def _job(self, trial: Trial) -> Job:
         epochs = self.full_epochs(trial.candidate)

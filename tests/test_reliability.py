@@ -128,10 +128,12 @@ def copy(killed, tmp_path):
 
 # ---------------------------------------------------------------------- workers
 def _jobs(tiny, n, epochs=2):
-    from jointnas.executor import TrainJob
+    from jointnas.evaluators import TrainEvaluator
+    from jointnas.executor import Job
 
-    cands = sample_pool(load_space(tiny), n, seed=1)
-    return [TrainJob(i, c.to_dict(), tiny, "digits", None, epochs, 0, train_subset=128) for i, c in enumerate(cands)]
+    space = load_space(tiny)
+    return [Job(i, c.to_dict(), space, TrainEvaluator("digits", train_subset=128), epochs, 0)
+            for i, c in enumerate(sample_pool(space, n, seed=1))]
 
 
 def test_a_killed_worker_is_replaced_and_its_trial_retried(tiny):
@@ -212,8 +214,8 @@ def test_a_resume_says_what_it_found(copy, tiny):
 def test_a_resume_with_other_workers_gives_the_same_numbers(killed, copy, tiny):
     """The run's thread count, not the resume's --workers, sets each trial's threads, and a
     trial's numbers depend on it."""
-    from jointnas.candidate import Candidate
-    from jointnas.executor import LocalExecutor, TrainJob
+    from jointnas.evaluators import TrainEvaluator
+    from jointnas.executor import Job, LocalExecutor
 
     with RunStore.open(copy) as store:
         threads = store.config["threads"]
@@ -225,7 +227,8 @@ def test_a_resume_with_other_workers_gives_the_same_numbers(killed, copy, tiny):
         trained = [t for t in store.trials("done") if t.id not in before]
     assert trained
     t = trained[-1]
-    job = TrainJob(t.id, t.candidate.to_dict(), tiny, "digits", None, t.epochs_run, 0, train_subset=128)
+    job = Job(t.id, t.candidate.to_dict(), load_space(tiny), TrainEvaluator("digits", train_subset=128),
+              t.epochs_run, 0)
     with LocalExecutor(1, "cpu", threads=threads) as ex:  # the same trial, alone, with the run's threads
         ex.submit(job)
         (again,) = ex.poll(timeout=300)
@@ -260,7 +263,7 @@ def test_too_few_finished_trials_queue_more_instead_of_a_dead_run(lost_workers):
 def test_retry_failed_trains_the_failed_trials_again(lost_workers):
     out = io.StringIO()
     rc, err = run_cli([*lost_workers["argv"], "--retry-failed"], out)
-    assert rc == 0 and "1 failed trial(s) queued again" in err
+    assert rc == 0 and "1 failed trial(s) queued again" in out.getvalue()
     assert "resume: 3 finished (3 done), 0 re-queued (interrupted while training), 1 queued" in out.getvalue()
     with RunStore.open(lost_workers["run"]) as store:
         trials = store.trials(iteration=1)
