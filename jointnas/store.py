@@ -519,7 +519,7 @@ def _trial(row: dict, db: Path) -> Trial:
         raise StoreError(f"{db} is damaged: {where} has an unreadable candidate ({type(e).__name__}); restore the "
                          "run directory from a copy, or start a new run") from None
     curve = _loads(row["curve"], db, where)
-    if not isinstance(curve, list) or not all(isinstance(e, dict) and "val_acc" in e for e in curve):
+    if not isinstance(curve, list) or not all(isinstance(e, dict) for e in curve):
         raise StoreError(f"{db} is damaged: {where} has a curve that is not a list of epochs; restore the run "
                          "directory from a copy, or start a new run")
     return Trial(id=row["id"], candidate=candidate, status=row["status"],

@@ -235,6 +235,37 @@ def test_a_resume_with_other_workers_gives_the_same_numbers(killed, copy, tiny):
     assert again.result["curve"] == t.curve
 
 
+def test_an_all_diverged_first_batch_queues_more_candidates(tmp_path):
+    """A user's objective (in this process) whose first four evaluations diverge."""
+    import toy_objective
+    from jointnas.catalog import space_from_dict
+    from jointnas.coarse import CoarseConfig, CoarseSearch, Progress
+    from jointnas.evaluators import FunctionEvaluator
+    from jointnas.executor import SerialExecutor
+
+    calls = []
+
+    def objective(candidate, report):
+        calls.append(candidate.key())
+        if len(calls) <= 4:
+            report(1, float("nan"))
+            return float("nan")
+        return toy_objective.objective(candidate, report)
+
+    lines = []
+    config = CoarseConfig(pool=64, batch=4, iterations=2, ensemble=2, seed=0)
+    with CoarseSearch.create(tmp_path / "run", space_from_dict(toy_objective.SPACE), FunctionEvaluator(objective),
+                             config, executor=SerialExecutor(), progress=Progress(bars=False, log=lines.append)) as s:
+        summary = s.run()
+    with RunStore.open(tmp_path / "run") as store:
+        first = store.trials(iteration=1)
+        assert [t.status for t in first] == ["diverged"] * 4 + ["done"] * 3
+        assert store.results("calibration")[0]["n_trials"] == 3 and store.predictor_path(2) is not None
+        assert len(store.trials(iteration=2)) == 4
+    assert "iteration 1: queued 3 more candidates" in "\n".join(lines)
+    assert len(set(calls)) == len(calls) == 11 and summary["counts"] == {"diverged": 4, "done": 7}
+
+
 @pytest.fixture(scope="module")
 def lost_workers(tmp_path_factory, tiny):
     """One iteration of 3 trials, --max-retries 0, its worker killed under the first trial."""

@@ -53,8 +53,10 @@ def register(sub):
         "epoch and final accuracy reaches --rank-threshold), then trains predictor-chosen batches to that epoch, "
         "refitting the predictor after each. Everything lives in the run directory; run the same command with "
         "--run DIR to continue an interrupted run.",
-        epilog="Defaults are sized for a 2-core laptop (under 15 minutes, see BENCHMARKS.md). --workers, --device "
-        "and a higher --iterations may change when continuing a run; other settings are the run's. Paper scale "
+        epilog="Defaults are sized for a 2-core laptop (under 15 minutes, see BENCHMARKS.md). --workers, --device, "
+        "--executor, --max-retries and a higher --iterations may change when continuing a run (--threads stays the "
+        "run's, so its numbers do not change); other settings are the run's. One driver at a time: a second one "
+        "on a run in progress exits with code 2. Paper scale "
         "(FBNetV3's AutoTrain: batch 48, 4 iterations, full schedules) on GPUs:\n"
         "  jointnas coarse --pool 20000 --batch 48 --iterations 4 --epoch-cap 0 --workers 8")
     p.add_argument("--run", type=Path, metavar="DIR",
