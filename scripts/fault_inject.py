@@ -73,6 +73,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def running(run: Path) -> bool:
+    from jointnas.errors import UsageError
+    from jointnas.store import RunStore
+
+    try:
+        with RunStore.open(run) as store:
+            return bool(store.trials("running"))
+    except UsageError:  # not made yet
+        return False
+
+
 def snapshot(run: Path) -> dict:
     """What a finished run holds, in comparable form."""
     import torch
@@ -125,9 +136,9 @@ def one_case(kind: str, at: float, base: Path, extra, ref: dict, grace: float, t
     stuck, exit_s = False, None
     if proc.poll() is None:
         workers = workers_of(proc.pid)
-        if kind == "worker":
-            deadline = time.time() + 30
-            while not workers and proc.poll() is None and time.time() < deadline:
+        if kind == "worker":  # mid-trial: once a trial is running (not while the surrogate fits)
+            deadline = time.time() + 60
+            while proc.poll() is None and time.time() < deadline and not (workers and running(run)):
                 time.sleep(0.1)
                 workers = workers_of(proc.pid)
             if workers:
