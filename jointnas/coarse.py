@@ -127,15 +127,16 @@ def build_pool(space: SearchSpace, config: CoarseConfig, progress: bool = True):
 MIN_TRIALS = 3  # finished trials it takes to rank epochs (calibration) or fit the surrogate
 
 
-def resume_line(counts: Dict[str, int], requeued: int) -> str:
-    """What a resume found: "resume: 4 finished (3 done, 1 failed), 2 re-queued (...), 1 queued"."""
+def found_line(counts: Dict[str, int]) -> str:
+    """What a resume finds: "4 finished (3 done, 1 failed), 2 re-queued (interrupted while training), 1 queued"
+    (the trials a dead driver left running are the ones it re-queues)."""
     from .store import FINISHED
 
     finished = {k: counts[k] for k in FINISHED if counts.get(k)}
-    line = f"resume: {sum(finished.values())} finished"
+    line = f"{sum(finished.values())} finished"
     if finished:
         line += " (" + ", ".join(f"{v} {k}" for k, v in finished.items()) + ")"
-    line += f", {requeued} re-queued (interrupted while training)"
+    line += f", {counts.get('running', 0)} re-queued (interrupted while training)"
     if counts.get("queued"):
         line += f", {counts['queued']} queued"
     return line
@@ -336,10 +337,9 @@ class CoarseSearch:
     # ---- stages
     def run(self, pool=None) -> dict:
         """Run (or continue) the search; ``pool`` = (candidates, costs, sampled) if already computed."""
-        found = self.store.counts()
         requeued = self.store.requeue_running()
-        if found:
-            self.log(resume_line(found, requeued))
+        if requeued:
+            self.log(f"resume: {requeued} trial(s) interrupted while training go back to the queue")
         try:
             self._load_pool(pool if pool is not None else getattr(self, "_pending_pool", None))
             pretrained = self._pretrained()

@@ -203,12 +203,11 @@ def test_a_resume_says_what_it_found(copy, tiny):
     conn = sqlite3.connect(f"file:{copy / 'run.db'}?mode=ro", uri=True)
     found = dict(conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
     conn.close()
-    out = io.StringIO()
-    assert run_cli(args(copy, tiny), out)[0] == 0
-    assert found.get("running") == 1  # --workers 1: the trial it was training
-    expected = (f"resume: {found['done']} finished ({found['done']} done), 1 re-queued (interrupted while training)"
-                + (f", {found['queued']} queued" if found.get("queued") else ""))
-    assert expected in out.getvalue().splitlines()
+    rc, err = run_cli(args(copy, tiny))
+    assert rc == 0 and found.get("running") == 1  # --workers 1: the trial it was training
+    expected = (f"continuing run {copy}: {found['done']} finished ({found['done']} done), 1 re-queued "
+                "(interrupted while training)" + (f", {found['queued']} queued" if found.get("queued") else ""))
+    assert expected in err.splitlines()
 
 
 def test_a_resume_with_other_workers_gives_the_same_numbers(killed, copy, tiny):
@@ -295,7 +294,8 @@ def test_retry_failed_trains_the_failed_trials_again(lost_workers):
     out = io.StringIO()
     rc, err = run_cli([*lost_workers["argv"], "--retry-failed"], out)
     assert rc == 0 and "1 failed trial(s) queued again" in out.getvalue()
-    assert "resume: 3 finished (3 done), 0 re-queued (interrupted while training), 1 queued" in out.getvalue()
+    assert (f"continuing run {lost_workers['run']}: 4 finished (3 done, 1 failed), 0 re-queued (interrupted while "
+            "training)") in err.splitlines()
     with RunStore.open(lost_workers["run"]) as store:
         trials = store.trials(iteration=1)
         assert all(t.status == "done" for t in trials) and len(trials) == 4

@@ -259,7 +259,7 @@ def _ray_executor(args, cls):
 
 def run(args):
     from ..catalog import SURROGATES, load_space, resolve
-    from ..coarse import CoarseSearch, Progress, format_summary
+    from ..coarse import CoarseSearch, Progress, format_summary, found_line
     from ..store import RunStore
 
     requested = _requested(args)
@@ -288,7 +288,7 @@ def run(args):
                                  "can only be extended")
             search.store.update_config(iterations=requested["iterations"])
             search.config.iterations = requested["iterations"]
-        print(f"continuing run {args.run}", file=sys.stderr)
+        print(f"continuing run {args.run}: {found_line(search.store.counts())}", file=sys.stderr)
         if search.config.threads is None and args.executor == "local":
             print(f"note: {args.run} does not record its threads per trial (made by an older jointnas); these "
                   "trials train with CPU cores / workers threads each, and a trial's numbers depend on that",
