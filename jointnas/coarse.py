@@ -32,12 +32,30 @@ from .errors import BudgetError, UsageError
 from .executor import Executor, Job, JobDone
 from .progress import Progress
 from .space import Candidate, SearchSpace
-from .store import RunStore, Trial
+from .store import RunStore, Trial, writing
 from .strategies.batch import acquisition_batch, diverse_batch  # noqa: F401 - public names
 from .trial import measured_score
 
 
 # ---------------------------------------------------------------------- the loop
+MIN_TRIALS = 3  # finished trials it takes to rank epochs (calibration) or fit the surrogate
+
+
+def found_line(counts: Dict[str, int]) -> str:
+    """What a resume finds: "4 finished (3 done, 1 failed), 2 re-queued (interrupted while training), 1 queued"
+    (the trials a dead driver left running are the ones it re-queues)."""
+    from .store import FINISHED
+
+    finished = {k: counts[k] for k in FINISHED if counts.get(k)}
+    line = f"{sum(finished.values())} finished"
+    if finished:
+        line += " (" + ", ".join(f"{v} {k}" for k, v in finished.items()) + ")"
+    line += f", {counts.get('running', 0)} re-queued (interrupted while training)"
+    if counts.get("queued"):
+        line += f", {counts['queued']} queued"
+    return line
+
+
 def _call(fn, *args, **optional):
     """``fn(*args, **those optional keywords fn accepts)``: surrogates need not take ``progress``."""
     try:
@@ -107,7 +125,7 @@ class CoarseSearch:
         progress = progress or Progress()
         if pool is None:
             pool = build_pool(space, config, progress=progress.shown)
-        store = writable(run_dir, lambda: RunStore.create(run_dir, config.to_dict()))
+        store = writable(run_dir, lambda: RunStore.create(run_dir, config.to_dict(), lock=True))
         # As JSON text: the store sorts the keys of mappings, and a space's dimension order matters.
         store.set_meta("space", json.dumps(space.to_dict()))
         return cls(store, space, evaluator, surrogate=surrogate, policy=policy, executor=executor,
@@ -121,7 +139,7 @@ class CoarseSearch:
         run scored by a Python function that cannot be imported by name needs it passed again."""
         from . import catalog
 
-        store = RunStore.open(run_dir)
+        store = RunStore.open(run_dir, lock=True)  # one driver at a time; every file checked first
         try:
             config = CoarseConfig.from_dict(store.config)
             saved = run_space(store)
@@ -218,8 +236,9 @@ class CoarseSearch:
         last = self.store.predictor_path(self.config.iterations)
         if last is not None:  # copied every time: a run extended by more iterations gets its new final predictor
             tmp = self.final_predictor.with_suffix(".pt.tmp")
-            shutil.copyfile(last, tmp)
-            tmp.replace(self.final_predictor)
+            with writing(tmp):
+                shutil.copyfile(last, tmp)
+                tmp.replace(self.final_predictor)
         self.store.set_meta("finished", time.time())
         return self.summary()
 
@@ -257,35 +276,64 @@ class CoarseSearch:
         self.store.register_predictor(0, path, stage=stage, n=len(self.pool))
         return p
 
+    def retry_failed(self) -> int:
+        """Queue the run's failed trials again (their attempts keep counting); returns how many."""
+        n = self.store.requeue_failed()
+        if n:
+            self.log(f"{n} failed trial(s) queued again")
+        return n
+
     def _iteration(self, it: int, pretrained) -> None:
         if not self.store.trials(iteration=it):
             self._queue_batch(it)
         self._train_queued(it)
+        while self._shortfall(it):  # too few finished to calibrate or fit on: more candidates, not a dead run
+            if not self._queue_batch(it, self._shortfall(it)):
+                raise UsageError(f"every candidate of the pool has been tried and too few finished with a score to "
+                                 f"go on{self._errors()}; sample a larger pool")
+            self._train_queued(it)
         if it == 1 and self.calibration() is None:
             self._calibrate()
         if self.store.predictor_path(it) is None:
             self._fit(it, pretrained)
 
-    def _queue_batch(self, it: int) -> None:
+    def _shortfall(self, it: int) -> int:
+        """How many more finished trials iteration ``it`` needs: MIN_TRIALS done to calibrate on
+        (iteration 1), MIN_TRIALS scored (done or diverged) to fit the surrogate on."""
+        need = 0
+        if it == 1 and self.calibration() is None:
+            done = [t for t in self.store.trials("done", iteration=1) if t.curve and t.final_acc is not None]
+            need = MIN_TRIALS - len(done)
+        elif self.store.predictor_path(it) is None and self.calibration() is not None:
+            need = MIN_TRIALS - len(self.training_set(up_to=it)[0])
+        return max(0, need)
+
+    def _queue_batch(self, it: int, more: int = 0) -> int:
+        """Queue iteration ``it``'s batch, or ``more`` candidates beside it; returns how many."""
         tried = self.store.trial_keys()
         untried = np.array([c.key() not in tried for c in self.pool])
+        k = more or self.config.batch
         if it == 1:
-            idx = self.policy.first(self.encoded, self.config.batch, self.config.seed)
+            # The first batch's choice, extended: farthest-point sampling continues where the batch stopped.
+            have = len(self.store.trials(iteration=1)) if more else 0
+            idx = [i for i in self.policy.first(self.encoded, have + k, self.config.seed) if untried[i]][:k]
             how = self.policy.describe_first()
             epochs = None
         else:
             surrogate = self._load_surrogate(it - 1)
-            rng = np.random.default_rng([self.config.seed, it])
-            idx = self.policy.choose(self.encoded, untried, self.config.batch, surrogate, rng)
+            rng = np.random.default_rng([self.config.seed, it] + ([len(tried)] if more else []))
+            idx = self.policy.choose(self.encoded, untried, k, surrogate, rng)
             how = self.policy.describe()
             epochs = self.calibration()["chosen_epoch"]
         if not idx:
             self.log(f"iteration {it}: every pool candidate has been trained; nothing left to choose")
-            return
+            return 0
         self.store.add_trials(it, [(i, self.pool[i], self.costs[i, 0], self.costs[i, 1]) for i in idx], epochs)
-        self.log(f"iteration {it}: queued {len(idx)} candidates {how}, "
+        self.log(f"iteration {it}: queued {len(idx)} {'more ' if more else ''}candidates {how}"
+                 + (" (too few of its trials finished to go on)" if more else "") + ", "
                  + ("full schedule" + (f" capped at {self.config.epoch_cap} epochs" if self.config.epoch_cap else "")
                     if epochs is None else f"{epochs} epochs (calibrated early stop)"))
+        return len(idx)
 
     def _job(self, trial: Trial) -> Job:
         epochs = self.full_epochs(trial.candidate)
@@ -314,7 +362,7 @@ class CoarseSearch:
                     running[trial.id] = self.progress.bar(total=job.epochs, desc=f"  trial {trial.id} ({where})",
                                                           unit="epoch", leave=False)
                 for done in ex.poll(timeout=1.0):
-                    self.store.record_result(done.trial_id, done.result)
+                    self.store.record_result(done.trial_id, done.result, retries=getattr(done, "attempts", 1) - 1)
                     bar = running.pop(done.trial_id, None)
                     if bar is not None:
                         bar.update(max(0, (done.result.get("epochs_run") or 0) - bar.n))
@@ -342,6 +390,8 @@ class CoarseSearch:
                 + (f" in {r['wall_time']:.1f} s" if r.get("wall_time") else "") + f" on {r.get('device')}")
         if r.get("error"):
             line += f" ({r['error']})"
+        if getattr(event, "attempts", 1) > 1:
+            line += f"; started {event.attempts} times (its worker died)"
         return line
 
     def _calibrate(self) -> None:
@@ -361,16 +411,17 @@ class CoarseSearch:
         errors = sorted({t.error for t in self.store.trials() if t.error})
         return f"; errors: {'; '.join(errors)[:300]}" if errors else ""
 
-    def training_set(self):
+    def training_set(self, up_to: Optional[int] = None):
+        """Scored trials (of iterations <= ``up_to``: a checkpoint fitted again sees what it saw first)."""
         epoch = self.calibration()["chosen_epoch"]
-        pairs = [(t, self.score(t, epoch)) for t in self.store.trials()]
+        pairs = [(t, self.score(t, epoch)) for t in self.store.trials() if up_to is None or t.iteration <= up_to]
         pairs = [(t, s) for t, s in pairs if s is not None]
         return [t for t, _ in pairs], np.array([s for _, s in pairs], dtype=np.float64)
 
     def _fit(self, it: int, pretrained) -> None:
         from .predictor.evaluate import cross_validate
 
-        trials, y = self.training_set()
+        trials, y = self.training_set(up_to=it)
         if len(trials) < 3:
             raise UsageError(f"only {len(trials)} trial(s) finished with a score, too few to fit the "
                              f"surrogate{self._errors()}")
@@ -394,7 +445,7 @@ class CoarseSearch:
                 prev = self._load_surrogate(it - 1)
                 mean, _ = prev.predict([t.candidate for t, _ in batch])
                 record["next_batch_tau"] = rank_correlation(mean, [s for _, s in batch])
-        self.store.save_result("predictor_eval", record)
+        self.store.save_result("predictor_eval", record, replace="iteration")
         self.store.register_predictor(it, path, n_train=len(trials))
         held_out = (f"held-out Kendall tau {record['kendall_tau']:.2f} ({record['k']}-fold)"
                     if record["k"] else "too few trials for a held-out measure")
@@ -414,7 +465,7 @@ class CoarseSearch:
                 "best": [{"trial": t.id, "iteration": t.iteration, "score": s, "final_acc": t.final_acc,
                           "epochs_run": t.epochs_run, "flops": t.flops, "params": t.params, "key": t.key}
                          for t, s in scored[:top]],
-                "predictor_eval": self.store.results("predictor_eval"),
+                "predictor_eval": sorted(self.store.results("predictor_eval"), key=lambda e: e["iteration"]),
                 "predictor": str(self.final_predictor)}
 
 

@@ -36,6 +36,9 @@ class CoarseConfig:
     policy: str = "ucb"
     diverged_score: Optional[float] = None   # a diverged trial's score (chance level for a classifier)
     score_bounds: Optional[list] = None      # the evaluator's score range, e.g. [0, 1] for accuracies
+    # torch CPU threads per trial: a trial's numbers depend on it, so it is the run's, not a resume's
+    # (None: the executor's default, which may follow --workers)
+    threads: Optional[int] = None
 
     def to_dict(self) -> dict:
         return asdict(self)

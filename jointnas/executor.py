@@ -14,6 +14,10 @@ debugging, for objectives that cannot be pickled, for tests). :class:`LocalExecu
 one GPU each when several exist, otherwise the CPU threads split between them. Another
 executor (e.g. Ray actors) only has to implement the same four members. The driver, not
 the workers, writes results to the store: results reach it as plain dicts.
+
+A worker that dies (killed, out of memory) is replaced, and its job is started again on the
+replacement up to ``max_retries`` times before it is reported failed; a worker that died idle
+is replaced before it is given a job. ``JobDone.attempts`` says how many starts a job took.
 """
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ class JobDone:
     trial_id: int
     result: dict               # TrialResult.to_dict(): status, curve, final_acc, wall_time, device, error
     worker: str
+    attempts: int = 1          # starts it took: more than 1 when its worker died and it ran again
 
 
 class Executor(ABC):
@@ -99,12 +104,18 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def plan_workers(workers: int, device: str) -> List[dict]:
-    """Device and CPU-thread count of each worker: GPUs round-robin, CPU threads shared out."""
+def threads_per_worker(workers: int) -> int:
+    """The CPU threads each of ``workers`` trains with when nothing else says: the CPUs shared out."""
+    return max(1, usable_cpus() // workers)
+
+
+def plan_workers(workers: int, device: str, threads: Optional[int] = None) -> List[dict]:
+    """Device and CPU-thread count of each worker: GPUs round-robin, CPU threads shared out
+    (or ``threads`` each: a trial's numbers on a CPU depend on its thread count)."""
     import torch
 
     gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
-    threads = max(1, usable_cpus() // workers)
+    threads = threads or threads_per_worker(workers)
     if gpus > 1:
         return [{"device": f"cuda:{i % gpus}", "threads": threads} for i in range(workers)]
     if device == "auto":
@@ -113,20 +124,29 @@ def plan_workers(workers: int, device: str) -> List[dict]:
 
 
 class LocalExecutor(Executor):
-    def __init__(self, workers: int = 1, device: str = "auto"):
+    def __init__(self, workers: int = 1, device: str = "auto", threads: Optional[int] = None,
+                 max_retries: int = 2):
         if workers < 1:
             raise ValueError("workers must be >= 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.max_retries = max_retries
         self._ctx = mp.get_context("spawn")
-        self._plans = plan_workers(workers, device)
+        self._plans = plan_workers(workers, device, threads)
         self._outbox = self._ctx.Queue()
         self._procs: List[Optional[mp.Process]] = [None] * workers
         self._inboxes: List = [None] * workers
         self._busy: Dict[int, Job] = {}        # worker index -> job
         self._epochs: Dict[int, int] = {}           # trial id -> epochs finished, while it runs
+        self._starts: Dict[int, int] = {}           # trial id -> times started, while it runs
         for i in range(workers):
             self._start(i)
 
     def _start(self, i: int) -> None:
+        old = self._inboxes[i]
+        if old is not None:  # a dead worker's: nobody reads it any more
+            old.cancel_join_thread()
+            old.close()
         inbox = self._ctx.Queue()
         p = self._ctx.Process(target=_worker_main, name=f"jointnas-worker-{i}", daemon=True,
                               args=(i, self._plans[i], inbox, self._outbox, os.getpid()))
@@ -154,7 +174,10 @@ class LocalExecutor(Executor):
         if not free:
             raise RuntimeError("no free worker; submit only while free_slots > 0")
         i = free[0]
+        if not self._procs[i].is_alive():  # it died idle: its job goes to a replacement
+            self._start(i)
         self._busy[i] = job
+        self._starts[job.trial_id] = 1
         self._inboxes[i].put(job)
         return self.label(i)
 
@@ -198,23 +221,37 @@ class LocalExecutor(Executor):
             return None
         del self._busy[index]
         self._epochs.pop(trial_id, None)
-        return JobDone(trial_id, payload, self.label(index))
+        return JobDone(trial_id, payload, self.label(index), self._starts.pop(trial_id, 1))
 
     def _reap_dead(self) -> List[JobDone]:
-        """A worker that died (killed, out of memory) fails its job and is replaced."""
+        """A worker that died (killed, out of memory) is replaced; its job starts again on the
+        replacement, or fails once it has been started 1 + max_retries times."""
         out = []
-        for i, job in list(self._busy.items()):
-            p = self._procs[i]
-            if p is not None and not p.is_alive():
-                code = p.exitcode
-                del self._busy[i]
-                self._epochs.pop(job.trial_id, None)
-                out.append(JobDone(job.trial_id, failed(
-                    f"worker process died with exit code {code}"
-                    + (" (killed; out of memory?)" if code == -signal.SIGKILL else ""),
-                    self._plans[i]["device"]).to_dict(), self.label(i)))
-                self._start(i)
+        for i, p in enumerate(self._procs):
+            if p is None or p.is_alive():
+                continue
+            code = p.exitcode
+            self._start(i)
+            job = self._busy.get(i)
+            if job is None:
+                continue  # died idle: nothing lost
+            self._epochs.pop(job.trial_id, None)
+            starts = self._starts.get(job.trial_id, 1)
+            if starts <= self.max_retries:
+                self._starts[job.trial_id] = starts + 1
+                self._inboxes[i].put(job)
+                continue
+            del self._busy[i]
+            self._starts.pop(job.trial_id, None)
+            out.append(JobDone(job.trial_id, failed(
+                f"worker process died with exit code {code}"
+                + (" (killed; out of memory?)" if code == -signal.SIGKILL else "") + f", {starts} time(s)",
+                self._plans[i]["device"]).to_dict(), self.label(i), starts))
         return out
+
+    def attempts(self, trial_id: int) -> int:
+        """Times a running job has been started so far (its worker died the others)."""
+        return self._starts.get(trial_id, 0)
 
     def close(self, kill: bool = False) -> None:
         for i, p in enumerate(self._procs):
@@ -237,6 +274,7 @@ class LocalExecutor(Executor):
         self._procs = [None] * len(self._procs)
         self._busy.clear()
         self._epochs.clear()
+        self._starts.clear()
         for q in [*self._inboxes, self._outbox]:
             if q is not None:
                 q.close()

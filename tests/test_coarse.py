@@ -112,7 +112,7 @@ def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
     cands = sample_pool(space, 2, seed=0)
     evaluator = TrainEvaluator("digits", train_subset=64)
     jobs = [Job(i, c.to_dict(), space, evaluator, 1, 0) for i, c in enumerate(cands)]
-    with LocalExecutor(1, "cpu") as ex:
+    with LocalExecutor(1, "cpu", max_retries=0) as ex:  # retries: tests/test_reliability.py
         ex.submit(jobs[0])
         first = ex.pids[0]
         os.kill(first, signal.SIGKILL)

@@ -40,7 +40,7 @@ def test_create_open_and_pool_reload(tmp_path, space, pool):
         assert store.pool_info()["sampled"] == 64
     # A damaged pool file is refused, not silently re-read.
     (run / "pool.npy").write_bytes(b"garbage")
-    with RunStore.open(run) as store, pytest.raises(UsageError, match="missing or damaged"):
+    with RunStore.open(run) as store, pytest.raises(UsageError, match="pool.npy is damaged"):
         store.load_pool(space)
 
 

@@ -3,6 +3,7 @@ exposes ``register(subparsers)``; bad input exits with code 2 and one line on st
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import math
 import os
@@ -47,6 +48,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("jointnas: interrupted\n")
         return 130
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A write the command's own checks did not wrap: still one line, not a traceback.
+        sys.stderr.write(f"jointnas {args.command}: error: {e.filename or 'a file'}: {e.strerror}; free some space "
+                         "and run the same command again\n")
+        return 2
     except BrokenPipeError:
         # The reader went away (`jointnas ... | head`): stop quietly, like other command-line tools.
         # stdout is pointed at /dev/null so that the interpreter's final flush does not fail again.

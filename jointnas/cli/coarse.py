@@ -53,8 +53,10 @@ def register(sub):
         "epoch and final accuracy reaches --rank-threshold), then trains predictor-chosen batches to that epoch, "
         "refitting the predictor after each. Everything lives in the run directory; run the same command with "
         "--run DIR to continue an interrupted run.",
-        epilog="Defaults are sized for a 2-core laptop (under 15 minutes, see BENCHMARKS.md). --workers, --device "
-        "and a higher --iterations may change when continuing a run; other settings are the run's. Paper scale "
+        epilog="Defaults are sized for a 2-core laptop (under 15 minutes, see BENCHMARKS.md). --workers, --device, "
+        "--executor, --max-retries and a higher --iterations may change when continuing a run (--threads stays the "
+        "run's, so its numbers do not change); other settings are the run's. One driver at a time: a second one "
+        "on a run in progress exits with code 2. Paper scale "
         "(FBNetV3's AutoTrain: batch 48, 4 iterations, full schedules) on GPUs:\n"
         "  jointnas coarse --pool 20000 --batch 48 --iterations 4 --epoch-cap 0 --workers 8")
     p.add_argument("--run", type=Path, metavar="DIR",
@@ -104,6 +106,15 @@ def register(sub):
                    help="candidates trained in parallel processes: one GPU each when several exist, CPU threads "
                    "split between them otherwise (default: the number of GPUs, or 2 on a CPU with >= 2 cores); "
                    "with --executor ray, trials at once (default: as many as the cluster's CPUs and GPUs hold)")
+    p.add_argument("--threads", type=_int_at_least(1), metavar="N",
+                   help="torch CPU threads per trial, fixed when the run is created: a trial's numbers depend on "
+                   "it, so a resume with other --workers keeps it and gives the same numbers (default: CPU cores / "
+                   "workers)")
+    p.add_argument("--max-retries", type=_int_at_least(0), metavar="N",
+                   help="times a trial whose worker process (or Ray worker or node) died runs again before it is "
+                   "recorded failed (default: 2)")
+    p.add_argument("--retry-failed", action="store_true", help="when continuing a run, queue its failed trials "
+                   "again (surrogates already fitted are kept; the next fit uses them)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = cuda if "
                    "there is one, else cpu); Ray trials' device follows --gpus-per-trial")
     ray = p.add_argument_group("Ray (--executor ray)")
@@ -113,8 +124,6 @@ def register(sub):
                      "its torch threads are the whole part of it (default: 1)")
     ray.add_argument("--gpus-per-trial", type=_non_negative, metavar="X", help="GPUs each Ray trial asks for; "
                      "a fraction such as 0.25 lets 4 trials share a GPU (default: 0 = train on CPU)")
-    ray.add_argument("--max-retries", type=_int_at_least(0), metavar="N", help="times a Ray trial whose worker "
-                     "or node died runs again before it is recorded failed (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs and summary only)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
@@ -204,11 +213,14 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-RAY_FLAGS = ("ray_address", "cpus_per_trial", "gpus_per_trial", "max_retries")
+RAY_FLAGS = ("ray_address", "cpus_per_trial", "gpus_per_trial")
 
 
-def _executor(args):
-    """A function making the chosen executor, its settings checked now (before any file is written)."""
+def _executor(args, threads=lambda: None):
+    """A function making the chosen executor, its settings checked now (before any file is written);
+    ``threads()`` gives the run's threads per trial when the executor is made."""
+    import inspect
+
     from .. import catalog
 
     cls = catalog.resolve(catalog.EXECUTORS, args.executor, "executor")
@@ -218,7 +230,13 @@ def _executor(args):
     if given:
         raise UsageError(f"{', '.join(given)}: for Ray trials only; add --executor ray")
     workers = args.workers or _default_workers(args.device)
-    return lambda: cls(workers=workers, device=args.device)
+    try:
+        takes = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        takes = {}
+    retries = getattr(args, "max_retries", None)
+    return lambda: cls(workers=workers, device=args.device, **{
+        k: v for k, v in (("threads", threads()), ("max_retries", 2 if retries is None else retries)) if k in takes})
 
 
 def _ray_executor(args, cls):
@@ -235,18 +253,20 @@ def _ray_executor(args, cls):
     ray = {k: getattr(args, k, None) for k in RAY_FLAGS}
     options = dict(address=ray["ray_address"], cpus_per_trial=ray["cpus_per_trial"] or 1.0,
                    gpus_per_trial=ray["gpus_per_trial"] or 0.0,
-                   max_retries=2 if ray["max_retries"] is None else ray["max_retries"])
+                   max_retries=2 if getattr(args, "max_retries", None) is None else args.max_retries)
     return lambda: cls(workers=getattr(args, "workers", None), **options)
 
 
 def run(args):
     from ..catalog import SURROGATES, load_space, resolve
-    from ..coarse import CoarseSearch, Progress, format_summary
+    from ..coarse import CoarseSearch, Progress, format_summary, found_line
     from ..store import RunStore
 
     requested = _requested(args)
     _check_device(args.device)
-    make_executor = _executor(args)  # unknown names, a missing Ray: fail before any work
+    # Unknown names, a missing Ray: fail before any work. The run's thread count is read when the
+    # executor is made (`search` exists by then, before any trial).
+    make_executor = _executor(args, lambda: search.config.threads)
     if "surrogate" in requested:
         resolve(SURROGATES, requested["surrogate"], "surrogate")
     progress = Progress(bars=not args.no_progress)
@@ -268,7 +288,13 @@ def run(args):
                                  "can only be extended")
             search.store.update_config(iterations=requested["iterations"])
             search.config.iterations = requested["iterations"]
-        print(f"continuing run {args.run}", file=sys.stderr)
+        print(f"continuing run {args.run}: {found_line(search.store.counts())}", file=sys.stderr)
+        if search.config.threads is None and args.executor == "local":
+            print(f"note: {args.run} does not record its threads per trial (made by an older jointnas); these "
+                  "trials train with CPU cores / workers threads each, and a trial's numbers depend on that",
+                  file=sys.stderr)
+        if args.retry_failed:
+            search.retry_failed()
     else:
         space = load_space(requested.get("space", DEFAULTS["space"]))
         if space.family is None and ("budget" in requested or "max_params" in requested):
@@ -277,6 +303,10 @@ def run(args):
         evaluator = _evaluator(requested, args.device)
         settings = {k: v for k, v in {**DEFAULTS, **requested}.items() if k in CoarseConfig.__dataclass_fields__
                     and k != "space"}
+        if settings.get("threads") is None and args.executor == "local":
+            from ..executor import threads_per_worker
+
+            settings["threads"] = threads_per_worker(args.workers or _default_workers(args.device))
         run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")
         search = CoarseSearch.create(run_dir, space, evaluator, CoarseConfig(**settings), executor=make_executor,
                                      progress=progress)

@@ -75,6 +75,11 @@ def save_predictor(p: Predictor, path) -> None:
     try:
         torch.save(predictor_state(p), tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        # torch reports a full disk as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos".
+        from ..store import StoreError, no_space_message
+
+        raise StoreError(no_space_message(path, str(e) if isinstance(e, OSError) else "write failed")) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -97,6 +102,13 @@ def load_predictor(path, space=None) -> Predictor:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for damaged files
+        if "weights_only" in str(e):
+            # torch's safe unpickler refused it; its message suggests the unsafe way round (weights_only=False
+            # runs the file's code), which is not passed on. What it refused is.
+            lines = [ln.strip() for ln in str(e).splitlines()
+                     if ln.strip() and not any(w in ln for w in ("weights_only", "Please file", "documentation"))]
+            raise PredictorError(f"{path} is not a jointnas checkpoint ({(lines or ['not a tensor file'])[0][:120]}); "
+                                 "it was refused without running any of its contents") from None
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise PredictorError(f"{path} is not a readable predictor checkpoint (damaged, truncated or not a "
                              f"torch file): {reason[:200]}") from None
