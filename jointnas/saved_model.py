@@ -1,0 +1,86 @@
+"""A trained model on disk, one directory:
+
+- ``weights.pt``     the evaluated weights (the EMA ones when the recipe has ``ema``) as a plain
+  state dict of CPU tensors: ``torch.load(path, weights_only=True)`` reads it, no code runs;
+- ``model.json``     how to build the network the weights fit (space, arch, classes, channels,
+  training resolution), read by :func:`load_trained`;
+- ``candidate.json`` the candidate (``jointnas train --candidate`` reads it);
+- ``recipe.yaml``    its training recipe;
+- ``curve.json``     the training result: per-epoch curve, status, test accuracy, device, and the
+  data, seed and training subset it was trained with.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Tuple
+
+import yaml
+
+from .errors import UsageError
+from .paths import check_writable_dir
+
+WEIGHTS = "weights.pt"
+
+
+def _write(path: Path, data) -> None:
+    """Write via a temporary file, so that an interrupted save never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data)
+    else:
+        import torch
+
+        torch.save(data, tmp)
+    os.replace(tmp, path)
+
+
+def save_trained(out_dir, candidate, result, model, *, num_classes: int, in_channels: int,
+                 training: Optional[dict] = None) -> Path:
+    """Write ``model`` (trained from ``candidate``, giving ``result``) under ``out_dir``.
+
+    ``training`` (data, seed, train subset...) goes into ``curve.json`` beside the result."""
+    out_dir = check_writable_dir(out_dir, "save directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    build = {"space": candidate.space, "arch": candidate.arch, "num_classes": num_classes,
+             "in_channels": in_channels, "input_size": result.resolution}
+    _write(out_dir / WEIGHTS, state)
+    _write(out_dir / "model.json", json.dumps(build, indent=2, sort_keys=True) + "\n")
+    _write(out_dir / "candidate.json", json.dumps(candidate.to_dict(), indent=2, sort_keys=True) + "\n")
+    _write(out_dir / "recipe.yaml", f"# training recipe of candidate {candidate.key()}\n"
+           + yaml.safe_dump(dict(candidate.recipe), sort_keys=False))
+    _write(out_dir / "curve.json", json.dumps(dict(result.to_dict(), training=training or {}), indent=2,
+                                              sort_keys=True) + "\n")
+    return out_dir
+
+
+def build_untrained(build: dict, space=None):
+    """The network described by a ``model.json`` record, with fresh weights, in eval mode."""
+    from .model import build_model, min_input_size
+    from .space import load_space
+
+    space = load_space(space or build["space"])
+    arch = build["arch"]
+    return build_model(arch, build["num_classes"], build["in_channels"], network=space.network,
+                       trim_pad=build["input_size"] >= min_input_size(arch, space.network)).eval()
+
+
+def load_trained(path, space=None) -> Tuple["object", "object"]:
+    """(model with the saved weights in eval mode, its :class:`Candidate`) from a directory that
+    :func:`save_trained` wrote."""
+    import torch
+
+    from .candidate import Candidate
+
+    path = Path(path)
+    try:
+        build = json.loads((path / "model.json").read_text())
+        candidate = Candidate.from_json((path / "candidate.json").read_text())
+        state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise UsageError(f"{path} is not a saved jointnas model ({type(e).__name__}: {e})") from None
+    model = build_untrained(build, space)
+    model.load_state_dict(state)
+    return model, candidate
