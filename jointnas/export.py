@@ -169,11 +169,11 @@ def _write_onnx(path: Path, arch: dict, space: Space) -> None:
 
     import torch
 
-    from .proxies import deploy_model
-
-    model = deploy_model(arch, space).eval()
+    deploy = space.family.deploy
     res = arch["resolution"]
-    x = torch.zeros(1, space.deploy.in_channels, res, res)
+    model = space.family.build(arch, num_classes=deploy.num_classes, in_channels=deploy.in_channels,
+                               input_size=res, trim_pad=True).eval()
+    x = torch.zeros(1, deploy.in_channels, res, res)
     dynamo = importlib.util.find_spec("onnxscript") is not None
     tmp = path.with_name(f".{path.name}.tmp")
     with warnings.catch_warnings():

@@ -58,13 +58,11 @@ def save_trained(out_dir, candidate, result, model, *, num_classes: int, in_chan
 
 def build_untrained(build: dict, space=None):
     """The network described by a ``model.json`` record, with fresh weights, in eval mode."""
-    from .model import build_model, min_input_size
-    from .space import load_space
+    from .catalog import load_space
 
     space = load_space(space or build["space"])
-    arch = build["arch"]
-    return build_model(arch, build["num_classes"], build["in_channels"], network=space.network,
-                       trim_pad=build["input_size"] >= min_input_size(arch, space.network)).eval()
+    return space.family.build(build["arch"], num_classes=build["num_classes"], in_channels=build["in_channels"],
+                              input_size=build["input_size"]).eval()
 
 
 def load_trained(path, space=None) -> Tuple["object", "object"]:
@@ -72,7 +70,7 @@ def load_trained(path, space=None) -> Tuple["object", "object"]:
     :func:`save_trained` wrote."""
     import torch
 
-    from .candidate import Candidate
+    from .space import Candidate
 
     path = Path(path)
     try:

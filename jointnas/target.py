@@ -41,11 +41,16 @@ class Target:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-def run_target(config: dict, calibration: Optional[dict]) -> Target:
-    """The target of a coarse run's predictors (``config`` and last calibration record of its store)."""
-    return Target(data=config["data"], epoch=(calibration or {}).get("chosen_epoch"),
-                  epoch_cap=config.get("epoch_cap"), train_subset=config.get("train_subset"),
-                  seed=int(config.get("seed", 0)))
+def run_target(config: dict, calibration: Optional[dict]) -> Optional[Target]:
+    """The target of a coarse run's predictors (``config`` and last calibration record of its
+    store); None for a run not scored by the built-in trainer (a user's objective)."""
+    from .coarse import CoarseConfig
+
+    cfg = CoarseConfig.from_dict(config)
+    if not (cfg.evaluator or "").startswith("train:"):
+        return None
+    return Target(data=cfg.evaluator.split(":", 1)[1], epoch=(calibration or {}).get("chosen_epoch"),
+                  epoch_cap=cfg.epoch_cap, train_subset=cfg.evaluator_options.get("train_subset"), seed=cfg.seed)
 
 
 def source_target(source: dict) -> Optional[Target]:
@@ -91,7 +96,8 @@ def compare(meta: dict, curve: list, recipe_epochs: int, measured_as: Target) ->
                     + ", ".join(differ))
     if len(curve) < epoch:
         return dict(out, compared=False, reason=f"training stopped after {len(curve)} epoch(s), before epoch {epoch}")
-    measured = curve[epoch - 1][f"{target.split}_acc"]
+    entry = curve[epoch - 1]
+    measured = entry.get(f"{target.split}_acc", entry.get("score"))
     return dict(out, compared=True, measured=measured, difference=measured - out["predicted"])
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jointnas.budget import cheapest_arch
-from jointnas.candidate import Candidate
+from jointnas.space import Candidate
 from jointnas.cli import main
 from jointnas.data import load_task
 from jointnas.saved_model import load_trained, save_trained
@@ -17,7 +17,7 @@ from jointnas.trainer import train
 @pytest.fixture(scope="module")
 def quick(space):
     """The cheapest arch with a 6-epoch recipe (only 1-2 epochs of it are trained here)."""
-    return Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=6))
+    return space.candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=6))
 
 
 def _write(tmp_path, cand, name="candidate.json"):
@@ -40,8 +40,8 @@ def _one_line_error(capsys, argv, text):
 # --------------------------------------------------------------------------- like for like
 def test_the_honest_check_measures_validation_accuracy_at_the_predicted_epoch_and_subset(quick, tmp_path, capsys):
     target = Target(data="digits", epoch=1, epoch_cap=3, train_subset=48, seed=0)
-    cand = Candidate(quick.arch, quick.recipe, meta={"predicted_acc": 0.5, "predicted_std": 0.1,
-                                                     "target": target.to_dict()})
+    cand = Candidate(quick.arch, quick.recipe, quick.space, meta={"predicted_acc": 0.5, "predicted_std": 0.1,
+                                                                  "target": target.to_dict()})
     path = _write(tmp_path, cand)
     # No --train-subset or --seed: the measurement takes the prediction's; two epochs run.
     assert main(["train", "--candidate", str(path), "--epochs", "2", "--json"]) == 0
@@ -116,22 +116,23 @@ def test_exported_onnx_model_computes_what_the_torch_model_does(space, tmp_path)
 
     from jointnas.export import export_candidates
     from jointnas.fine import Scored
-    from jointnas.proxies import deploy_model
 
     arch = dict(cheapest_arch(space), resolution=space.arch["resolution"].low)
-    cand = Candidate(arch, space.default_recipe())
+    cand = space.candidate(arch, space.default_recipe())
     torch.manual_seed(0)  # the exported (untrained) weights are the initial ones of this seed
     dirs = export_candidates([Scored(cand, 0.5, 0.1, 0.5, 1, 1)], tmp_path, space, onnx=True,
                              context={"target": None})
     graph = onnx.load(str(dirs[0] / "model.onnx"))
     onnx.checker.check_model(graph)
     torch.manual_seed(0)
-    model = deploy_model(arch, space).eval()
+    deploy = space.family.deploy
+    model = space.family.build(arch, num_classes=deploy.num_classes, in_channels=deploy.in_channels,
+                               input_size=arch["resolution"], trim_pad=True).eval()
     x = torch.randn(2, 3, arch["resolution"], arch["resolution"])  # a batch of 2: the batch size is free
     got = ReferenceEvaluator(graph).run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
         expected = model(x).numpy()
-    assert got.shape == (2, space.deploy.num_classes)
+    assert got.shape == (2, deploy.num_classes)
     assert abs(got - expected).max() < 1e-3 * max(1.0, abs(expected).max())
 
 
@@ -200,7 +201,8 @@ def test_exported_candidates_say_what_their_prediction_means(quick, space, tmp_p
     from jointnas.fine import Scored
     from jointnas.store import RunStore
 
-    config = CoarseConfig(data="digits", train_subset=200, epoch_cap=3, seed=4, num_classes=10).to_dict()
+    config = CoarseConfig(evaluator="train:digits", evaluator_options={"train_subset": 200}, epoch_cap=3,
+                          seed=4).to_dict()
     with RunStore.create(tmp_path / "run", config) as store:
         store.save_result("calibration", {"chosen_epoch": 2})
     entry = Scored(quick, 0.9, 0.01, 0.9, 1, 1)

@@ -68,8 +68,8 @@ def load_candidate(args) -> tuple:
         cand = Candidate.from_json(args.candidate.read_text())
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read candidate {args.candidate}: {e}") from None
-    space = load_space(args.space or cand.space)
-    if cand.space != space.name:
+    space = load_space(args.space or cand.space or "fbnetv3")
+    if cand.space and cand.space != space.name:
         raise UsageError(f"candidate {args.candidate} belongs to space {cand.space!r}, not {space.name!r}; "
                          f"drop --space or pass that space's name or file")
     space.validate(cand.arch, cand.recipe)
