@@ -79,11 +79,11 @@ def test_a_measurement_made_another_way_is_not_compared():
 
 
 # --------------------------------------------------------------------------- saved weights
-def test_saved_weights_reload_into_the_built_model_with_identical_outputs(quick, tmp_path):
+def test_saved_weights_reload_into_the_built_model_with_identical_outputs(quick, space, tmp_path):
     task = load_task("digits").shrink(train=48)
     result = train(quick, task, epochs=1, keep_model=True)
     assert result.status == "done", result.error
-    save_trained(tmp_path / "saved", quick, result, result.model, num_classes=task.num_classes,
+    save_trained(tmp_path / "saved", quick, result, result.model, space, num_classes=task.num_classes,
                  in_channels=task.in_channels)
     state = torch.load(tmp_path / "saved" / "weights.pt", weights_only=True)
     assert set(state) == set(result.model.state_dict())

@@ -109,7 +109,7 @@ def run(args):
     if args.save is not None and result.status == "done":
         training = {"data": measured_as.data, "seed": measured_as.seed, "train_subset": measured_as.train_subset,
                     "epochs": result.epochs_run}
-        saved = save_trained(args.save, cand, result, result.model, num_classes=task.num_classes,
+        saved = save_trained(args.save, cand, result, result.model, space, num_classes=task.num_classes,
                              in_channels=task.in_channels, training=training)
     if args.json:
         extra = {} if check is None else {"honest_check": check}
