@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 
-from jointnas.cli import main
 from jointnas.ranking import best_trials
 from jointnas.saved_model import load_trained
 from jointnas.store import RunStore
@@ -66,22 +65,14 @@ def test_the_winner_of_a_run_keeps_its_weights(json_run):
     assert cand.key() == summary["best"][0]["key"]
 
 
-def _refused(capsys, argv, text):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
-    assert code == 2 and text in err and len(err.strip().splitlines()) == 1, err
 
-
-def test_absurd_iterations_and_pools_are_refused_at_once(tmp_path, capsys):
-    _refused(capsys, ["coarse", "--run", str(tmp_path / "r"), "--iterations", "1000000000"],
+def test_absurd_iterations_and_pools_are_refused_at_once(tmp_path, refused):
+    refused(["coarse", "--run", str(tmp_path / "r"), "--iterations", "1000000000"],
              "has room for at most")
-    _refused(capsys, ["coarse", "--run", str(tmp_path / "r"), "--pool", "2000000"], "--pool: expected a whole number")
+    refused(["coarse", "--run", str(tmp_path / "r"), "--pool", "2000000"], "--pool: expected a whole number")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_unwritable_run_directory_is_refused_before_the_pool_is_built(tmp_path, capsys):
+def test_an_unwritable_run_directory_is_refused_before_the_pool_is_built(tmp_path, refused):
     (tmp_path / "file").write_text("x")
-    _refused(capsys, ["coarse", "--run", str(tmp_path / "file" / "run"), "--no-progress"], "is a file")
+    refused(["coarse", "--run", str(tmp_path / "file" / "run"), "--no-progress"], "is a file")

@@ -4,18 +4,8 @@ import os
 import pytest
 import yaml
 
-from jointnas.cli import main
 from test_coarse import tiny_space_doc
 
-
-def _refused(capsys, argv, text):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
-    assert code == 2 and text in err and len(err.strip().splitlines()) == 1, err
-    return err
 
 
 def _space_file(tmp_path, edit):
@@ -26,15 +16,15 @@ def _space_file(tmp_path, edit):
     return str(path)
 
 
-def test_a_random_bytes_space_file_is_refused(tmp_path, capsys):
+def test_a_random_bytes_space_file_is_refused(tmp_path, refused):
     path = tmp_path / "noise.yaml"
     path.write_bytes(os.urandom(4096))
-    _refused(capsys, ["train", "--preset", "FBNetV3_A", "--space", str(path)], str(path))
+    refused(["train", "--preset", "FBNetV3_A", "--space", str(path)], str(path))
 
 
-def test_an_int_range_with_fractional_bounds_is_refused_not_truncated(tmp_path, capsys):
+def test_an_int_range_with_fractional_bounds_is_refused_not_truncated(tmp_path, refused):
     path = _space_file(tmp_path, lambda d: d["arch"].update(s0_depth={"type": "int", "low": 2.5, "high": 12.7}))
-    _refused(capsys, ["train", "--preset", "FBNetV3_A", "--space", path], "s0_depth.low: 2.5 is not a whole number")
+    refused(["train", "--preset", "FBNetV3_A", "--space", path], "s0_depth.low: 2.5 is not a whole number")
 
 
 def test_whole_float_bounds_of_an_int_range_are_accepted():
@@ -45,6 +35,6 @@ def test_whole_float_bounds_of_an_int_range_are_accepted():
 
 @pytest.mark.parametrize("key, spec", [("s1_depth", {"type": "int", "low": 0, "high": 2}),
                                        ("s2_channels", {"type": "categorical", "choices": [0, 24]})])
-def test_a_stage_of_zero_blocks_or_channels_is_refused(tmp_path, capsys, key, spec):
+def test_a_stage_of_zero_blocks_or_channels_is_refused(tmp_path, refused, key, spec):
     path = _space_file(tmp_path, lambda d: d["arch"].update({key: spec}))
-    _refused(capsys, ["train", "--preset", "FBNetV3_A", "--space", path], f"{key}: lowest value 0 is below 1")
+    refused(["train", "--preset", "FBNetV3_A", "--space", path], f"{key}: lowest value 0 is below 1")

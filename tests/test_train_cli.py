@@ -26,16 +26,6 @@ def _write(tmp_path, cand, name="candidate.json"):
     return path
 
 
-def _one_line_error(capsys, argv, text):
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse's refusals
-        code = e.code
-    assert code == 2
-    err = capsys.readouterr().err
-    assert text in err and len(err.strip().splitlines()) == 1, err
-    return err
-
 
 # --------------------------------------------------------------------------- like for like
 def test_the_honest_check_measures_validation_accuracy_at_the_predicted_epoch_and_subset(quick, tmp_path, capsys):
@@ -153,29 +143,29 @@ def test_max_train_is_a_deprecated_name_of_train_subset(quick, tmp_path, capsys)
 
 
 # --------------------------------------------------------------------------- early refusals
-def test_a_negative_seed_is_refused(capsys):
-    _one_line_error(capsys, ["train", "--preset", "FBNetV3_A", "--seed", "-1"], "--seed")
+def test_a_negative_seed_is_refused(refused):
+    refused(["train", "--preset", "FBNetV3_A", "--seed", "-1"], "--seed")
 
 
-def test_an_unwritable_save_directory_is_refused_before_training(tmp_path, capsys):
+def test_an_unwritable_save_directory_is_refused_before_training(tmp_path, refused):
     (tmp_path / "file").write_text("x")
-    _one_line_error(capsys, ["train", "--preset", "FBNetV3_A", "--save", str(tmp_path / "file" / "model")],
+    refused(["train", "--preset", "FBNetV3_A", "--save", str(tmp_path / "file" / "model")],
                     "is a file")
-    _one_line_error(capsys, ["train", "--preset", "FBNetV3_A", "--save", str(tmp_path / "file")], "is a file")
+    refused(["train", "--preset", "FBNetV3_A", "--save", str(tmp_path / "file")], "is a file")
 
 
-def test_a_candidate_of_another_space_is_refused(quick, tmp_path, capsys):
+def test_a_candidate_of_another_space_is_refused(quick, tmp_path, refused):
     path = _write(tmp_path, Candidate(quick.arch, quick.recipe, space="nb201"))
-    _one_line_error(capsys, ["train", "--candidate", str(path), "--space", "fbnetv3"], "belongs to space 'nb201'")
+    refused(["train", "--candidate", str(path), "--space", "fbnetv3"], "belongs to space 'nb201'")
 
 
-def test_an_image_folder_with_one_class_is_refused(tmp_path, capsys):
+def test_an_image_folder_with_one_class_is_refused(tmp_path, refused):
     from PIL import Image
 
     (tmp_path / "only").mkdir()
     for i in range(4):
         Image.new("RGB", (8, 8)).save(tmp_path / "only" / f"{i}.png")
-    _one_line_error(capsys, ["train", "--preset", "FBNetV3_A", "--data", f"imagefolder:{tmp_path}"],
+    refused(["train", "--preset", "FBNetV3_A", "--data", f"imagefolder:{tmp_path}"],
                     "at least two")
 
 
