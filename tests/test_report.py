@@ -106,7 +106,7 @@ def test_report_of_a_real_run_has_every_plot(real_run, tmp_path, capsys):
     with RunStore.open(real_run) as store:
         config, counts = store.config, store.counts()
         fine = store.results("fine")[-1]
-    for text in (config["space"], config["data"], f"{config['pool']} Sobol samples", f"<td>{config['seed']}</td>",
+    for text in (config["space"], config["evaluator"], f"{config['pool']} Sobol samples", f"<td>{config['seed']}</td>",
                  f"≤ {BUDGET_MFLOPS:.1f} MFLOPs", "1 multiply-add = 1 flop", "cpu ("):
         assert text in html, text
     assert "trials: " + ", ".join(f"{n} {status}" for status, n in counts.items()) in html
