@@ -29,7 +29,7 @@ _EXPORTS = {
     "TrainResult": "trainer", "train": "trainer",
     # search
     "Predictor": "predictor", "Surrogate": "predictor.base", "load_surrogate": "predictor.base",
-    "CoarseSearch": "coarse", "CoarseConfig": "coarse", "Budget": "budget",
+    "CoarseSearch": "coarse", "CoarseConfig": "coarse", "Study": "study", "Budget": "budget",
     "fine_search": "fine", "SearchSettings": "fine",
     "SerialExecutor": "executor", "LocalExecutor": "executor",
     # errors

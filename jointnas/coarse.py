@@ -33,6 +33,7 @@ from .executor import Executor, Job, JobDone
 from .progress import Progress
 from .space import Candidate, SearchSpace
 from .store import RunStore, Trial, writing
+from .ranking import best_trials
 from .strategies.batch import acquisition_batch, diverse_batch  # noqa: F401 - public names
 from .trial import measured_score
 
@@ -458,8 +459,7 @@ class CoarseSearch:
         cal = self.calibration() or {}
         epoch = cal.get("chosen_epoch")
         trials = self.store.trials()
-        scored = [(t, self.score(t, epoch)) for t in trials if t.status == "done"] if epoch else []
-        scored.sort(key=lambda ts: -(ts[1] if ts[1] is not None else -1))
+        scored = best_trials(trials, epoch)  # the report ranks by the same rule
         return {"run": str(self.store.run_dir), "config": self.store.config, "calibration": cal,
                 "counts": self.store.counts(), "iterations": sorted({t.iteration for t in trials}),
                 "best": [{"trial": t.id, "iteration": t.iteration, "score": s, "final_acc": t.final_acc,

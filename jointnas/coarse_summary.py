@@ -1,6 +1,8 @@
 """The one-screen summary of a coarse run (what ``jointnas coarse`` prints at the end)."""
 from __future__ import annotations
 
+from .ranking import rule
+
 
 def format_summary(s: dict) -> str:
     cfg, cal = s["config"], s["calibration"]
@@ -16,7 +18,7 @@ def format_summary(s: dict) -> str:
     if cal:
         lines.append(f"early stop: epoch {epoch} of {cal['full_epochs']} "
                      f"({cal['metric']} >= {cal['threshold']:g}: {'yes' if cal['reached'] else 'no'})")
-    lines += ["", f"best measured candidates (ranked by score at epoch {epoch}):",
+    lines += ["", f"best measured candidates ({rule(epoch, 'score')}):",
               f"  {'trial':>5} {'iter':>4} {'acc@' + str(epoch):>7} {'final':>6} {'epochs':>6} "
               f"{'MFLOPs':>8} {'Mparams':>7}  key"]
     for b in s["best"]:

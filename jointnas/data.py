@@ -277,13 +277,28 @@ def _cifar10(root: Path, seed: int, download: bool) -> Task:
 def _torchvision_download(dataset: str, root: Path) -> None:
     import torchvision.datasets as tvd
 
+    # Folders made here are removed again when the download fails, so that a failed download
+    # (no network) leaves no empty data/cache/ behind.
+    made = [p for p in [root, *root.parents] if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
     try:
         for train in (True, False):
             getattr(tvd, dataset)(str(root), train=train, download=True)
     except Exception as e:  # network errors come in many types
+        _remove_empty(root, made)
         raise UsageError(f"downloading {dataset} into {root} failed ({type(e).__name__}: {e}); "
                          "check the network or put the files there by hand") from None
+
+
+def _remove_empty(root: Path, made: List[Path]) -> None:
+    """Remove the empty folders under ``root`` and those of ``made`` (innermost first) left empty."""
+    if root.is_dir():
+        for folder, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
+            if not os.listdir(folder) and Path(folder) != root:
+                os.rmdir(folder)
+    for p in made:
+        if p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
 
 
 # ---- image folders
@@ -315,6 +330,10 @@ def _image_folder(path: Path, seed: int) -> Task:
         train_idx, val_idx = _stratified_split_safe(labels[rest], 0.1, seed)
         train_idx, val_idx = rest[train_idx], rest[val_idx]
         test = FolderSplit(train_set, [int(i) for i in test_idx])
+    if len(train_set.classes) < 2:
+        raise UsageError(f"image folder {path} has {len(train_set.classes)} class subfolder(s) "
+                         f"({', '.join(train_set.classes) or 'none'}); a classifier needs at least two, one "
+                         "subfolder of images per class")
     return Task(f"imagefolder:{path}", 3, len(train_set.classes), 224,
                 FolderSplit(train_set, [int(i) for i in train_idx]), FolderSplit(train_set, [int(i) for i in val_idx]),
                 test, IMAGENET_MEAN, IMAGENET_STD, flip=True, batch_size=64, classes=list(train_set.classes))

@@ -7,8 +7,13 @@
   channels), for tools that read JSON;
 - ``build_model.py``  the same call as Python: ``build()`` returns the torch model, ready for
   ``load_state_dict``;
-- ``model.ts``        optionally, the deployable model as TorchScript (untrained weights: for
-  latency measurement on a device, or as a structure to load trained weights into).
+- ``model.onnx``      optionally, the deployable model as ONNX (``torch.onnx``; needs the
+  ``onnx`` extra), untrained weights: for latency measurement on a device;
+- ``model.ts``        optionally, the same as TorchScript (deprecated in current torch).
+
+``candidate.json``'s ``meta.target`` says what the predicted accuracy means (data, split, epoch,
+epoch cap, training subset, seed; :mod:`jointnas.target`), so that ``jointnas train`` can
+compare it like for like.
 
 An ``index.json`` in the export directory lists the candidates best first.
 """
@@ -48,8 +53,13 @@ def _builder_python(key: str, arch: dict, network: dict, num_classes: int, in_ch
 {summary}
 
     from build_model import build
-    model = build()                      # the model the FLOPs budget refers to
-    model.load_state_dict(state_dict)    # once trained (e.g. with `jointnas train --candidate`)
+    model = build()                      # the model the FLOPs budget refers to (untrained)
+
+Trained weights: `jointnas train --candidate candidate.json --save DIR` writes DIR/weights.pt for
+the training data's classes and channels; load them with
+
+    from jointnas.saved_model import load_trained
+    model, candidate = load_trained("DIR")
 
 Run this file to check that the model builds: python build_model.py
 """
@@ -71,13 +81,22 @@ if __name__ == "__main__":
 '''
 
 
-def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: bool = False,
+def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: bool = False, onnx: bool = False,
                       context: Optional[dict] = None) -> List[Path]:
     """Write each of ``entries`` (:class:`jointnas.fine.Scored`, best first) under ``out_dir``.
 
-    ``context`` (budget, predictor, seed...) is copied into every candidate's ``meta``.
+    ``context`` (budget, predictor, seed...) is copied into every candidate's ``meta``; its
+    ``target`` (what the prediction means) is found from its ``run``/``predictor`` when absent.
     Returns the candidate directories.
     """
+    context = dict(context or {})
+    if "target" not in context:
+        from .target import source_target
+
+        target = source_target(context)
+        context["target"] = target.to_dict() if target is not None else None
+    if onnx:
+        check_onnx()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"export directory {out_dir} is a file; give a directory (it is created if missing)")
@@ -111,6 +130,8 @@ def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: 
         _write(d / "build_model.py", _builder_python(key, cand.arch, network, classes, channels, summary))
         if torchscript:
             _write_torchscript(d / "model.ts", cand.arch, space)
+        if onnx:
+            _write_onnx(d / "model.onnx", cand.arch, space)
         dirs.append(d)
         index.append({"rank": rank, "key": key, "dir": d.name, "predicted_acc": s.mean, "predicted_std": s.std,
                       "flops": s.flops, "params": s.params})
@@ -130,4 +151,35 @@ def _write_torchscript(path: Path, arch: dict, space: Space) -> None:
         scripted = torch.jit.script(model)
         tmp = path.with_name(f".{path.name}.tmp")
         torch.jit.save(scripted, str(tmp))
+    os.replace(tmp, path)
+
+
+def check_onnx() -> None:
+    try:
+        import onnx  # noqa: F401  (torch.onnx writes through it)
+    except ImportError:
+        raise UsageError("ONNX export needs the onnx package: pip install 'jointnas[onnx]'") from None
+
+
+def _write_onnx(path: Path, arch: dict, space: Space) -> None:
+    """The deployable model as ONNX, input ``image`` (N x C x H x W, batch size free), output ``logits``.
+    torch's export through ``torch.export`` needs onnxscript; without it the older TorchScript-based
+    exporter writes the same graph."""
+    import importlib.util
+
+    import torch
+
+    deploy = space.family.deploy
+    res = arch["resolution"]
+    model = space.family.build(arch, num_classes=deploy.num_classes, in_channels=deploy.in_channels,
+                               input_size=res, trim_pad=True).eval()
+    x = torch.zeros(1, deploy.in_channels, res, res)
+    dynamo = importlib.util.find_spec("onnxscript") is not None
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter is deprecated
+        kwargs = ({"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo
+                  else {"dynamic_axes": {"image": {0: "batch"}, "logits": {0: "batch"}}})
+        torch.onnx.export(model, (x,), str(tmp), input_names=["image"], output_names=["logits"], dynamo=dynamo,
+                          **kwargs)
     os.replace(tmp, path)

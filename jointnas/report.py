@@ -21,6 +21,8 @@ import numpy as np
 
 from .budget import format_flops, parse_flops, parse_params
 from .errors import UsageError
+from .paths import check_writable_dir, check_writable_file
+from .ranking import best_trials, rule
 from .store import RunStore, Trial
 from .trial import entry_score
 
@@ -70,6 +72,15 @@ class RunView:
     def measured(self) -> List[Trial]:
         """Trials that finished training with an accuracy."""
         return [t for t in self.trials if t.status == "done" and t.final_acc is not None]
+
+    @property
+    def rank_epoch(self) -> Optional[int]:
+        """The epoch at which trials are compared (:mod:`jointnas.ranking`)."""
+        return (self.calibration or {}).get("chosen_epoch")
+
+    def ranked(self, top: Optional[int] = None) -> List[Tuple[Trial, float]]:
+        """(trial, accuracy at :attr:`rank_epoch`) of the measured trials, best first."""
+        return best_trials(self.measured, self.rank_epoch, top)
 
     def counts(self) -> Dict[str, int]:
         out: Dict[str, int] = {}
@@ -212,6 +223,17 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def texts_outside(fig) -> List[str]:
+    """What of a drawn ``fig`` reaches beyond its edges (so is clipped in the PNG): each plot with
+    its title, axis labels and tick labels, each figure legend."""
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    parts = [(f"plot {ax.get_title()!r}", ax.get_tightbbox(renderer)) for ax in fig.axes if ax.get_visible()]
+    parts += [("legend", legend.get_window_extent(renderer)) for legend in fig.legends]
+    return [name for name, box in parts if box is not None and
+            (box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1)]
+
+
 def _iteration_colors(iterations: Sequence[int]) -> Dict[int, tuple]:
     import matplotlib
 
@@ -227,6 +249,13 @@ class Section:
     png: Optional[bytes] = None
     missing: Optional[str] = None  # why the plot is not there yet
     extra_html: str = ""
+    clipped: Tuple[str, ...] = ()  # parts drawn beyond the figure's edges (none, when the layout is right)
+    legend: Tuple[str, ...] = ()   # the figure legend's entries
+
+    def draw(self, fig) -> None:
+        self.png = _png(fig)
+        self.clipped = tuple(texts_outside(fig))
+        self.legend = tuple(t.get_text() for legend in fig.legends for t in legend.get_texts())
 
 
 def stopped_early(view: RunView, trial: Trial) -> bool:
@@ -238,17 +267,22 @@ def stopped_early(view: RunView, trial: Trial) -> bool:
     return trial.target_epochs < (min(full, cap) if cap else full)
 
 
+def accuracy_vs_flops(view: RunView) -> Tuple[List[Trial], np.ndarray, np.ndarray]:
+    """(measured trials, their MFLOPs, their accuracy at the run's ranking epoch): one fidelity."""
+    ranked = view.ranked()
+    return ([t for t, _ in ranked], np.array([t.flops for t, _ in ranked], dtype=float) / 1e6,
+            np.array([score for _, score in ranked], dtype=float))
+
+
 def plot_accuracy_vs_flops(view: RunView, mpl: Plotter) -> Section:
     sec = Section("accuracy_vs_flops", "Measured accuracy vs FLOPs")
-    trials = view.measured
+    trials, flops, acc = accuracy_vs_flops(view)
     if not trials:
         sec.missing = f"no trial has finished training yet ({_status_text(view)})"
         return sec
+    epoch = view.rank_epoch
     max_flops, _ = budget_of(view.config)
-    flops = np.array([t.flops for t in trials], dtype=float) / 1e6
-    acc = np.array([t.final_acc for t in trials], dtype=float)
-    its = [t.iteration for t in trials]
-    colors = _iteration_colors(its)
+    colors = _iteration_colors([t.iteration for t in trials])
     fig, axes = mpl.figure(10.5, 5.2)
     ax = axes[0, 0]
     for it, color in colors.items():
@@ -258,21 +292,23 @@ def plot_accuracy_vs_flops(view: RunView, mpl: Plotter) -> Section:
                 label = f"iteration {it} ({len(idx)}{', early-stopped' if early else ''})"
                 ax.scatter(flops[idx], acc[idx], color=color, marker=marker, s=36, alpha=0.85,
                            edgecolors="white", linewidths=0.5, label=label, zorder=3)
+    # Every point is at the same fidelity (accuracy at the ranking epoch), so one front is meaningful.
     front = pareto_front(flops, acc)
     ax.step(flops[front], acc[front], where="post", color="black", lw=1.4, label="Pareto front", zorder=2)
     if max_flops is not None:
         ax.axvline(max_flops / 1e6, color="crimson", ls="--", lw=1.4, label=f"budget {format_flops(max_flops)}")
     ax.set_xlabel("MFLOPs of the deployable model (fvcore, 1 multiply-add = 1 flop)")
-    ax.set_ylabel("measured validation accuracy")
+    ax.set_ylabel("validation accuracy" + (f" at epoch {epoch}" if epoch else " (final)"))
     ax.yaxis.set_major_formatter(mpl.percent())
     ax.set_title(_plural(len(trials), "trained candidate"))
     fig.legend(loc="outside right upper")
-    sec.png = _png(fig)
+    sec.draw(fig)
     failed = {s: n for s, n in view.counts().items() if s in ("diverged", "oom", "failed")}
     early = any(stopped_early(view, t) for t in trials)
-    sec.caption = ("Every candidate that finished training, coloured by the iteration that chose it. "
-                   + ("Triangles were trained only to the calibrated early-stop epoch, so their accuracy is the "
-                      "early one and sits below that of a full schedule. " if early else "")
+    sec.caption = ("Every candidate that finished training, coloured by the iteration that chose it, at one "
+                   f"fidelity: {rule(epoch)}. "
+                   + ("Triangles were trained only to that epoch; the others ran longer, and their later "
+                      "accuracies are in the learning curves. " if early else "")
                    + ("The dashed line is the FLOPs budget. " if max_flops else "The run has no FLOPs budget. ")
                    + (f"Not shown: {_counts_text(failed)}." if failed else ""))
     return sec
@@ -300,9 +336,11 @@ def plot_parity(view: RunView, mpl: Plotter) -> Section:
                        if not fitted else "each predictor is checked on the batch it chooses for the next "
                        "iteration, and none of those has two measured trials yet")
         return sec
+    from matplotlib.ticker import MaxNLocator
+
     ncols = min(len(data), 3)
     nrows = -(-len(data) // ncols)
-    fig, axes = mpl.figure(4.4 * ncols, 4.6 * nrows, nrows, ncols)
+    fig, axes = mpl.figure(4.8 * ncols, 5.0 * nrows, nrows, ncols)
     for ax in axes.flat[len(data):]:
         ax.set_visible(False)
     for ax, p in zip(axes.flat, data):
@@ -315,15 +353,16 @@ def plot_parity(view: RunView, mpl: Plotter) -> Section:
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_ylim(lo - pad, hi + pad)
         ax.set_aspect("equal", adjustable="box")
-        ax.xaxis.set_major_formatter(mpl.percent())
-        ax.yaxis.set_major_formatter(mpl.percent())
+        for axis in (ax.xaxis, ax.yaxis):  # few ticks: percent labels of a narrow panel must not collide
+            axis.set_major_locator(MaxNLocator(5))
+            axis.set_major_formatter(mpl.percent())
         m = p.metrics
-        ax.set_title(f"predictor after iteration {p.iteration}\non iteration {p.iteration + 1} "
-                     f"({len(p.measured)} trials)\nτ {m['kendall_tau']:.2f} · ρ {m['spearman_rho']:.2f} · "
-                     f"MAE {100 * m['mae']:.1f} pts")
+        ax.set_title(f"after iteration {p.iteration}, on iteration {p.iteration + 1} ({len(p.measured)} trials)\n"
+                     f"τ {m['kendall_tau']:.2f} · ρ {m['spearman_rho']:.2f} · MAE {100 * m['mae']:.1f} pts",
+                     fontsize=10)
         ax.set_xlabel("measured accuracy")
-        ax.set_ylabel("predicted accuracy (ensemble mean)")
-    sec.png = _png(fig)
+        ax.set_ylabel("predicted (ensemble mean)")
+    sec.draw(fig)
     sec.caption = ("Each predictor against the batch it chose for the next iteration, before that batch was "
                    "trained (so held out from it). Measured = what the run fits the predictor to: accuracy at "
                    "the early-stop epoch, chance level for a diverged trial. Kendall τ, Spearman ρ, mean "
@@ -364,7 +403,7 @@ def plot_calibration(view: RunView, mpl: Plotter) -> Section:
     ax.set_title(f"rank correlation of accuracy at each epoch with the final accuracy "
                  f"({cal.get('n_trials', '?')} trials of iteration 1)")
     fig.legend(loc="outside right upper")
-    sec.png = _png(fig)
+    sec.draw(fig)
     sec.caption = ("The first iteration's candidates, trained to their full schedule, ranked by validation "
                    "accuracy after each epoch and at the end; later iterations train only to the first epoch "
                    "whose ranking agrees with the final one at least as much as the threshold.")
@@ -380,19 +419,24 @@ def plot_learning_curves(view: RunView, mpl: Plotter) -> Section:
         sec.missing = f"no trial has recorded a learning curve yet ({_status_text(view)})"
         return sec
     colors = _iteration_colors([t.iteration for t in trials])
-    measured = [t for t in trials if t.final_acc is not None and t.status == "done"]
-    best = max(measured, key=lambda t: t.final_acc) if measured else None
+    ranked = view.ranked(top=1)
+    best, best_score = ranked[0] if ranked else (None, None)
     fig, axes = mpl.figure(10.5, 4.8)
     ax = axes[0, 0]
+    drawn = set()
     for t in trials:
         if t is not best:
+            # A one-epoch curve is a single point: a line through it would draw nothing.
             ax.plot([p["epoch"] for p in t.curve], [entry_score(p) for p in t.curve], color=colors[t.iteration],
-                    lw=0.8, alpha=0.45)
-    for it, color in colors.items():  # legend entries at full opacity, one per iteration
-        ax.plot([], [], color=color, lw=1.5, label=f"iteration {it}")
+                    lw=0.8, alpha=0.45, marker="o" if len(t.curve) == 1 else None, ms=3)
+            drawn.add(t.iteration)
+    for it, color in colors.items():  # legend entries at full opacity, one per iteration that drew something
+        if it in drawn:
+            ax.plot([], [], color=color, lw=1.5, label=f"iteration {it}")
     if best is not None:
+        at = f" at epoch {view.rank_epoch}" if view.rank_epoch else ""
         ax.plot([p["epoch"] for p in best.curve], [entry_score(p) for p in best.curve], color="black", lw=2.6,
-                marker="o", ms=3, label=f"best: trial {best.id} ({100 * best.final_acc:.1f}%, "
+                marker="o", ms=3, label=f"best: trial {best.id} ({100 * best_score:.1f}%{at}, "
                                         f"{format_flops(best.flops)})", zorder=5)
     chosen = (view.calibration or {}).get("chosen_epoch")
     if chosen is not None and (view.calibration or {}).get("reached"):
@@ -403,8 +447,9 @@ def plot_learning_curves(view: RunView, mpl: Plotter) -> Section:
     ax.set_xticks(_integer_ticks([p["epoch"] for t in trials for p in t.curve]))
     ax.set_title(_plural(len(trials), "trial"))
     fig.legend(loc="outside right upper")
-    sec.png = _png(fig)
-    sec.caption = "Validation accuracy after each epoch; thin lines by iteration, the best measured trial in black."
+    sec.draw(fig)
+    sec.caption = ("Validation accuracy after each epoch; thin lines by iteration, the best measured trial in black "
+                   f"({rule(view.rank_epoch)}).")
     return sec
 
 
@@ -477,13 +522,15 @@ def trials_html(view: RunView) -> str:
     rows = [[it] + [sum(t.iteration == it and t.status == s for t in view.trials) for s in statuses]
             for it in iterations]
     out = _table(["iteration"] + statuses, rows, "counts")
-    best = sorted(view.measured, key=lambda t: -t.final_acc)[:5]
+    best = view.ranked(top=5)
     if best:
-        out += "<h3>Best measured candidates</h3>" + _table(
-            ["trial", "iteration", "accuracy", "epochs", "MFLOPs", "M params", "resolution", "optimizer", "lr"],
-            [[t.id, t.iteration, f"{100 * t.final_acc:.2f}%", t.epochs_run or len(t.curve), f"{t.flops / 1e6:.1f}",
-              f"{t.params / 1e6:.2f}", t.candidate.arch.get("resolution", "?"),
-              t.candidate.recipe.get("optimizer", "?"), _num(t.candidate.recipe.get("lr"))] for t in best])
+        epoch = view.rank_epoch
+        out += "<h3>Best measured candidates</h3>" + f"<p class='sub'>{html.escape(rule(epoch))}.</p>" + _table(
+            ["trial", "iteration", f"accuracy at epoch {epoch}" if epoch else "accuracy", "final accuracy",
+             "epochs", "MFLOPs", "M params", "resolution", "optimizer", "lr"],
+            [[t.id, t.iteration, f"{100 * score:.2f}%", f"{100 * t.final_acc:.2f}%", t.epochs_run or len(t.curve),
+              f"{t.flops / 1e6:.1f}", f"{t.params / 1e6:.2f}", t.candidate.arch.get("resolution", "?"),
+              t.candidate.recipe.get("optimizer", "?"), _num(t.candidate.recipe.get("lr"))] for t, score in best])
     return out
 
 
@@ -583,7 +630,10 @@ def build_report(run_dir, out=None) -> Report:
     view = RunView.read(run_dir)
     out = Path(out) if out is not None else view.run_dir / "report.html"
     if out.is_dir():
-        raise UsageError(f"{out} is a directory; give the HTML file to write, e.g. {out / 'report.html'}")
+        raise UsageError(f"report file {out} is a directory; give the HTML file to write, e.g. "
+                         f"{out / 'report.html'}")
+    check_writable_file(out, "report file")
+    check_writable_dir(out.with_name(out.stem + "_plots"), "report plot folder")
     with mpl.style():
         sections = [plot(view, mpl) for plot in (plot_accuracy_vs_flops, plot_parity, plot_calibration,
                                                  plot_learning_curves)]

@@ -30,3 +30,19 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(int(threads))
+
+
+@pytest.fixture
+def refused(capsys):
+    """``refused(argv, text)``: ``jointnas ARGV`` exits 2 with one line on stderr containing ``text``."""
+    from jointnas.cli import main
+
+    def check(argv, text):
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse's refusals
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2 and text in err and len(err.strip().splitlines()) == 1, err
+        return err
+    return check

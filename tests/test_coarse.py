@@ -253,8 +253,8 @@ def test_ctrl_c_then_sigkill_then_resume(tmp_path, tiny, full_run):
 
 # ---------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("flags, message", [
-    (["--pool", "-5"], "--pool: expected a whole number >= 1"),
-    (["--pool", "abc"], "--pool: expected a whole number >= 1"),
+    (["--pool", "-5"], "--pool: expected a whole number from 1 to 200000"),
+    (["--pool", "abc"], "--pool: expected a whole number from 1 to 200000"),
     (["--budget", "5xFLOPs"], "cannot read FLOPs budget '5xFLOPs'"),
     (["--budget", "100MFLOPs"], "below the cheapest candidate of space fbnetv3 (165.3 MFLOPs"),
     (["--max-params", "1M"], "below the smallest candidate of space fbnetv3 (6.23 M params"),

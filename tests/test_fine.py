@@ -356,20 +356,6 @@ def test_cli_table_from_a_run_saves_the_result_into_it(capsys, predictor, space,
     assert saved[0]["measured_seeds"] == min(n_feasible, SearchSettings.init_best) > 0
 
 
-def test_train_reports_measured_test_accuracy_next_to_the_predicted_one(capsys, space, tmp_path):
-    # A candidate as `jointnas fine --export` writes it (the cheapest arch keeps training quick).
-    cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=6),
-                     meta={"predicted_acc": 0.8123, "predicted_std": 0.0211, "flops": 1, "params": 1})
-    path = tmp_path / "candidate.json"
-    path.write_text(cand.to_json())
-    assert main(["train", "--candidate", str(path), "--max-train", "48", "--epochs", "1"]) == 0
-    out = capsys.readouterr().out
-    line = [x for x in out.splitlines() if x.startswith("predicted acc")]
-    assert len(line) == 1 and "0.8123 ± 0.0211" in line[0]
-    test_acc = float(line[0].split("test_acc ")[1].split(":")[0])
-    assert 0.0 <= test_acc <= 1.0 and f"{test_acc - 0.8123:+.4f}" in line[0]
-
-
 def test_cli_without_a_run_uses_the_shipped_predictor(capsys, tmp_path, monkeypatch):
     from jointnas.cli.fine import shipped_predictor
 

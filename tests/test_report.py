@@ -212,3 +212,76 @@ def test_missing_matplotlib_names_the_extra(tmp_path, capsys, monkeypatch):
     assert main(["report", str(run)]) == 2
     assert "pip install 'jointnas[report]'" in one_line_error(capsys)
     assert not (run / "report.html").exists()
+
+
+# --------------------------------------------------------------------------- one fidelity, layout, legend
+def _run_with_curves(real_run, tmp_path, curves_by_trial, chosen_epoch):
+    """A copy of ``real_run``'s first trials with the given curves and calibration epoch."""
+    with RunStore.open(real_run) as full:
+        config, trials = full.config, full.trials()
+    run = tmp_path / "crafted"
+    with RunStore.create(run, config) as store:
+        store.save_result("calibration", {"chosen_epoch": chosen_epoch, "reached": True, "epochs": [1, 2],
+                                          "correlation": [0.5, 1.0], "threshold": 0.7, "full_epochs": 2})
+        for (iteration, curve), t in zip(curves_by_trial, trials):
+            (trial_id,) = store.add_trials(iteration, [(t.pool_index, t.candidate, t.flops, t.params)])
+            store.mark_running(trial_id)
+            store.record_result(trial_id, {"status": "done", "curve": [
+                {"epoch": e + 1, "val_acc": a, "val_loss": 1.0, "train_loss": 1.0} for e, a in enumerate(curve)],
+                "final_acc": curve[-1], "epochs_run": len(curve), "device": "cpu", "wall_time": 1.0})
+    return run
+
+
+def test_report_ranks_and_plots_every_trial_at_the_calibrated_epoch(real_run, tmp_path):
+    from jointnas.report import accuracy_vs_flops
+
+    # Trial 1 ran 3 epochs (first batch) and ends highest, but at the calibrated epoch 1 it is below trial 2.
+    run = _run_with_curves(real_run, tmp_path, [(1, [0.30, 0.60, 0.95]), (2, [0.50]), (2, [0.40])], chosen_epoch=1)
+    view = RunView.read(run)
+    assert [(t.id, s) for t, s in view.ranked()] == [(2, 0.50), (3, 0.40), (1, 0.30)]
+    trials, _, acc = accuracy_vs_flops(view)
+    assert [t.id for t in trials] == [2, 3, 1] and list(acc) == [0.50, 0.40, 0.30]
+    report = build_report(run, tmp_path / "r.html")
+    html = report.html_path.read_text()
+    assert "ranked by validation accuracy at epoch 1, the run&#x27;s calibrated early-stop epoch" in html
+    table = html.split("Best measured candidates")[1]
+    assert table.index("<tr><td>2</td>") < table.index("<tr><td>3</td>") < table.index("<tr><td>1</td>")
+
+
+def test_learning_curve_legend_lists_only_iterations_that_draw_something(real_run, tmp_path):
+    from jointnas.report import Plotter, plot_learning_curves
+
+    run = _run_with_curves(real_run, tmp_path, [(1, [0.3, 0.6]), (1, [0.2, 0.5]), (2, [0.4])], chosen_epoch=1)
+    mpl = Plotter()
+    with mpl.style():
+        sec = plot_learning_curves(RunView.read(run), mpl)
+    # Trial 3 (iteration 2) is the best at epoch 1 and is drawn in black: iteration 2 draws nothing else.
+    assert [x for x in sec.legend if x.startswith("iteration")] == ["iteration 1"]
+    assert any(x.startswith("best: trial 3 (40.0% at epoch 1") for x in sec.legend)
+
+
+def test_every_plot_fits_in_its_figure(real_run, monkeypatch):
+    import jointnas.report as report
+    from jointnas.report import Parity, Plotter
+
+    mpl = Plotter()
+    view = RunView.read(real_run)
+    rng = np.random.default_rng(0)
+    many = [Parity(k, rng.random(9), rng.random(9) * 1.2 - 0.1, rng.random(9) * 0.3,
+                   {"kendall_tau": -0.333, "spearman_rho": 0.123, "mae": 0.2456}) for k in range(1, 6)]
+    with mpl.style():
+        sections = [plot(view, mpl) for plot in (report.plot_accuracy_vs_flops, report.plot_parity,
+                                                 report.plot_calibration, report.plot_learning_curves)]
+        monkeypatch.setattr(report, "parity_data", lambda view: (many, []))
+        sections.append(report.plot_parity(view, mpl))  # five panels on two rows
+        fig, axes = mpl.figure(2, 2)
+        axes[0, 0].set_title("a title far too long for a figure two inches wide " * 2)
+        assert report.texts_outside(fig)  # the check sees what a PNG would cut off
+    for sec in sections:
+        assert sec.png is not None and sec.clipped == (), (sec.name, sec.clipped)
+
+
+def test_an_unwritable_report_file_is_refused_before_drawing(real_run, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["report", str(real_run), "--out", str(tmp_path / "file" / "r.html")]) == 2
+    assert "is a file" in one_line_error(capsys)

@@ -12,6 +12,8 @@ from pathlib import Path
 from ..budget import parse_flops, parse_params
 from ..coarse import CoarseConfig
 from ..errors import UsageError
+from ..paths import check_writable_dir
+from ..saved_model import keep_winner
 
 # The run-defining settings and their defaults, as flags see them. The space, data set and
 # surrogate names are defaults of the command line only; the library takes objects.
@@ -37,6 +39,10 @@ def _int_at_least(low):
     return _number(int, lambda v: v >= low, f"a whole number >= {low}")
 
 
+# Ten times FBNetV3's 20000: sampling and costing it takes about a minute on one core; far more
+# is a typo that would run for minutes before the first trial.
+MAX_POOL = 200_000
+_pool_size = _number(int, lambda v: 1 <= v <= MAX_POOL, f"a whole number from 1 to {MAX_POOL}")
 _fraction = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 _positive = _number(float, lambda v: 0 < v < math.inf, "a finite number > 0")
 _non_negative = _number(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")  # NaN fails both
@@ -72,8 +78,8 @@ def register(sub):
     p.add_argument("--train-subset", type=_int_at_least(16), metavar="N",
                    help="train every candidate on the first N (shuffled) training images only, for quick looks; "
                    "validation uses the whole validation split (default: all training images)")
-    p.add_argument("--pool", type=_int_at_least(1), metavar="N",
-                   help=f"Sobol pool size before the budget filter (default: {d['pool']})")
+    p.add_argument("--pool", type=_pool_size, metavar="N",
+                   help=f"Sobol pool size before the budget filter, at most {MAX_POOL} (default: {d['pool']})")
     p.add_argument("--seed", type=_int_at_least(0), help=f"seed of pool, batch choice, training, predictor "
                    f"(default: {d['seed']})")
     p.add_argument("--budget", metavar="FLOPS",
@@ -213,6 +219,20 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _stderr_log(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def _check_iterations(iterations: int, batch: int, pool: int) -> None:
+    """Each iteration trains a new batch of pool candidates: more than the pool holds is a typo."""
+    most = max(1, -(-pool // batch))
+    if iterations > most:
+        raise UsageError(f"--iterations {iterations}: a pool of {pool} candidates has room for at most {most} "
+                         f"batches of {batch}; lower --iterations or raise --pool")
+
+
 RAY_FLAGS = ("ray_address", "cpus_per_trial", "gpus_per_trial")
 
 
@@ -269,7 +289,8 @@ def run(args):
     make_executor = _executor(args, lambda: search.config.threads)
     if "surrogate" in requested:
         resolve(SURROGATES, requested["surrogate"], "surrogate")
-    progress = Progress(bars=not args.no_progress)
+    # With --json, stdout carries the JSON summary only: log lines go to stderr.
+    progress = Progress(bars=not args.no_progress, log=_stderr_log if args.json else None)
     if args.run is not None and RunStore.is_run(args.run):
         evaluator = _evaluator(requested, args.device) if "objective" in requested else None
         search = CoarseSearch.open(args.run, evaluator, executor=make_executor, progress=progress)
@@ -286,6 +307,7 @@ def run(args):
                 search.close()
                 raise UsageError(f"--iterations {requested['iterations']} is fewer than the run's {stored}; a run "
                                  "can only be extended")
+            _check_iterations(requested["iterations"], search.config.batch, search.config.pool)
             search.store.update_config(iterations=requested["iterations"])
             search.config.iterations = requested["iterations"]
         print(f"continuing run {args.run}: {found_line(search.store.counts())}", file=sys.stderr)
@@ -308,6 +330,8 @@ def run(args):
 
             settings["threads"] = threads_per_worker(args.workers or _default_workers(args.device))
         run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")
+        check_writable_dir(run_dir, "--run")
+        _check_iterations(settings["iterations"], settings["batch"], settings["pool"])
         search = CoarseSearch.create(run_dir, space, evaluator, CoarseConfig(**settings), executor=make_executor,
                                      progress=progress)
         print(f"new run {run_dir} (continue it after an interruption with: jointnas coarse --run {run_dir})",
@@ -315,6 +339,10 @@ def run(args):
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops as cleanly as Ctrl-C
     try:
         summary = search.run()
+        winner = keep_winner(search)
+        if winner is not None:
+            progress.log(f"the best trial's weights: {winner}/weights.pt (jointnas.saved_model.load_trained)")
+            summary["winner"] = str(winner)
     except KeyboardInterrupt:
         sys.stderr.write(f"interrupted; finished trials are saved. Continue with: jointnas coarse --run "
                          f"{search.store.run_dir}\n")

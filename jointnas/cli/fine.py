@@ -105,6 +105,8 @@ def register(sub):
                    "build_model.py (the jointnas.build_model call for the deployable model)")
     p.add_argument("--torchscript", action="store_true", help="with --export, also write model.ts, the deployable "
                    "model as TorchScript (untrained weights)")
+    p.add_argument("--onnx", action="store_true", help="with --export, also write model.onnx, the deployable "
+                   "model as ONNX (untrained weights; needs the onnx extra)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn when stderr is not "
                    "a terminal)")
     p.set_defaults(func=run)
@@ -279,8 +281,12 @@ def run(args):
     from ..catalog import make_strategy
     from ..fine import SearchSettings, fine_search
 
-    if args.torchscript and args.export is None:
-        raise UsageError("--torchscript goes with --export DIR")
+    if (args.torchscript or args.onnx) and args.export is None:
+        raise UsageError(f"--{'onnx' if args.onnx else 'torchscript'} goes with --export DIR")
+    if args.onnx:
+        from ..export import check_onnx
+
+        check_onnx()
     budget = None
     if args.budget is not None:
         budget = Budget(parse_flops(args.budget), parse_params(args.max_params) if args.max_params else None)
@@ -319,7 +325,8 @@ def run(args):
         from ..export import export_candidates
 
         context = dict(source, space=space.name, budget=payload["budget"], seed=settings.seed)
-        dirs = export_candidates(result.top, args.export, space, torchscript=args.torchscript, context=context)
+        dirs = export_candidates(result.top, args.export, space, torchscript=args.torchscript, onnx=args.onnx,
+                                context=context)
         sys.stderr.write(f"exported {len(dirs)} candidates to {args.export}/ (train one with: jointnas train "
                          f"--candidate {dirs[0] / 'candidate.json'} --data ...)\n")
     print(json.dumps(payload, indent=2, sort_keys=True) if args.json else format_table(result, source))

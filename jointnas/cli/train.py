@@ -1,88 +1,130 @@
 """``jointnas train``: train one preset or candidate on a dataset and print its learning curve."""
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..catalog import load_space
 from ..data import TASK_NAMES, load_task
 from ..errors import UsageError
+from ..paths import check_writable_dir
+from ..saved_model import save_trained
 from ..space import Candidate
+
+
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+        return value
+    return parse
 
 
 def register(sub):
     p = sub.add_parser("train", help="train one preset or candidate and print its learning curve",
                        description="Train one (arch, recipe) candidate on a dataset: per-epoch validation accuracy "
                        "and loss, then the final accuracy. The arch is built with the dataset's channels and "
-                       "classes at a resolution scaled from the arch's (see README, 'Train one candidate').")
+                       "classes at a resolution scaled from the arch's (see README, 'Train one candidate'). "
+                       "A candidate exported by 'jointnas fine' carries a prediction and what it means (split, "
+                       "epoch, fidelity): it is compared with the accuracy measured the same way, and the "
+                       "full schedule's test accuracy is shown separately.")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--preset", help="a preset of the space, e.g. FBNetV3_A (with the space's default recipe)")
     g.add_argument("--candidate", type=Path, help="a candidate JSON file (arch + recipe)")
-    p.add_argument("--space", default="fbnetv3", help="space name or YAML path (default: fbnetv3)")
-    p.add_argument("--data", default="digits", help=f"dataset: {', '.join(TASK_NAMES)} (default: digits)")
+    p.add_argument("--space", help="space name or YAML path (default: the candidate's space; fbnetv3 for --preset)")
+    p.add_argument("--data", help=f"dataset: {', '.join(TASK_NAMES)} (default: the one the candidate's "
+                   "prediction refers to, else digits)")
     p.add_argument("--data-root", type=Path, help="where datasets are read from / downloaded to (default: data/cache)")
     p.add_argument("--download", action="store_true",
                    help="download fashion-mnist / cifar10 with torchvision if missing")
     p.add_argument("--epochs", type=int, help="stop after this many epochs of the recipe's schedule "
                    "(default: the recipe's epochs)")
-    p.add_argument("--max-train", type=int, metavar="N", help="train on the first N training images only (quick runs)")
+    p.add_argument("--train-subset", type=_int_at_least(1), metavar="N",
+                   help="train on the first N (shuffled) training images only, for quick runs (default: the "
+                   "candidate's prediction's subset, else all)")
+    p.add_argument("--max-train", type=_int_at_least(1), help=argparse.SUPPRESS)  # deprecated name
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/val split and of training (default: 0)")
+    p.add_argument("--seed", type=_int_at_least(0), help="seed of the train/val split and of training (default: "
+                   "the candidate's prediction's seed, else 0)")
     p.add_argument("--test", action="store_true", help="also report the final weights' accuracy on the test split")
+    p.add_argument("--save", type=Path, metavar="DIR", help="save the trained weights (a state dict that "
+                   "torch.load(weights_only=True) reads), the candidate, its recipe and the curve in DIR")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
 
-def load_candidate(args, space) -> tuple:
-    """(candidate, label) from --preset or --candidate."""
+def load_candidate(args) -> tuple:
+    """(candidate, space, label) from --preset or --candidate (and --space)."""
     if args.preset is not None:
-        return space.preset(args.preset), args.preset
+        space = load_space(args.space or "fbnetv3")
+        return space.preset(args.preset), space, args.preset
     try:
         cand = Candidate.from_json(args.candidate.read_text())
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read candidate {args.candidate}: {e}") from None
+    space = load_space(args.space or cand.space or "fbnetv3")
+    if cand.space and cand.space != space.name:
+        raise UsageError(f"candidate {args.candidate} belongs to space {cand.space!r}, not {space.name!r}; "
+                         f"drop --space or pass that space's name or file")
     space.validate(cand.arch, cand.recipe)
-    return cand, str(args.candidate)
+    return cand, space, str(args.candidate)
 
 
 def run(args):
+    from ..target import Target, compare, format_check
     from ..trainer import resolve_device, train
 
-    space = load_space(args.space)
-    cand, label = load_candidate(args, space)
+    cand, space, label = load_candidate(args)
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.max_train is not None and args.max_train < 1:
-        raise UsageError(f"--max-train must be at least 1, got {args.max_train}")
+    if args.max_train is not None:
+        sys.stderr.write("jointnas train: --max-train is deprecated; use --train-subset\n")
+        args.train_subset = args.train_subset or args.max_train
+    target = Target.from_dict(cand.meta["target"]) if cand.meta.get("target") else None
+    # The measurement defaults to the prediction's setting, so that the two compare like for like.
+    data = args.data or (target.data if target else "digits")
+    subset = args.train_subset or (target.train_subset if target and target.data == data else None)
+    seed = args.seed if args.seed is not None else (target.seed if target else 0)
+    measured_as = Target(data=data, train_subset=subset, seed=seed)
+    if args.save is not None:
+        check_writable_dir(args.save, "--save")
     resolve_device(args.device)  # a bad device is a usage error before any data is loaded
-    task = load_task(args.data, args.data_root, seed=args.seed, download=args.download)
-    if args.max_train:
-        task = task.shrink(train=args.max_train)
+    task = load_task(measured_as.data, args.data_root, seed=measured_as.seed, download=args.download)
+    if measured_as.train_subset:
+        task = task.shrink(train=measured_as.train_subset)
     if not args.json:
         print(f"{label} on {task.describe()}", flush=True)
-    # A candidate exported by `jointnas fine` carries the predictor's estimate: measure the test
-    # accuracy too, so that the two can be compared (the honest check of the predictor).
     predicted = cand.meta.get("predicted_acc")
-    result = train(cand, task, epochs=args.epochs, device=args.device, seed=args.seed, space=space,
-                   progress=True, test=args.test or predicted is not None)
+    result = train(cand, task, epochs=args.epochs, device=args.device, seed=measured_as.seed, space=space,
+                   progress=sys.stderr.isatty(), test=args.test or predicted is not None,
+                   keep_model=args.save is not None)
+    check = None if predicted is None else compare(cand.meta, result.curve, int(cand.recipe.get("epochs") or result.epochs_run or 1), measured_as)
+    saved = None
+    if args.save is not None and result.status == "done":
+        training = {"data": measured_as.data, "seed": measured_as.seed, "train_subset": measured_as.train_subset,
+                    "epochs": result.epochs_run}
+        saved = save_trained(args.save, cand, result, result.model, space, num_classes=task.num_classes,
+                             in_channels=task.in_channels, training=training)
     if args.json:
-        extra = {} if predicted is None else {"predicted_acc": predicted,
-                                               "predicted_std": cand.meta.get("predicted_std")}
-        print(json.dumps(dict(result.to_dict(), candidate=cand.to_dict(), data=args.data, **extra)))
+        extra = {} if check is None else {"honest_check": check}
+        print(json.dumps(dict(result.to_dict(), candidate=cand.to_dict(), data=measured_as.data,
+                              train_subset=measured_as.train_subset, seed=measured_as.seed,
+                              saved=str(saved) if saved else None, **extra)))
     else:
         print_result(result, cand, args.epochs)
-        if predicted is not None:
-            print(predicted_vs_measured(cand.meta, result))
+        if check is not None:
+            print(format_check(check))
+        if saved is not None:
+            print(f"saved weights, candidate, recipe and curve in {saved}/")
+        elif args.save is not None:
+            print(f"nothing saved in {args.save}: training ended with status {result.status}")
     return 0 if result.status == "done" else 1
-
-
-def predicted_vs_measured(meta: dict, result) -> str:
-    std = meta.get("predicted_std")
-    line = f"predicted acc {meta['predicted_acc']:.4f}" + (f" ± {std:.4f}" if std is not None else "")
-    if result.test_acc is None:
-        return line + " (jointnas fine); no test accuracy measured (training did not finish)"
-    return (line + f" (jointnas fine) vs measured test_acc {result.test_acc:.4f}: "
-            f"{result.test_acc - meta['predicted_acc']:+.4f}")
 
 
 def print_result(result, cand, epochs=None) -> None:
@@ -93,9 +135,10 @@ def print_result(result, cand, epochs=None) -> None:
     speed = f", {result.images_per_s:.0f} train images/s" if result.images_per_s else ""
     print(f"status {result.status}: {result.epochs_run} epoch(s) at {result.resolution} px on {result.device} "
           f"in {result.wall_time:.1f} s{speed}")
-    if result.status == "done":
-        print(f"final val_acc {result.final_acc:.4f}")
-    else:
+    if result.status != "done":
         print(f"error: {result.error}")
-    if result.test_acc is not None:
-        print(f"test_acc {result.test_acc:.4f}")
+        return
+    how_far = ("full schedule" if result.epochs_run == schedule
+               else f"stopped after {result.epochs_run} of the schedule's {schedule} epochs")
+    test = f", test_acc {result.test_acc:.4f}" if result.test_acc is not None else ""
+    print(f"{how_far}: final val_acc {result.final_acc:.4f}{test}")

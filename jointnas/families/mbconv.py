@@ -55,6 +55,12 @@ class MBConvFamily:
                 if f"s{i}_{f}" not in arch:
                     raise SpaceError(f"arch.s{i}_{f}: required for stage {i} of {len(network.stage_strides)} "
                                      f"(each stage needs {', '.join(STAGE_FIELDS)})")
+            for f in ("channels", "depth", "kernel", "expansion", "kernel_rep", "expansion_rep"):
+                lowest = _lowest(arch[f"s{i}_{f}"])
+                if lowest is not None and lowest < 1:
+                    raise SpaceError(f"arch.s{i}_{f}: lowest value {lowest} is below 1; every stage needs at "
+                                     "least one block of at least one channel (a depth of 0 would drop the "
+                                     "stage and its stride)")
             act = arch[f"s{i}_act"]
             if act.kind != "categorical" or set(act.choices) - set(ACTIVATIONS):
                 raise SpaceError(f"arch.s{i}_act: must be categorical over {', '.join(ACTIVATIONS)}")
@@ -137,3 +143,13 @@ class MBConvFamily:
 
     def min_input_size(self, arch: Mapping) -> int:
         return min_input_size(arch, self.network)
+
+
+def _lowest(dim):
+    """The smallest value of a numeric dimension; None for others."""
+    if dim.kind == "int":
+        return dim.low
+    if dim.kind == "categorical" and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                         for c in dim.choices):
+        return min(dim.choices)
+    return None

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..errors import UsageError
+from ..errors import SpaceError, UsageError
 from ..space import SearchSpace
 from .network import Member, ProxyModel
 
@@ -101,6 +101,8 @@ class Predictor:
             return np.ascontiguousarray(candidates, dtype=np.float32)
         try:
             return self.space.encode(list(candidates))
+        except SpaceError:
+            raise  # it names the candidate and the key
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise PredictorError(f"cannot encode the candidates for space {self.space.name} ({type(e).__name__}: "
                                  f"{e}); check them with Candidate.validate()") from None

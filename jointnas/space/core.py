@@ -96,16 +96,53 @@ class SearchSpace:
                     raise SpaceError(f"{part}.{k}={values[k]!r} is outside space {self.name}: {d.describe()}")
 
     def encode(self, candidates: Sequence) -> np.ndarray:
-        """Encode candidates (objects with ``arch`` and ``recipe`` dicts) as float32 rows."""
+        """Encode candidates as float32 rows: Candidates, or plain mappings, either
+        ``{"arch": {...}, "recipe": {...}}`` or flat ``{dimension: value}``. A candidate that is
+        not a point of the space is a SpaceError naming it and the offending key."""
+        candidates = [self.as_candidate(c, i) if isinstance(c, Mapping) else c for i, c in enumerate(candidates)]
         if not candidates:
             return np.zeros((0, self.encoding_width), dtype=np.float32)
         cols = []
-        for part, dims in (("arch", self.arch), ("recipe", self.recipe)):
-            for k, d in dims.items():
-                cols.append(d.encode([getattr(c, part)[k] for c in candidates]))
+        try:
+            for part, dims in (("arch", self.arch), ("recipe", self.recipe)):
+                for k, d in dims.items():
+                    cols.append(d.encode([getattr(c, part)[k] for c in candidates]))
+        except (KeyError, AttributeError, TypeError, ValueError):
+            for i, c in enumerate(candidates):  # say which candidate and key; checked only on failure
+                self._check(c, i)
+            raise
         if not cols:
             return np.zeros((len(candidates), 0), dtype=np.float32)
         return np.concatenate(cols, axis=1).astype(np.float32)
+
+    def as_candidate(self, item: Mapping, index: int = 0) -> Candidate:
+        """A plain mapping (nested ``arch``/``recipe``, or flat) as a validated Candidate."""
+        if "arch" in item or "recipe" in item:
+            extra = set(item) - {"arch", "recipe", "space", "meta"}
+            if extra or not isinstance(item.get("arch"), Mapping) or not isinstance(item.get("recipe", {}), Mapping):
+                raise SpaceError(f"candidate {index}: expected {{'arch': {{...}}, 'recipe': {{...}}}} or a flat "
+                                 f"{{dimension: value}} mapping, got keys {', '.join(map(str, item))}")
+            if item.get("space") and item["space"] != self.name:
+                raise SpaceError(f"candidate {index} belongs to space {item['space']!r}, not {self.name!r}")
+            arch, recipe = dict(item["arch"]), dict(item.get("recipe") or {})
+        else:
+            unknown = [k for k in item if k not in self.arch and k not in self.recipe]
+            if unknown:
+                raise SpaceError(f"candidate {index}: unknown key(s) {', '.join(map(str, unknown))} (space {self.name} "
+                                 f"has arch {', '.join(self.arch)} and recipe {', '.join(self.recipe)})")
+            arch = {k: v for k, v in item.items() if k in self.arch}
+            recipe = {k: v for k, v in item.items() if k in self.recipe}
+        cand = Candidate(arch, recipe, space=self.name)
+        self._check(cand, index)
+        return cand
+
+    def _check(self, cand, index: int) -> None:
+        if not hasattr(cand, "arch") or not hasattr(cand, "recipe"):
+            raise SpaceError(f"candidate {index}: expected a Candidate or a mapping, got {type(cand).__name__}")
+        try:
+            self.validate(cand.arch, cand.recipe)
+        except SpaceError as e:
+            raise SpaceError(f"candidate {index}: {e}") from None
 
     def preset(self, name: str) -> Candidate:
         if name not in self.presets:

@@ -151,6 +151,14 @@ _DIM_KEYS = {"int": {"type", "low", "high", "step"}, "float": {"type", "low", "h
              "categorical": {"type", "choices", "ordered"}, "bool": {"type"}}
 
 
+def _whole(where: str, name: str, key: str, value) -> int:
+    """An int bound as written: 2.5 is refused rather than truncated to 2."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise SpaceError(f"{where}.{name}.{key}: {value!r} is not a whole number; an int dimension needs whole "
+                         "bounds (use type: float for a continuous range)")
+    return int(value)
+
+
 def parse_dim(where: str, name: str, spec) -> Dimension:
     if not isinstance(spec, dict) or "type" not in spec:
         raise SpaceError(f"{where}.{name}: expected a mapping with 'type' (int, float, categorical, bool)")
@@ -163,7 +171,8 @@ def parse_dim(where: str, name: str, spec) -> Dimension:
                          f"allowed: {', '.join(sorted(_DIM_KEYS[kind]))}")
     try:
         if kind == "int":
-            low, high, step = int(spec["low"]), int(spec["high"]), int(spec.get("step", 1))
+            low, high, step = (_whole(where, name, key, spec[key]) if key in spec else 1
+                               for key in ("low", "high", "step"))
             if step <= 0 or high < low or (high - low) % step:
                 raise SpaceError(f"{where}.{name}: empty or ragged range low={low} high={high} step={step} "
                                  "(need low <= high, step > 0, high - low a multiple of step)")
