@@ -105,3 +105,28 @@ def test_a_coarse_search_runs_on_a_recorded_table_with_each_surrogate_and_policy
     final = load_surrogate(search.store.predictor_path(3), search.space)
     search.close()
     assert final.kind == surrogate
+
+
+def test_the_cli_searches_a_recorded_table_with_the_policy_and_surrogate_named(tmp_path, capsys):
+    from jointnas.cli import main
+    from jointnas.store import RunStore
+
+    run = tmp_path / "run"
+    assert main(["coarse", "--space", "nb201", "--evaluator", "tabular:nb201/cifar10", "--surrogate", "forest",
+                 "--policy", "ei", "--batch", "3", "--iterations", "2", "--pool", "300", "--run", str(run),
+                 "--no-progress", "--json"]) == 0
+    import json
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["config"]["evaluator"] == "tabular:nb201/cifar10"
+    assert summary["config"]["policy"] == "ei" and summary["config"]["surrogate"] == "forest"
+    with RunStore.open(run) as store:
+        trials = store.trials()
+    assert len(trials) == 6 and all(t.status == "done" and t.device == "table" for t in trials)
+
+
+def test_the_cli_refuses_two_ways_of_saying_what_a_trial_measures(refused):
+    refused(["coarse", "--space", "nb201", "--evaluator", "tabular:nb201/cifar10", "--data", "digits"],
+            "--evaluator says what a trial measures")
+    refused(["coarse", "--space", "nb201", "--evaluator", "tabular"], "expected KIND:ARGUMENT")
+    refused(["coarse", "--space", "nb201", "--evaluator", "tabular:nb201/cifar10", "--policy", "greedy"], "policy")

@@ -18,7 +18,7 @@ from ..saved_model import keep_winner
 # The run-defining settings and their defaults, as flags see them. The space, data set and
 # surrogate names are defaults of the command line only; the library takes objects.
 DEFAULTS = dict({k: v for k, v in CoarseConfig().to_dict().items()
-                 if k not in ("space", "evaluator", "evaluator_options", "diverged_score", "score_bounds", "policy")},
+                 if k not in ("space", "evaluator", "evaluator_options", "diverged_score", "score_bounds")},
                 space="fbnetv3", data="digits", data_root=None, train_subset=None, objective=None)
 
 
@@ -73,6 +73,11 @@ def register(sub):
                    help="score candidates with your own Python function FUNCTION(candidate, report) -> float "
                    "(higher is better; call report(epoch, score) after each epoch for early-stop calibration) "
                    "instead of the built-in trainer; MODULE is imported from the current directory or PYTHONPATH")
+    p.add_argument("--evaluator", metavar="SPEC",
+                   help="what a trial measures, as a spec: train:DATA (the built-in trainer, as --data DATA), "
+                   "tabular:TABLE/TASK (a recorded benchmark answering in milliseconds, e.g. tabular:nb201/cifar10 "
+                   "with --space nb201, or tabular:hpobench-mlp/vehicle with --space hpobench-mlp; pip install "
+                   "'jointnas[bench]'), or MODULE:FUNCTION (as --objective)")
     p.add_argument("--data", help=f"dataset: digits, fashion-mnist, cifar10 or imagefolder:DIR (default: {d['data']})")
     p.add_argument("--data-root", help="where fashion-mnist / cifar10 files are (default: data/cache)")
     p.add_argument("--train-subset", type=_int_at_least(16), metavar="N",
@@ -105,6 +110,9 @@ def register(sub):
                    help=f"predictor ensemble members (default: {d['ensemble']})")
     p.add_argument("--surrogate", metavar="NAME", help=f"what ranks untried candidates: {_names('SURROGATES')} "
                    f"(default: {d['surrogate']}, the FBNetV3 MLP ensemble pretrained on FLOPs/params)")
+    p.add_argument("--policy", metavar="NAME", help=f"how each next batch is chosen from the surrogate: "
+                   f"{_names('POLICIES')} (default: {d['policy']} = predicted mean + --explore x spread; ei = "
+                   "expected improvement; thompson = one draw from the surrogate's spread)")
     p.add_argument("--executor", metavar="NAME", default="local",
                    help=f"where trials run: {_names('EXECUTORS')} (default: local = worker processes; serial = "
                    "one at a time in this process; ray = Ray actors, pip install 'jointnas[ray]')")
@@ -152,6 +160,22 @@ def _requested(args) -> dict:
         out["epoch_cap"] = None
     if "data_root" in out:
         out["data_root"] = str(out["data_root"])
+    spec = getattr(args, "evaluator", None)
+    if spec is not None:
+        if "objective" in out or "data" in out:
+            raise UsageError("--evaluator says what a trial measures, as do --objective and --data: give one of them")
+        kind, _, arg = spec.partition(":")
+        if not arg:
+            raise UsageError(f"--evaluator {spec!r}: expected KIND:ARGUMENT, e.g. train:digits, "
+                             "tabular:nb201/cifar10 or MODULE:FUNCTION")
+        if kind == "train":
+            out["data"] = arg
+        else:
+            out["objective"] = spec  # any other spec: an evaluator of its own (a table, a Python objective)
+    if "policy" in out:
+        from .. import catalog
+
+        catalog.resolve(catalog.POLICIES, out["policy"], "policy")
     if "objective" in out:
         clash = [f"--{k.replace('_', '-')}" for k in ("data", "data_root", "train_subset") if k in out]
         if clash:
@@ -161,10 +185,14 @@ def _requested(args) -> dict:
 
 
 def _evaluator(requested: dict, device: str):
+    from .. import catalog
     from ..evaluators import FunctionEvaluator, TrainEvaluator
 
     if "objective" in requested:
-        return FunctionEvaluator.from_spec(requested["objective"])
+        spec = requested["objective"]
+        if spec.split(":", 1)[0] in catalog.EVALUATORS:  # a registered kind, e.g. tabular:nb201/cifar10
+            return catalog.make_evaluator(spec)
+        return FunctionEvaluator.from_spec(spec)
     return TrainEvaluator(requested.get("data", DEFAULTS["data"]), data_root=requested.get("data_root"),
                           train_subset=requested.get("train_subset"), device=device)
 
