@@ -123,6 +123,15 @@ def test_the_cli_searches_a_recorded_table_with_the_policy_and_surrogate_named(t
     with RunStore.open(run) as store:
         trials = store.trials()
     assert len(trials) == 6 and all(t.status == "done" and t.device == "table" for t in trials)
+    # The surrogate chosen by flag was saved with its kind, reloads, and scores the fine stage.
+    from jointnas.predictor.base import checkpoint_kind
+
+    assert checkpoint_kind(run / "predictor.pt") == "forest"
+    assert main(["fine", "--run", str(run), "--budget", "120MFLOPs", "--population", "40", "--generations", "3",
+                 "--json"]) == 0
+    fine = json.loads(capsys.readouterr().out)
+    assert fine["top"] and all(t["flops"] <= 120e6 for t in fine["top"])
+    assert fine["predictor"] == str(run / "predictors" / "iter2.pt")  # the run's last forest
 
 
 def test_the_cli_refuses_two_ways_of_saying_what_a_trial_measures(refused):
