@@ -69,11 +69,19 @@ def load_candidate(args) -> tuple:
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read candidate {args.candidate}: {e}") from None
     space = load_space(args.space or cand.space or "fbnetv3")
-    if cand.space and cand.space != space.name:
+    if cand.space and cand.space != space.name and not _names_space(cand.space, space):
         raise UsageError(f"candidate {args.candidate} belongs to space {cand.space!r}, not {space.name!r}; "
                          f"drop --space or pass that space's name or file")
     space.validate(cand.arch, cand.recipe)
     return cand, space, str(args.candidate)
+
+
+def _names_space(name_or_path: str, space) -> bool:
+    """Whether a candidate's ``space`` (a name or a file, as autotrain writes) is ``space`` itself."""
+    try:
+        return load_space(name_or_path).fingerprint() == space.fingerprint()
+    except UsageError:
+        return False
 
 
 def run(args):
