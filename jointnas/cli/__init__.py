@@ -48,6 +48,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("jointnas: interrupted\n")
         return 130
+    except BrokenPipeError:  # before OSError, of which it is one
+        # The reader went away (`jointnas ... | head`): stop quietly, like other command-line tools.
+        # stdout is pointed at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -55,11 +60,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write(f"jointnas {args.command}: error: {e.filename or 'a file'}: {e.strerror}; free some space "
                          "and run the same command again\n")
         return 2
-    except BrokenPipeError:
-        # The reader went away (`jointnas ... | head`): stop quietly, like other command-line tools.
-        # stdout is pointed at /dev/null so that the interpreter's final flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
 
 
 # Flags that set a budget, for the hint a BudgetError gets on the command line.
