@@ -98,3 +98,11 @@ def fvcore_cost(model, in_channels: int, resolution: int) -> Cost:
         analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         flops = int(analysis.total())
     return Cost(flops, int(parameter_count(model)[""]))
+
+
+def check_spec_keys(spec, family: str, allowed, where: str) -> None:
+    """SpaceError naming ``where`` unless the family mapping holds only ``name`` and ``allowed`` keys."""
+    unknown = set(spec) - {"name", *allowed}
+    if unknown:
+        raise SpaceError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for family {family}; "
+                         f"allowed: {', '.join(allowed)}")

@@ -25,7 +25,7 @@ from typing import List, Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import SpaceError
-from .base import Cost, parse_fixed
+from .base import Cost, parse_fixed, check_spec_keys
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ("edge_1_0", "edge_2_0", "edge_2_1", "edge_3_0", "edge_3_1", "edge_3_2")
@@ -61,10 +61,7 @@ class CellFamily:
 
     @classmethod
     def from_spec(cls, spec: Mapping, where: str = "family") -> "CellFamily":
-        unknown = set(spec) - {"name", "network", "deploy"}
-        if unknown:
-            raise SpaceError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for family cell; "
-                             "allowed: network, deploy")
+        check_spec_keys(spec, "cell", ("network", "deploy"), where)
         fam = cls(parse_fixed(f"{where}.network", CellNetwork, spec.get("network")),
                   parse_fixed(f"{where}.deploy", CellDeploy, spec.get("deploy")))
         if fam.network.channels < 1 or fam.network.cells < 1:

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import SpaceError
-from .base import Cost
+from .base import Cost, check_spec_keys
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,7 @@ class FixedArch:
     def from_spec(cls, spec: Mapping, where: str = "family") -> "FixedArch":
         from ..catalog import make_family
 
-        unknown = set(spec) - {"name", "family", "arch"}
-        if unknown:
-            raise SpaceError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for family fixed; "
-                             "allowed: family, arch")
+        check_spec_keys(spec, "fixed", ("family", "arch"), where)
         if not isinstance(spec.get("arch"), dict) or not spec["arch"]:
             raise SpaceError(f"{where}.arch: the fixed architecture, a mapping of arch values")
         inner = make_family(spec.get("family"), f"{where}.family")

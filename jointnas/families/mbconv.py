@@ -13,7 +13,7 @@ from typing import List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import SpaceError
-from .base import Cost, Deploy, parse_fixed, scaled_resolution
+from .base import Cost, Deploy, parse_fixed, scaled_resolution, check_spec_keys
 from .mbconv_cost import Network, closed_form_cost, min_input_size
 
 STAGE_FIELDS = ("channels", "depth", "kernel", "expansion", "kernel_rep", "expansion_rep", "se", "act")
@@ -28,10 +28,7 @@ class MBConvFamily:
 
     @classmethod
     def from_spec(cls, spec: Mapping, where: str = "family") -> "MBConvFamily":
-        unknown = set(spec) - {"name", "network", "deploy"}
-        if unknown:
-            raise SpaceError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for family mbconv; "
-                             "allowed: network, deploy")
+        check_spec_keys(spec, "mbconv", ("network", "deploy"), where)
         return cls(parse_fixed("network", Network, spec.get("network")),
                    parse_fixed("deploy", Deploy, spec.get("deploy")))
 

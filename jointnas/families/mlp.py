@@ -18,7 +18,7 @@ from typing import List, Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import SpaceError
-from .base import Cost, parse_fixed
+from .base import Cost, parse_fixed, check_spec_keys
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "identity")
 _PER_LAYER = ("width", "activation", "dropout")
@@ -52,9 +52,7 @@ class MLPFamily:
 
     @classmethod
     def from_spec(cls, spec: Mapping, where: str = "family") -> "MLPFamily":
-        unknown = set(spec) - {"name", "deploy"}
-        if unknown:
-            raise SpaceError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for family mlp; allowed: deploy")
+        check_spec_keys(spec, "mlp", ("deploy",), where)
         fam = cls(parse_fixed(f"{where}.deploy", MLPDeploy, spec.get("deploy")))
         if fam.deploy.in_features < 1 or fam.deploy.num_classes < 2:
             raise SpaceError(f"{where}.deploy: in_features must be >= 1 and num_classes >= 2")

@@ -18,7 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import SpaceError
-from .base import Cost, Deploy, fvcore_cost, parse_fixed, scaled_resolution
+from .base import Cost, Deploy, fvcore_cost, parse_fixed, scaled_resolution, check_spec_keys
 
 ARCH_DIMS = ("model", "resolution")
 _COSTS: Dict[Tuple, Cost] = {}
@@ -38,10 +38,7 @@ class TorchvisionFamily:
 
     @classmethod
     def from_spec(cls, spec: Mapping, where: str = "family") -> "TorchvisionFamily":
-        unknown = set(spec) - {"name", "model", "deploy"}
-        if unknown:
-            raise SpaceError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for family torchvision; "
-                             "allowed: model, deploy")
+        check_spec_keys(spec, "torchvision", ("model", "deploy"), where)
         model = spec.get("model")
         if model is not None and not isinstance(model, str):
             raise SpaceError(f"{where}.model: expected a torchvision model name, got {model!r}")
