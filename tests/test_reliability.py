@@ -109,7 +109,9 @@ def killed(tmp_path_factory, tiny):
         seen["after_second"] = [(t.id, t.status) for t in store.trials()]
     os.kill(worker, signal.SIGKILL)
     seen["driver_pid"] = proc.pid
-    wait_for(run, lambda s: s.predictor_path(1) is not None and len(s.trials("done", iteration=2)) >= 1, proc)
+    # killed while a trial of iteration 2 trains (not in the gap between two of them)
+    wait_for(run, lambda s: s.predictor_path(1) is not None and len(s.trials("done", iteration=2)) >= 1
+             and len(s.trials("running")) == 1, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(60)
     pristine = base / "pristine"
