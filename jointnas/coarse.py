@@ -47,16 +47,20 @@ class CoarseConfig:
     seed: int = 0
     budget: Optional[int] = None       # FLOPs of the deployable model (fvcore count)
     max_params: Optional[int] = None
-    # batch/iterations/epoch_cap: sized so that the default run takes <= 15 min on 2 CPU cores
-    # (BENCHMARKS.md, "Coarse search"); paper scale is batch 48, 4 iterations, no cap.
+    # batch/iterations/epoch_cap: sized for a 2-core CPU (BENCHMARKS.md, "Coarse search"); paper
+    # scale is batch 48, 4 iterations, no cap.
     batch: int = 6
     iterations: int = 3
-    epoch_cap: Optional[int] = 3       # None: every candidate's full recipe schedule
+    epoch_cap: Optional[int] = 2       # None: every candidate's full recipe schedule
     rank_threshold: float = 0.9
     explore: float = 1.0
     ensemble: int = 5
     surrogate: str = "mlp"
     policy: str = "ucb"
+    fidelities: Optional[list] = None  # cheaper training settings to calibrate (Fidelity dicts); None: the evaluator's
+    final: bool = True                 # retrain the winner at full fidelity (+ test score) beside the baseline
+    baseline: Optional[str] = None     # preset trained beside the winner; None: the space's first preset
+    prior_pairs: Optional[str] = None  # JSONL of pairs trained before on this space and task: a warm start
     diverged_score: Optional[float] = None   # a diverged trial's score (chance level for a classifier)
     score_bounds: Optional[list] = None      # the evaluator's score range, e.g. [0, 1] for accuracies
 
@@ -192,6 +196,9 @@ class CoarseSearch:
         self.pool: List[Candidate] = []
         self.costs = np.zeros((0, 2), dtype=np.int64)
         self._encoded: Optional[np.ndarray] = None
+        from .run_clock import RunClock
+
+        self.clock = RunClock()
 
     # ---- starting and continuing
     @classmethod
@@ -217,6 +224,8 @@ class CoarseSearch:
         config.evaluator = spec
         config.evaluator_options = dict(evaluator.options()) if spec and hasattr(evaluator, "options") else {}
         config.diverged_score = getattr(evaluator, "diverged_score", None)
+        if config.fidelities is None:
+            config.fidelities = list(evaluator.fidelities()) if hasattr(evaluator, "fidelities") else []
         bounds = getattr(evaluator, "score_bounds", None)
         config.score_bounds = [float(b) for b in bounds] if bounds is not None else None
         _writable(run_dir, lambda: RunStore.check_new_dir(run_dir))
@@ -289,8 +298,25 @@ class CoarseSearch:
         return self._encoded
 
     def score(self, trial: Trial, epoch: int) -> Optional[float]:
-        """Surrogate target of a trial: its score at the calibrated epoch (``trial.measured_score``)."""
+        """Surrogate target of a trial: its score at the calibrated epoch and fidelity, so that
+        every trial is scored alike (a first-batch trial by its run at the calibrated fidelity)."""
+        if trial.iteration == 1 and self.chosen_fidelity() is not None:
+            cheap = self._cheap_runs().get(trial.id)   # None: not measured at that fidelity, so not comparable
+            return None if cheap is None else measured_score(cheap["status"], cheap["curve"], epoch,
+                                                             self.config.diverged_score)
         return measured_score(trial.status, trial.curve, epoch, self.config.diverged_score)
+
+    def chosen_fidelity(self) -> Optional[dict]:
+        """The calibrated cheaper setting (None: full fidelity, or not calibrated yet)."""
+        fid = (self.calibration() or {}).get("fidelity")
+        return fid if fid and any(v != 1.0 for v in fid.values()) else None
+
+    def _cheap_runs(self) -> Dict[int, dict]:
+        """First-batch runs at the chosen fidelity, by trial id."""
+        fid = self.chosen_fidelity()
+        if fid is None:
+            return {}
+        return {r["trial"]: r for r in self.store.results("fidelity_trial") if r["fidelity"] == fid}
 
     @property
     def final_predictor(self) -> Path:
@@ -324,6 +350,8 @@ class CoarseSearch:
             pretrained = self._pretrained()
             for it in range(1, self.config.iterations + 1):
                 self._iteration(it, pretrained)
+            if self.config.final and not self.store.results("final"):
+                self._final()
         finally:
             failed = sys.exc_info()[0] is not None
             if self._executor is not None:
@@ -378,6 +406,7 @@ class CoarseSearch:
             self._queue_batch(it)
         self._train_queued(it)
         if it == 1 and self.calibration() is None:
+            self._train_fidelities()
             self._calibrate()
         if self.store.predictor_path(it) is None:
             self._fit(it, pretrained)
@@ -395,6 +424,9 @@ class CoarseSearch:
             idx = self.policy.choose(self.encoded, untried, self.config.batch, surrogate, rng)
             how = self.policy.describe()
             epochs = self.calibration()["chosen_epoch"]
+            fid = self.chosen_fidelity()
+            if fid:
+                how += f", at fidelity {self.calibration().get('fidelity_label')}"
         if not idx:
             self.log(f"iteration {it}: every pool candidate has been trained; nothing left to choose")
             return
@@ -407,7 +439,9 @@ class CoarseSearch:
         epochs = self.full_epochs(trial.candidate)
         if trial.target_epochs is not None:
             epochs = trial.target_epochs if epochs is None else min(epochs, trial.target_epochs)
-        return Job(trial.id, trial.candidate.to_dict(), self.space, self.evaluator, epochs, self.config.seed)
+        fidelity = self.chosen_fidelity() if trial.iteration > 1 else None
+        return Job(trial.id, trial.candidate.to_dict(), self.space, self.evaluator, epochs, self.config.seed,
+                   fidelity=fidelity)
 
     def _train_queued(self, it: int) -> None:
         queued = self.store.trials("queued", iteration=it)
@@ -436,7 +470,8 @@ class CoarseSearch:
                         bar.update(max(0, (done.result.get("epochs_run") or 0) - bar.n))
                         bar.close()
                     overall.update(1)
-                    self.log(self._trial_line(it, done))
+                    self.clock.record(done.result, 1.0)
+                    self.log(self._trial_line(it, done) + self.clock.eta(self._remaining_work(), ex.capacity))
                 for trial_id, bar in running.items():
                     behind = ex.epochs_done(trial_id) - bar.n
                     if behind > 0:
@@ -447,6 +482,97 @@ class CoarseSearch:
             for bar in running.values():
                 bar.close()
             overall.close()
+
+    # ---- the whole run's remaining work, for its ETA
+    def _epoch_cost(self, fidelity: Optional[dict]) -> float:
+        """Cost of one epoch at ``fidelity`` relative to full: measured once calibrated, else estimated."""
+        if not fidelity:
+            return 1.0
+        cal = self.calibration() or {}
+        if cal.get("fidelity") == fidelity and cal.get("epoch_cost"):
+            return float(cal["epoch_cost"])
+        from .fidelity import Fidelity
+
+        f = Fidelity.from_dict(fidelity)
+        return f.data * f.resolution ** 2 * f.width ** 2
+
+    def _remaining_work(self) -> float:
+        """Full-fidelity epochs the run still has to train (queued, later iterations, calibration, final)."""
+        c, cal = self.config, self.calibration()
+        trials = self.store.trials()
+        first = [t for t in trials if t.iteration == 1]
+        full = max([self.full_epochs(t.candidate) or 1 for t in first] or [c.epoch_cap or 3])
+        epochs = cal["chosen_epoch"] if cal else full
+        left = 0.0
+        for t in trials:
+            if t.status in ("queued", "running"):
+                e = self.full_epochs(t.candidate) or full
+                left += (min(e, t.target_epochs) if t.target_epochs else e) * (
+                    self._epoch_cost(self.chosen_fidelity()) if t.iteration > 1 else 1.0)
+        if cal is None:
+            left += sum(len(first) * full * self._epoch_cost(f) for f in (c.fidelities or []))
+        queued_iterations = max([t.iteration for t in trials] or [0])
+        left += max(0, c.iterations - queued_iterations) * c.batch * epochs * self._epoch_cost(self.chosen_fidelity())
+        if c.final and not self.store.results("final"):
+            left += 2 * full
+        return left
+
+    def _run_jobs(self, jobs: List[Job], desc: str, line) -> Dict[int, dict]:
+        """Run ``jobs`` (ids of one's choosing) on the executor; ``line(job, result)`` logs each."""
+        if self._executor is None:
+            self._executor = self._new_executor()
+        ex, todo, by_id, out = self._executor, list(jobs), {j.trial_id: j for j in jobs}, {}
+        bar = self.progress.bar(total=len(jobs), desc=desc, unit="run")
+        try:
+            while todo or ex.in_flight:
+                while todo and ex.free_slots > 0:
+                    ex.submit(todo.pop(0))
+                for done in ex.poll(timeout=1.0):
+                    job = by_id[done.trial_id]
+                    out[done.trial_id] = done.result
+                    bar.update(1)
+                    self.clock.record(done.result, self._epoch_cost(job.fidelity))
+                    self.log(line(job, done.result) + self.clock.eta(self._remaining_work() - self._pending(
+                        todo, ex, by_id, out), ex.capacity))
+        finally:
+            bar.close()
+        return out
+
+    def _pending(self, todo, ex, by_id, out) -> float:
+        """Work of the jobs of :meth:`_run_jobs` already done (``_remaining_work`` counts them all)."""
+        return sum((by_id[i].epochs or 1) * self._epoch_cost(by_id[i].fidelity) for i in out)
+
+    def _train_fidelities(self) -> None:
+        """Train the first batch again at each cheaper fidelity (stored as ``fidelity_trial`` results)."""
+        if not self.config.fidelities:
+            return
+        from .fidelity import Fidelity
+
+        done = {(r["trial"], json.dumps(r["fidelity"], sort_keys=True)) for r in self.store.results("fidelity_trial")}
+        first = [t for t in self.store.trials("done", iteration=1)]
+        jobs = []
+        for k, fid in enumerate(self.config.fidelities, start=1):
+            fid = Fidelity.from_dict(fid).to_dict()
+            for t in first:
+                if (t.id, json.dumps(fid, sort_keys=True)) not in done:
+                    job = self._job(t)
+                    job.trial_id, job.fidelity = -(k * 1_000_000 + t.id), fid
+                    jobs.append(job)
+        if not jobs:
+            return
+        self.log(f"fidelity calibration: training the first batch again at {len(self.config.fidelities)} cheaper "
+                 f"setting(s): {', '.join(Fidelity.from_dict(f).label() for f in self.config.fidelities)}")
+
+        def line(job, r):
+            trial = -job.trial_id % 1_000_000
+            self.store.save_result("fidelity_trial", {"trial": trial, "fidelity": job.fidelity, **{
+                k: r.get(k) for k in ("status", "curve", "final_acc", "epochs_run", "wall_time", "error")}})
+            score = r.get("final_acc")
+            return (f"  trial {trial} at {Fidelity.from_dict(job.fidelity).label()}: {r.get('status')}"
+                    + (f" score {score:.3f}" if score is not None else "")
+                    + (f" in {r['wall_time']:.1f} s" if r.get("wall_time") else ""))
+
+        self._run_jobs(jobs, "fidelity calibration", line)
 
     def _trial_line(self, it: int, event: JobDone) -> str:
         r = event.result
@@ -465,13 +591,34 @@ class CoarseSearch:
         if cal["n_trials"] == 0:
             raise UsageError("no trial of the first batch finished training, so there is nothing to calibrate "
                              f"on{self._errors()}")
-        self.store.save_result("calibration", cal)
         curve = ", ".join(f"{e}:{c:.2f}" for e, c in zip(cal["epochs"], cal["correlation"]))
         self.log(f"early-stop calibration ({cal['metric']} of score at epoch e vs final, "
                  f"{cal['n_trials']} trials): {curve or 'n/a'}")
         verdict = (f"reaches {cal['threshold']:g} at epoch {cal['chosen_epoch']}" if cal["reached"]
                    else cal.get("note", f"never reaches {cal['threshold']:g} before the last epoch"))
         self.log(f"early-stop epoch {cal['chosen_epoch']} of {cal['full_epochs']}: {verdict}")
+        cal["fidelity"], cal["fidelity_label"], cal["epoch_cost"] = None, "full", 1.0
+        cheap = self.store.results("fidelity_trial")
+        if cheap and cal["n_trials"] >= 3:
+            from .fidelity import calibrate_fidelity
+
+            first = [{"trial": t.id, "curve": t.curve, "wall_time": t.wall_time}
+                     for t in self.store.trials("done", iteration=1) if t.curve]
+            fc = calibrate_fidelity(first, cheap, self.config.rank_threshold)
+            self.store.save_result("fidelity_calibration", fc)
+            for o in fc["options"]:
+                if o["label"] != "full" and o["epoch"] == fc["full_epochs"] or o["label"] == fc["chosen"]["label"]:
+                    self.log(f"  fidelity {o['label']:>22} epoch {o['epoch']}: tau {o['tau']:.2f}, cost "
+                             f"{o['relative_cost']:.2f}x of full -> {'accepted' if o['accepted'] else 'refused'}")
+            chosen = fc["chosen"]
+            cal["chosen_epoch"], cal["fidelity_label"] = chosen["epoch"], chosen["label"]
+            if chosen["label"] != "full":
+                cal["fidelity"] = chosen["fidelity"]
+                cal["epoch_cost"] = fc["chosen_cost"] * fc["full_epochs"] / chosen["epoch"]
+            cal["fidelity_cost"] = fc["chosen_cost"]
+            self.log(f"chosen fidelity: {chosen['label']} at epoch {chosen['epoch']} "
+                     f"({fc['chosen_cost']:.2f}x the cost of full training, {cal['metric']} >= {cal['threshold']:g})")
+        self.store.save_result("calibration", cal)
 
     def _errors(self) -> str:
         errors = sorted({t.error for t in self.store.trials() if t.error})
@@ -492,6 +639,16 @@ class CoarseSearch:
                              f"surrogate{self._errors()}")
         cands = [t.candidate for t in trials]
         t0 = time.time()
+        prior_note = ""
+        if self.config.prior_pairs:
+            from .predictor.prior import WithPrior, load_prior_pairs
+
+            pc, py = load_prior_pairs(self.config.prior_pairs, self.space, self.calibration()["chosen_epoch"],
+                                      self.config.diverged_score)
+            tried = {c.key() for c in cands}
+            keep = [i for i, c in enumerate(pc) if c.key() not in tried]
+            pretrained = WithPrior(copy.deepcopy(pretrained), [pc[i] for i in keep], py[keep])
+            prior_note = f" + {len(keep)} earlier pairs ({self.config.prior_pairs}, warm start)"
         surrogate = _call(copy.deepcopy(pretrained).fit, cands, y, progress=self.progress.shown)
         path = self.store.predictor_file(it)
         surrogate.save(path)
@@ -516,7 +673,52 @@ class CoarseSearch:
                     if record["k"] else "too few trials for a held-out measure")
         if "next_batch_tau" in record:
             held_out += f", tau on the batch it chose {record['next_batch_tau']:.2f}"
-        self.log(f"iteration {it}: predictor fitted on {len(trials)} trials; {held_out}")
+        self.log(f"iteration {it}: predictor fitted on {len(trials)} trials{prior_note}; {held_out}")
+        chance = chance_line(record.get("kendall_tau"), len(trials), self.config.batch, it)
+        if chance:
+            self.log(chance)
+
+    # ---- the result: the winner retrained at full fidelity, beside the space's default
+    def _baseline(self) -> Optional[Candidate]:
+        name = self.config.baseline or next(iter(self.space.presets), None)
+        return self.space.preset(name) if name else None
+
+    def _final(self) -> None:
+        best = self.summary(top=1)["best"]
+        if not best:
+            self.log("no trial finished with a score: nothing to retrain")
+            return
+        trial = next(t for t in self.store.trials() if t.id == best[0]["trial"])
+        winner = trial.candidate
+        epochs = self.full_epochs(winner)
+        jobs = [Job(-1, winner.to_dict(), self.space, self.evaluator, epochs, self.config.seed, test=True)]
+        baseline = self._baseline()
+        if baseline is not None:
+            b_epochs = self.full_epochs(baseline)
+            b_epochs = epochs if b_epochs is None else min(b_epochs, epochs) if epochs else b_epochs
+            jobs.append(Job(-2, baseline.to_dict(), self.space, self.evaluator, b_epochs, self.config.seed, test=True))
+        predicted = None
+        path = self.store.predictor_path(self.config.iterations)
+        if path is not None:
+            predicted = float(self._load_surrogate(self.config.iterations).predict([winner])[0][0])
+        self.log(f"final: retraining the winner (trial {trial.id}) at full fidelity for {epochs or 'its'} epochs"
+                 + (f", beside the baseline {self.config.baseline or next(iter(self.space.presets))} "
+                    "(its default recipe, same epochs)" if baseline is not None else ""))
+        names = {-1: "winner", -2: "baseline"}
+        results = self._run_jobs(jobs, "final retraining", lambda job, r: f"  {names[job.trial_id]}: "
+                                 f"{r.get('status')} val {r.get('final_acc') or 0:.4f}, test "
+                                 f"{r.get('test_score') if r.get('test_score') is not None else '-'}")
+        record = {"trial": trial.id, "key": trial.key, "predicted": predicted, "searched_score": best[0]["score"],
+                  "fidelity_label": (self.calibration() or {}).get("fidelity_label", "full"),
+                  "epoch": (self.calibration() or {}).get("chosen_epoch")}
+        for job in jobs:
+            r = results.get(job.trial_id, {})
+            record[names[job.trial_id]] = {"candidate": job.candidate, "epochs": job.epochs,
+                                 **{k: r.get(k) for k in ("status", "final_acc", "test_score", "wall_time",
+                                                          "epochs_run", "error")}}
+        if baseline is not None:
+            record["baseline"]["name"] = self.config.baseline or next(iter(self.space.presets))
+        self.store.save_result("final", record)
 
     # ---- summary
     def summary(self, top: int = 5) -> dict:
@@ -524,15 +726,34 @@ class CoarseSearch:
         epoch = cal.get("chosen_epoch")
         trials = self.store.trials()
         scored = [(t, self.score(t, epoch)) for t in trials if t.status == "done"] if epoch else []
-        scored.sort(key=lambda ts: -(ts[1] if ts[1] is not None else -1))
+        scored = [(t, sc) for t, sc in scored if sc is not None]   # one comparable score: same fidelity and epoch
+        scored.sort(key=lambda ts: -ts[1])
         return {"run": str(self.store.run_dir), "config": self.store.config, "calibration": cal,
                 "counts": self.store.counts(), "iterations": sorted({t.iteration for t in trials}),
                 "best": [{"trial": t.id, "iteration": t.iteration, "score": s, "final_acc": t.final_acc,
                           "epochs_run": t.epochs_run, "flops": t.flops, "params": t.params, "key": t.key}
                          for t, s in scored[:top]],
                 "predictor_eval": self.store.results("predictor_eval"),
-                "predictor": str(self.final_predictor)}
+                "predictor": str(self.final_predictor),
+                "final": (self.store.results("final") or [None])[-1]}
 
+
+
+# From the measured curve (BENCHMARKS.md, "Predictor": held-out tau 0.17-0.24 at 25 real pairs,
+# 0.29-0.37 at 50, 0.39-0.49 at 75 on digits): what a useful predictor needs.
+USEFUL_TAU, PAIRS_FOR_USEFUL_TAU = 0.3, 50
+
+
+def chance_line(tau: Optional[float], n: int, batch: int, iteration: int) -> Optional[str]:
+    """A plain line when the predictor is still near chance, with how many more trials it needs."""
+    if tau is not None and tau >= USEFUL_TAU:
+        return None
+    more = max(PAIRS_FOR_USEFUL_TAU - n, batch)
+    iterations = iteration + -(-more // batch)
+    measured = "no held-out measure yet" if tau is None else f"held-out tau {tau:.2f}"
+    return (f"predictor still near chance ({measured} on {n} trials): about {more} more trials are needed for a "
+            f"useful one (tau >= {USEFUL_TAU} took ~{PAIRS_FOR_USEFUL_TAU} trained pairs on digits, BENCHMARKS.md); "
+            f"continue this run to {iterations} iterations")
 
 
 def format_summary(s: dict) -> str:

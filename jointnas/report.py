@@ -12,7 +12,7 @@ import datetime
 import html
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
@@ -54,6 +54,7 @@ class RunView:
     finished: Optional[float] = None  # when the coarse loop last ran to its end
     pool_size: Optional[int] = None   # candidates kept in the pool (within the budget)
     space: Optional[object] = None     # the SearchSpace the run searched
+    final: Optional[dict] = None       # the winner retrained at full fidelity, beside the baseline
 
     @classmethod
     def read(cls, run_dir) -> "RunView":
@@ -64,7 +65,8 @@ class RunView:
                        calibration=calibration[-1] if calibration else None,
                        predictor_evals=store.results("predictor_eval"), predictors=store.predictors(),
                        fine=fine[-1] if fine else None, finished=store.get_meta("finished"),
-                       pool_size=(store.pool_info() or {}).get("size"), space=_space_of(store))
+                       pool_size=(store.pool_info() or {}).get("size"), space=_space_of(store),
+                       final=(store.results("final") or [None])[-1])
 
     @property
     def measured(self) -> List[Trial]:
@@ -487,6 +489,20 @@ def trials_html(view: RunView) -> str:
     return out
 
 
+def final_lines(view: RunView) -> List[str]:
+    """The winner's full-fidelity retraining beside the baseline, as ``jointnas coarse`` prints it."""
+    from .coarse_summary import format_final
+
+    return format_final(view.final) if view.final else []
+
+
+def final_html(view: RunView) -> str:
+    lines = final_lines(view)
+    if not lines:
+        return "<p class='missing'>Not available yet: the winner is retrained when the coarse search ends.</p>"
+    return "<pre>" + html.escape("\n".join(lines)) + "</pre>"
+
+
 def fine_html(view: RunView) -> str:
     fine = view.fine
     if fine is None:
@@ -552,6 +568,7 @@ def render_html(view: RunView, sections: Sequence[Section], plot_links: Dict[str
              f"<h1>jointnas run <code>{html.escape(str(view.run_dir))}</code></h1>",
              f"<p class='sub'>Report made {now} from the run's store; {html.escape(status)}.</p>",
              "<h2>Run configuration</h2>", _table(["setting", "value"], config_rows(view), "config"),
+             "<h2 id='result'>Result</h2>", final_html(view),
              "<h2>Trials</h2>", trials_html(view)]
     for sec in sections:
         parts.append(f"<h2 id='{sec.name}'>{html.escape(sec.title)}</h2>")
@@ -572,6 +589,7 @@ class Report:
     html_path: Path
     plots: Dict[str, Path]      # written PNG files by plot name
     missing: Dict[str, str]     # plot name -> why it is not there yet
+    result: List[str] = field(default_factory=list)   # the run's final result, as lines
 
 
 def build_report(run_dir, out=None) -> Report:
@@ -605,7 +623,7 @@ def _write_report(view: RunView, sections: Sequence[Section], out: Path) -> Repo
         plots[sec.name] = path
         links[sec.name] = quote(Path(os.path.relpath(path, out.parent)).as_posix())
     _write_atomic(out, render_html(view, sections, links).encode("utf-8"))
-    return Report(out, plots, missing)
+    return Report(out, plots, missing, final_lines(view))
 
 
 def _when(timestamp: float) -> str:

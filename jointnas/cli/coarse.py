@@ -16,7 +16,8 @@ from ..errors import UsageError
 # The run-defining settings and their defaults, as flags see them. The space, data set and
 # surrogate names are defaults of the command line only; the library takes objects.
 DEFAULTS = dict({k: v for k, v in CoarseConfig().to_dict().items()
-                 if k not in ("space", "evaluator", "evaluator_options", "diverged_score", "score_bounds", "policy")},
+                 if k not in ("space", "evaluator", "evaluator_options", "diverged_score", "score_bounds", "policy",
+                              "fidelities", "final", "baseline", "prior_pairs")},
                 space="fbnetv3", data="digits", data_root=None, train_subset=None, objective=None)
 
 
@@ -100,13 +101,29 @@ def register(sub):
                    help=f"where trials run: {_names('EXECUTORS')} (default: local = worker processes; serial = "
                    "one at a time in this process)")
     p.add_argument("--workers", type=_int_at_least(1), metavar="N",
-                   help="candidates trained in parallel processes: one GPU each when several exist, CPU threads "
-                   "split between them otherwise (default: the number of GPUs, or 2 on a CPU with >= 2 cores)")
+                   help="candidates trained in parallel processes: one GPU each when several exist, one torch "
+                   "thread each on a CPU (default: the number of GPUs, or 2 on a CPU with >= 2 cores)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = cuda if "
                    "there is one, else cpu)")
+    p.add_argument("--prior-pairs", metavar="FILE", help="JSONL of pairs trained before on this space and data, "
+                   "always added to the predictor's training set (a warm start); 'none' for none (default: the "
+                   f"shipped {SHIPPED_PAIRS.name} for --space fbnetv3 --data digits, else none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs and summary only)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
+
+
+SHIPPED_PAIRS = Path(__file__).resolve().parents[2] / "data" / "fbnetv3_digits_pairs.jsonl"
+
+
+def _prior_pairs(args, space, requested: dict):
+    """The warm-start pair table: the flag's, else the shipped digits table for its own space and task."""
+    if args.prior_pairs:
+        return None if args.prior_pairs == "none" else str(Path(args.prior_pairs))
+    if (space.name == "fbnetv3" and requested.get("data", DEFAULTS["data"]) == "digits" and "objective" not in
+            requested and "train_subset" not in requested and SHIPPED_PAIRS.exists()):
+        return str(SHIPPED_PAIRS)
+    return None
 
 
 def _names(registry: str) -> str:
@@ -240,6 +257,7 @@ def run(args):
         settings = {k: v for k, v in {**DEFAULTS, **requested}.items() if k in CoarseConfig.__dataclass_fields__
                     and k != "space"}
         run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")
+        settings["prior_pairs"] = _prior_pairs(args, space, requested)
         search = CoarseSearch.create(run_dir, space, evaluator, CoarseConfig(**settings), executor=_executor(args),
                                      progress=progress)
         print(f"new run {run_dir} (continue it after an interruption with: jointnas coarse --run {run_dir})",
