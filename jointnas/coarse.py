@@ -606,10 +606,12 @@ class CoarseSearch:
                      for t in self.store.trials("done", iteration=1) if t.curve]
             fc = calibrate_fidelity(first, cheap, self.config.rank_threshold)
             self.store.save_result("fidelity_calibration", fc)
-            for o in fc["options"]:
-                if o["label"] != "full" and o["epoch"] == fc["full_epochs"] or o["label"] == fc["chosen"]["label"]:
-                    self.log(f"  fidelity {o['label']:>22} epoch {o['epoch']}: tau {o['tau']:.2f}, cost "
-                             f"{o['relative_cost']:.2f}x of full -> {'accepted' if o['accepted'] else 'refused'}")
+            for label in dict.fromkeys(o["label"] for o in fc["options"]):   # per setting: its cheapest pass, else its best
+                mine = [o for o in fc["options"] if o["label"] == label]
+                ok = [o for o in mine if o["accepted"]]
+                o = min(ok, key=lambda o: o["relative_cost"]) if ok else max(mine, key=lambda o: o["tau"])
+                self.log(f"  fidelity {label}: " + (f"accepted from epoch {o['epoch']}" if ok else "refused") +
+                         f" (tau {o['tau']:.2f} at epoch {o['epoch']}, cost {o['relative_cost']:.2f}x of full)")
             chosen = fc["chosen"]
             cal["chosen_epoch"], cal["fidelity_label"] = chosen["epoch"], chosen["label"]
             if chosen["label"] != "full":

@@ -43,7 +43,7 @@ def fidelity_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("fid") / "run"
     lines = []
     evaluator = FunctionEvaluator(fidelity_objective.objective, fidelities=[HALF_DATA, HALF_WIDTH])
-    config = CoarseConfig(pool=64, batch=5, iterations=2, ensemble=2, seed=0)
+    config = CoarseConfig(pool=64, batch=5, iterations=2, epoch_cap=None, ensemble=2, seed=0)
     with CoarseSearch.create(run, space, evaluator, config, executor=SerialExecutor(),
                              progress=Progress(bars=False, log=lines.append)) as search:
         summary = search.run()
@@ -61,7 +61,7 @@ def test_a_coarse_run_trains_later_batches_at_the_calibrated_fidelity_and_refuse
             best = fidelity_objective.peak(t.candidate.arch, t.candidate.recipe)
             assert [e["score"] for e in t.curve] == pytest.approx([0.5 * best / 2])
     assert any("chosen fidelity: data x0.5 at epoch 1" in line for line in lines)
-    assert any("refused" in line and "width x0.5" in line for line in lines)
+    assert any("fidelity width x0.5: refused" in line for line in lines)
 
 
 def test_the_summary_ranks_every_trial_at_one_comparable_fidelity_and_epoch(fidelity_run):
