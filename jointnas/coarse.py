@@ -532,15 +532,12 @@ class CoarseSearch:
                     out[done.trial_id] = done.result
                     bar.update(1)
                     self.clock.record(done.result, self._epoch_cost(job.fidelity))
-                    self.log(line(job, done.result) + self.clock.eta(self._remaining_work() - self._pending(
-                        todo, ex, by_id, out), ex.capacity))
+                    # _remaining_work counts all of these jobs until the stage is recorded: less those done
+                    done_work = sum((by_id[i].epochs or 1) * self._epoch_cost(by_id[i].fidelity) for i in out)
+                    self.log(line(job, done.result) + self.clock.eta(self._remaining_work() - done_work, ex.capacity))
         finally:
             bar.close()
         return out
-
-    def _pending(self, todo, ex, by_id, out) -> float:
-        """Work of the jobs of :meth:`_run_jobs` already done (``_remaining_work`` counts them all)."""
-        return sum((by_id[i].epochs or 1) * self._epoch_cost(by_id[i].fidelity) for i in out)
 
     def _train_fidelities(self) -> None:
         """Train the first batch again at each cheaper fidelity (stored as ``fidelity_trial`` results)."""
