@@ -94,3 +94,12 @@ def test_the_winners_full_fidelity_retraining_is_stored_in_the_run_and_shown_by_
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out
     assert f"result: winner trial {final['trial']}" in out and f"{100 * best * 3 / 4:.2f} %" in out
+
+
+def test_a_predictor_at_chance_gets_a_line_saying_how_many_more_trials_it_needs():
+    from jointnas.coarse import PAIRS_FOR_USEFUL_TAU, chance_line
+
+    line = chance_line(-0.2, 18, 6, 3)
+    assert f"about {PAIRS_FOR_USEFUL_TAU - 18} more trials" in line and "to 9 iterations" in line
+    assert "no held-out measure yet" in chance_line(None, 3, 6, 1)
+    assert chance_line(0.45, 18, 6, 3) is None
