@@ -22,6 +22,7 @@ from .space.dims import parse_dim
 FAMILIES: Dict[str, Union[str, Callable]] = {
     "mbconv": "jointnas.families.mbconv:MBConvFamily.from_spec",
     "torchvision": "jointnas.families.torchvision:TorchvisionFamily.from_spec",
+    "fixed": "jointnas.families.fixed:FixedArch.from_spec",
 }
 # name -> surrogate factory ``make(space, *, seed, ensemble, score_bounds) -> Surrogate``
 SURROGATES: Dict[str, Union[str, Callable]] = {
@@ -35,12 +36,16 @@ SURROGATE_LOADERS: Dict[str, Union[str, Callable]] = {
 POLICIES: Dict[str, Union[str, Callable]] = {
     "ucb": "jointnas.strategies.batch:DiverseThenUCB",
 }
-# name -> fine-stage strategy (filled in by the fine strategies' modules)
-STRATEGIES: Dict[str, Union[str, Callable]] = {}
+# name -> fine-stage strategy class, built as ``cls(settings: SearchSettings)``
+STRATEGIES: Dict[str, Union[str, Callable]] = {
+    "evolution": "jointnas.strategies.evolution:Evolution",
+    "random": "jointnas.strategies.random:RandomSearch",
+}
 # name -> executor class, built as ``cls(workers=..., device=...)``
 EXECUTORS: Dict[str, Union[str, Callable]] = {
     "local": "jointnas.executor:LocalExecutor",
     "serial": "jointnas.executor:SerialExecutor",
+    "ray": "jointnas.executor_ray:RayExecutor",        # optional extra jointnas[ray]
 }
 # evaluator kind (the part of a spec before ':') -> ``make(argument, **options) -> Evaluator``;
 # a spec whose kind is not here is ``module:function``, a Python objective.
@@ -229,6 +234,10 @@ def make_surrogate(name: str, space, **options):
 
 def make_policy(name: str, **options):
     return resolve(POLICIES, name, "batch policy")(**options)
+
+
+def make_strategy(name: str, settings):
+    return resolve(STRATEGIES, name, "fine strategy")(settings)
 
 
 def make_executor(name: str, **options):

@@ -82,20 +82,12 @@ class TrainEvaluator:
         return 1.0 / self.task().num_classes
 
     def check_space(self, space) -> None:
-        from .trainer import RECIPE_DIMS
+        from .trainer import check_recipe_dims
 
-        where = space.source
         if space.family is None:
-            raise SpaceError(f"{where}: family: the trainer builds models through a model family "
+            raise SpaceError(f"{space.source}: family: the trainer builds models through a model family "
                              "(e.g. family: mbconv or torchvision); a space without one needs its own objective")
-        missing = [k for k in RECIPE_DIMS if k not in space.recipe]
-        if missing:
-            raise SpaceError(f"{where}: recipe.{missing[0]}: the trainer needs this dimension "
-                             f"(it acts on {', '.join(RECIPE_DIMS)})")
-        unknown = [k for k in space.recipe if k not in RECIPE_DIMS]
-        if unknown:
-            raise SpaceError(f"{where}: recipe.{unknown[0]}: the trainer does not act on this dimension "
-                             f"(it knows {', '.join(RECIPE_DIMS)}); remove it or use your own objective")
+        check_recipe_dims(space.recipe, space.source)
 
     def fidelities(self) -> list:
         """Cheaper training settings worth calibrating by default. Each costs one extra training of

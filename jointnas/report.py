@@ -517,6 +517,8 @@ def fine_html(view: RunView) -> str:
                                                           ("scored", "candidates scored")) if key in search]
     if "stop_reason" in search:
         intro.append(f"stopped: {search['stop_reason']}")
+    if (fine.get("selection") or {}).get("ties"):
+        intro.append(fine["selection"]["ties"])
     measured = {t.key: t for t in view.measured}
     rows = []
     for i, entry in enumerate(top):
@@ -526,7 +528,8 @@ def fine_html(view: RunView) -> str:
         rows.append([entry.get("rank", i + 1),
                      f"{100 * entry['predicted_acc']:.1f}%" + (f" ± {100 * std:.1f}" if std is not None else ""),
                      f"{100 * trial.final_acc:.1f}% (trial {trial.id}, {trial.epochs_run} epochs)" if trial else "–",
-                     f"{entry.get('flops', 0) / 1e6:.1f}", f"{entry.get('params', 0) / 1e6:.2f}",
+                     *((f"{entry['flops'] / 1e6:.1f}", f"{entry['params'] / 1e6:.2f}")
+                       if entry.get("flops") is not None else ("–", "–")),  # a space without family
                      entry.get("resolution", "?"), recipe.get("optimizer", "?"), _num(recipe.get("lr")),
                      recipe.get("epochs", "?"), entry.get("key", "")])
     return (f"<p>{html.escape('; '.join(intro))}</p>" if intro else "") + _table(

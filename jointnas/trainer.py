@@ -2,14 +2,22 @@
 
 Every recipe dimension acts on training:
 
-* ``optimizer``: SGD with Nesterov momentum 0.9, RMSprop (alpha 0.9, momentum 0.9 as in
-  EfficientNet recipes; eps 0.0316 outside the root, close to TensorFlow's 1e-3 inside it,
-  which keeps weights with tiny gradients from taking full-size steps) or AdamW.
+* ``optimizer``: ``sgd`` (Nesterov momentum), ``sgd_plain`` (classical heavy-ball momentum, as
+  torchvision's ResNet reference), RMSprop (alpha 0.9, momentum 0.9 as in EfficientNet recipes;
+  eps 0.0316 outside the root, close to TensorFlow's 1e-3 inside it, which keeps weights with
+  tiny gradients from taking full-size steps), ``adam`` (L2 penalty in the gradient) or
+  ``adamw`` (decoupled decay).
+* ``momentum`` of both SGD kinds (0.9 when the recipe has none; SGD with momentum 0 is plain SGD).
+* ``batch_size``: images per optimisation step (the task's when the recipe has none).
 * ``lr`` per step: linear warmup over ``warmup_epochs``, then cosine to zero over the
   recipe's ``epochs`` (:func:`lr_at`).
 * ``weight_decay`` on conv/linear weights only, never on BatchNorm or bias parameters.
 * ``label_smoothing`` and ``mixup_alpha`` (Beta(alpha, alpha) mixing of shuffled pairs, 0 = off)
   shape the training loss; validation loss is plain cross-entropy.
+* ``cutout``: side in pixels of the dataset's images (scaled to the training resolution) of one
+  square per training image, at a random centre that may lie near the border, set to the
+  dataset mean (DeVries & Taylor 2017); 0 = off.
+* ``grad_clip``: the gradients' global L2 norm is clipped to this before every step; 0 = off.
 * ``dropout`` (before the classifier) and ``stochastic_depth`` (drop-path rate of the last
   block, growing linearly with depth) are passed to the space's model family's ``build``.
 * ``ema``: an exponential moving average of weights and BN statistics, and the EMA weights are
@@ -17,7 +25,12 @@ Every recipe dimension acts on training:
   warmed up as ``(1 + n) / (10 + n)``): recipes here last a few short epochs (tens of steps
   each on digits), so the fixed 0.9999 of ImageNet recipes would average mostly the random
   initialisation.
-* ``epochs``: the schedule length; ``train(..., epochs=N)`` stops after N epochs of it.
+* ``epochs``: the schedule length; ``train(..., epochs=N)`` stops after N epochs of it. A recipe
+  without ``epochs`` (a space that holds the schedule fixed) trains a schedule of N epochs.
+
+``optimizer`` and ``lr`` are required; every other key of :data:`RECIPE_KEYS` may be
+left out of a space and takes its :data:`RECIPE_DEFAULTS` value (the dimension is off). A recipe
+key outside :data:`RECIPE_KEYS` is refused (:func:`check_recipe_dims`), never ignored.
 
 Two choices make short runs measurable: weights start as in torchvision's MobileNetV3 (He
 fan-out convs, small classifier) with the last BatchNorm of every residual block at zero, and
@@ -43,7 +56,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -52,14 +65,17 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .data import FolderSplit, Task, TensorSplit, default_workers
-from .errors import UsageError
+from .errors import SpaceError, UsageError
 from .families.mbconv_net import MBConv
 from .space import Candidate, SearchSpace
 
-OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-# The recipe dimensions the trainer acts on (a space for it has exactly these).
-RECIPE_DIMS = ("optimizer", "lr", "weight_decay", "label_smoothing", "mixup_alpha", "dropout", "stochastic_depth",
-               "ema", "epochs", "warmup_epochs")
+OPTIMIZERS = ("sgd", "sgd_plain", "rmsprop", "adam", "adamw")
+REQUIRED_RECIPE_KEYS = ("optimizer", "lr")
+# What an optional recipe key is when a space leaves it out: the dimension switched off.
+RECIPE_DEFAULTS = {"weight_decay": 0.0, "momentum": 0.9, "batch_size": None, "label_smoothing": 0.0,
+                   "mixup_alpha": 0.0, "cutout": 0, "grad_clip": 0.0, "dropout": 0.0, "stochastic_depth": 0.0,
+                   "ema": False, "warmup_epochs": 0, "epochs": None}
+RECIPE_KEYS = frozenset(REQUIRED_RECIPE_KEYS) | frozenset(RECIPE_DEFAULTS)  # every key the trainer acts on
 EVAL_BATCH = 256
 BN_CALIBRATION_IMAGES = 512
 CHECK_EVERY = 25  # steps between finiteness checks of the running loss on CUDA (each is a sync)
@@ -118,13 +134,69 @@ def param_groups(model: nn.Module, weight_decay: float) -> List[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer:
+def full_recipe(recipe: Mapping) -> dict:
+    """``recipe`` with every optional key it lacks set to its default (off); refuses unknown keys."""
+    unknown = sorted(set(recipe) - RECIPE_KEYS)
+    if unknown:
+        raise UsageError(f"recipe key(s) {', '.join(unknown)} are not acted on by the trainer; "
+                         f"it knows {', '.join(sorted(RECIPE_KEYS))}")
+    missing = [k for k in REQUIRED_RECIPE_KEYS if k not in recipe]
+    if missing:
+        raise UsageError(f"recipe lacks {', '.join(missing)} (the trainer requires {', '.join(REQUIRED_RECIPE_KEYS)})")
+    return {**RECIPE_DEFAULTS, **recipe}
+
+
+def check_recipe_dims(recipe_dims: Mapping, source: str) -> None:
+    """Refuse a space whose recipe the trainer cannot act on, naming ``source`` (its file) and the key:
+    unknown keys, missing required ones, optimizer choices it does not know, negative sizes."""
+    for key in recipe_dims:
+        if key not in RECIPE_KEYS:
+            raise SpaceError(f"{source}: recipe.{key}: the trainer does not act on this key; "
+                             f"it knows {', '.join(sorted(RECIPE_KEYS))}")
+    for key in REQUIRED_RECIPE_KEYS:
+        if key not in recipe_dims:
+            raise SpaceError(f"{source}: recipe.{key}: required by the trainer but missing")
+    unknown = sorted(set(_choices(recipe_dims["optimizer"])) - set(OPTIMIZERS))
+    if unknown:
+        raise SpaceError(f"{source}: recipe.optimizer: unknown choice(s) {', '.join(map(str, unknown))}; "
+                         f"the trainer knows {', '.join(OPTIMIZERS)}")
+    for key, low in (("batch_size", 1), ("epochs", 1), ("cutout", 0), ("grad_clip", 0), ("momentum", 0),
+                     ("warmup_epochs", 0), ("lr", 0)):
+        if key in recipe_dims and _low(recipe_dims[key]) < low:
+            raise SpaceError(f"{source}: recipe.{key}: values must be at least {low}")
+    if "momentum" in recipe_dims and _high(recipe_dims["momentum"]) >= 1:
+        raise SpaceError(f"{source}: recipe.momentum: values must be below 1")
+
+
+def _choices(dim) -> list:
+    choices = getattr(dim, "choices", None)
+    return list(choices() if callable(choices) else choices) if choices is not None else []
+
+
+def _numbers(dim) -> list:
+    if hasattr(dim, "low"):
+        return [dim.low, dim.high]
+    return [v for v in _choices(dim) if isinstance(v, (int, float)) and not isinstance(v, bool)] or [0]
+
+
+def _low(dim) -> float:
+    return min(_numbers(dim))
+
+
+def _high(dim) -> float:
+    return max(_numbers(dim))
+
+
+def build_optimizer(model: nn.Module, recipe: Mapping) -> torch.optim.Optimizer:
+    recipe = full_recipe(recipe)
     groups = param_groups(model, float(recipe["weight_decay"]))
-    lr, name = float(recipe["lr"]), recipe["optimizer"]
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    lr, name, momentum = float(recipe["lr"]), recipe["optimizer"], float(recipe["momentum"])
+    if name in ("sgd", "sgd_plain"):  # Nesterov needs a momentum; without one both are plain SGD
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=name == "sgd" and momentum > 0)
     if name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=0.0316, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     raise UsageError(f"unknown optimizer {name!r}; the trainer knows {', '.join(OPTIMIZERS)}")
@@ -248,6 +320,21 @@ def random_shift(x: torch.Tensor, pad: int, generator: Optional[torch.Generator]
     return padded[bi, ci, rows, cols]
 
 
+def cutout(x: torch.Tensor, size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Batched cutout: zero one ``size`` x ``size`` square per sample (normalised inputs, so zero is
+    the dataset mean) at a random centre anywhere in the image, the square clipped at the border."""
+    if size <= 0:
+        return x
+    b, _, h, w = x.shape
+    centre = torch.rand(2, b, device=x.device, generator=generator)
+    top = (centre[0] * h).long() - size // 2
+    left = (centre[1] * w).long() - size // 2
+    rows = torch.arange(h, device=x.device)[None, :] - top[:, None]
+    cols = torch.arange(w, device=x.device)[None, :] - left[:, None]
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    return x.masked_fill(inside[:, None], 0.0)
+
+
 def random_flip(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -257,10 +344,12 @@ class TensorBatches:
     """Batches of a :class:`TensorSplit` made on the device: resize, augment, normalise."""
 
     def __init__(self, split: TensorSplit, task: Task, resolution: int, device: torch.device, batch_size: int,
-                 train: bool, generator: Optional[torch.Generator] = None):
+                 train: bool, generator: Optional[torch.Generator] = None, cutout: int = 0):
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.resolution, self.batch_size, self.train, self.generator = resolution, batch_size, train, generator
+        # cutout is given in pixels of the stored images; the square scales with the resize
+        self.cutout = int(round(cutout * resolution / self.images.shape[-1])) if cutout > 0 else 0
         self.flip = task.flip
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(task.mean, device=device).view(shape)
@@ -292,24 +381,30 @@ class TensorBatches:
             if self.flip:
                 x = random_flip(x, self.generator)
         x = (x - self.mean) / self.std
+        if self.train and self.cutout:
+            x = cutout(x, self.cutout, self.generator)
         return x.contiguous(memory_format=torch.channels_last)
 
 
 class _FolderView(torch.utils.data.Dataset):
-    def __init__(self, split: FolderSplit, transform):
-        self.split, self.transform = split, transform
+    def __init__(self, split: FolderSplit, transform, cutout: int = 0):
+        self.split, self.transform, self.cutout = split, transform, cutout
 
     def __len__(self):
         return len(self.split)
 
     def __getitem__(self, i):
         image, label = self.split.dataset[self.split.indices[i]]
-        return self.transform(image), label
+        x = self.transform(image)
+        if self.cutout:  # worker processes draw from their own seeded torch generator
+            x = cutout(x[None], self.cutout)[0]
+        return x, label
 
 
 def folder_batches(split: FolderSplit, task: Task, resolution: int, device: torch.device, batch_size: int,
-                   train: bool, seed: int, workers: Optional[int] = None):
-    """A DataLoader with per-sample PIL transforms in worker processes (image folders)."""
+                   train: bool, seed: int, workers: Optional[int] = None, cutout: int = 0):
+    """A DataLoader with per-sample PIL transforms in worker processes (image folders); ``cutout``
+    is in pixels of the training crop (folder images have no one stored size)."""
     from torchvision import transforms as T
 
     if train:
@@ -319,17 +414,18 @@ def folder_batches(split: FolderSplit, task: Task, resolution: int, device: torc
     transform = T.Compose(ops + [T.ToTensor(), T.Normalize(task.mean, task.std)])
     workers = default_workers() if workers is None else workers
     return torch.utils.data.DataLoader(
-        _FolderView(split, transform), batch_size=batch_size, shuffle=train,
+        _FolderView(split, transform, cutout if train else 0), batch_size=batch_size, shuffle=train,
         drop_last=train and len(split) > batch_size,
         num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(seed))
 
 
 def make_batches(split, task: Task, resolution: int, device: torch.device, batch_size: int, train: bool,
-                 seed: int, generator: Optional[torch.Generator] = None, workers: Optional[int] = None):
+                 seed: int, generator: Optional[torch.Generator] = None, workers: Optional[int] = None,
+                 cutout: int = 0):
     if isinstance(split, TensorSplit):
-        return TensorBatches(split, task, resolution, device, batch_size, train, generator)
-    return folder_batches(split, task, resolution, device, batch_size, train, seed, workers)
+        return TensorBatches(split, task, resolution, device, batch_size, train, generator, cutout)
+    return folder_batches(split, task, resolution, device, batch_size, train, seed, workers, cutout)
 
 
 # --------------------------------------------------------------------------- loops
@@ -365,9 +461,10 @@ def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device
     """Train ``candidate`` on ``task`` and return its :class:`TrainResult`.
 
     ``epochs=None`` runs the recipe's schedule; ``epochs=N`` stops after ``min(N, recipe epochs)``
-    epochs of it. ``test=True`` also measures the final weights on the test split;
+    epochs of it (a recipe without ``epochs`` trains an N-epoch schedule). ``test=True`` also measures the final weights on the test split;
     ``keep_model=True`` returns the evaluated model (the EMA one when the recipe has ``ema``).
-    ``batch_size`` defaults to the task's; ``workers`` (image folders) to ``min(8, CPUs)``.
+    ``batch_size`` is used when the recipe has none (the task's when None); ``workers`` (image
+    folders) defaults to ``min(8, CPUs)``.
     ``on_epoch(entry)`` is called with each learning-curve entry as soon as it is measured.
     ``resolution_scale`` < 1 trains (and validates) at that fraction of the arch's resolution.
     Raises only for bad input (unknown keys, optimizer or device); training failures are statuses.
@@ -375,12 +472,17 @@ def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device
     start = time.time()
     space = _space_of(space, candidate)
     space.validate(candidate.arch, candidate.recipe, allow_outside=[d.name for d in space.dims])
-    recipe = candidate.recipe
+    check_recipe_dims(space.recipe, space.source)
+    recipe = full_recipe(candidate.recipe)
     if recipe["optimizer"] not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {recipe['optimizer']!r}; the trainer knows {', '.join(OPTIMIZERS)}")
-    schedule_epochs = int(recipe["epochs"])
+    if recipe["batch_size"] is not None:
+        batch_size = int(recipe["batch_size"])
     if epochs is not None and (not isinstance(epochs, (int, np.integer)) or epochs < 1):
         raise UsageError(f"epochs must be a positive integer, got {epochs!r}")
+    if recipe["epochs"] is None and epochs is None:
+        raise UsageError("the recipe has no epochs, so the number of epochs to train must be given")
+    schedule_epochs = int(epochs if recipe["epochs"] is None else recipe["epochs"])
     n_epochs = schedule_epochs if epochs is None else min(int(epochs), schedule_epochs)
     dev = resolve_device(device)
     resolution = space.family.input_size(candidate.arch, task)
@@ -431,7 +533,7 @@ def _first_line(e: BaseException) -> str:
 
 def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolution, batch_size, workers, progress,
          test, keep_model, result: TrainResult, on_epoch) -> None:
-    recipe = candidate.recipe
+    recipe = full_recipe(candidate.recipe)
     model = space.family.build(candidate.arch, num_classes=task.num_classes, in_channels=task.in_channels,
                                input_size=resolution, dropout=float(recipe["dropout"]),
                                drop_path=float(recipe["stochastic_depth"]))
@@ -439,7 +541,8 @@ def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolutio
     optimizer = build_optimizer(model, recipe)
     generator = torch.Generator(device=dev).manual_seed(seed)
     rng = np.random.default_rng(seed)
-    train_batches = make_batches(task.train, task, resolution, dev, batch_size, True, seed, generator, workers)
+    train_batches = make_batches(task.train, task, resolution, dev, batch_size, True, seed, generator, workers,
+                                 cutout=int(recipe["cutout"]))
     val_batches = make_batches(task.val, task, resolution, dev, EVAL_BATCH, False, seed, workers=workers)
     calibration = make_batches(task.train.head(BN_CALIBRATION_IMAGES), task, resolution, dev, EVAL_BATCH, False,
                                seed, workers=workers)
@@ -447,6 +550,7 @@ def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolutio
     ema = ModelEma(model, ema_decay(steps_per_epoch)) if recipe["ema"] else None
     eval_model = ema.module if ema is not None else model
     base_lr, smoothing, alpha = float(recipe["lr"]), float(recipe["label_smoothing"]), float(recipe["mixup_alpha"])
+    clip = float(recipe["grad_clip"])
 
     from tqdm import tqdm
 
@@ -471,6 +575,8 @@ def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolutio
                 loss = mixed_loss(logits.float(), y_a, y_b, lam, smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
                 optimizer.step()
                 if ema is not None:
                     ema.update()

@@ -1,6 +1,7 @@
-"""Benchmark of `jointnas fine`: wall time with default settings, candidates scored per second,
-and the best predicted score found vs the best of as many random feasible candidates scored by
-the same predictor (both measured in this one run).
+"""Benchmark of `jointnas fine`: wall time of the whole command, candidates scored per second
+(wall and CPU), and the best predicted score found vs `jointnas fine --strategy random` with
+as many evaluations on the same predictor; plus the predictor alone (rows per CPU-second at the
+GA's batch size and at a large one), the ceiling the search runs against.
 
     python scripts/bench_fine.py                        # shipped predictor, --budget 600MFLOPs
     python scripts/bench_fine.py --predictor RUN/predictors/iter3.pt --budget 800MFLOPs --seeds 0 1 2
@@ -16,6 +17,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,8 +29,8 @@ import numpy as np
 from jointnas import Candidate
 
 
-def run_fine(budget: str, predictor, seed: int, population, risk):
-    cmd = ["jointnas", "fine", "--budget", budget, "--json", "--no-progress"]
+def run_fine(budget: str, predictor, seed: int, population, risk, extra=()):
+    cmd = [sys.executable, "-m", "jointnas", "fine", "--budget", budget, "--json", "--no-progress", *extra]
     if predictor:
         cmd += ["--predictor", str(Path(predictor).resolve())]
     if population is not None:
@@ -37,13 +39,17 @@ def run_fine(budget: str, predictor, seed: int, population, risk):
         cmd += ["--risk", str(risk)]
     if seed:
         cmd += ["--seed", str(seed)]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     with tempfile.TemporaryDirectory() as cwd:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return cmd, wall, json.loads(proc.stdout)
+    return cmd, (wall, cpu), json.loads(proc.stdout)
 
 
 def synthetic_accuracy(space, candidates, costs):
@@ -74,25 +80,33 @@ def fit_synthetic_predictor(path: Path) -> None:
     p.save(path)
 
 
-def random_baseline(payload: dict, n: int, seed: int):
-    """Best score of ``n`` random feasible candidates (plain rejection sampling from Sobol draws)."""
+def cpu_rates(payload: dict, seed: int, population) -> tuple:
+    """(GA candidates per CPU-second, predictor rows per CPU-second at batch 225 and at 20,000),
+    measured in this process after a warm-up run."""
     import torch
 
     from jointnas.budget import Budget
-    from jointnas.evolution import Variation
-    from jointnas.fine import random_feasible
+    from jointnas.fine import SearchSettings, fine_search
     from jointnas.predictor import Predictor
 
     torch.set_num_threads(1)
     predictor = Predictor.load(payload["predictor"])
     budget = Budget(payload["budget"]["max_flops"], payload["budget"]["max_params"])
-    rng = np.random.default_rng([seed, 12345])
-    start = time.perf_counter()
-    sample = random_feasible(Variation(predictor.space, budget), n, rng, repair=False)
-    mean, std = predictor.predict([c for c, _ in sample])
-    risk = payload["settings"]["risk"]
-    score = mean - risk * std
-    return float(score.max()), sample[int(np.argmax(score))][0], len(sample), time.perf_counter() - start
+    settings = SearchSettings(seed=seed, **({"population": population} if population else {}))
+    fine_search(predictor, predictor.space, budget, settings=settings)
+    start = time.process_time()
+    r = fine_search(predictor, predictor.space, budget, settings=settings)
+    ga = r.scored / (time.process_time() - start)
+    rates = []
+    for batch in (225, 20000):
+        x = np.random.default_rng(0).random((batch, predictor.space.encoding_width)).astype(np.float32)
+        predictor.predict_encoded(x)
+        start, n = time.process_time(), 0
+        while time.process_time() - start < 1.0:
+            predictor.predict_encoded(x)
+            n += batch
+        rates.append(n / (time.process_time() - start))
+    return ga, rates[0], rates[1]
 
 
 def true_synthetic(candidate) -> float:
@@ -126,28 +140,33 @@ def main():
     for population, risk, seed in itertools.product(args.populations, args.risks, args.seeds):
         cmd, wall, payload = run_fine(args.budget, args.predictor, seed, population, risk)
         search = payload["search"]
-        best_random, random_pick, n_random, random_s = random_baseline(payload, search["scored"], seed)
+        _, r_wall, rnd = run_fine(args.budget, args.predictor, seed, population, risk,
+                                  ("--strategy", "random", "--evaluations", str(search["scored"])))
         truth = ""
         if args.synthetic:
             found = Candidate.from_dict(payload["top"][0]["candidate"])
-            truth = f" | {true_synthetic(found):.4f} vs {true_synthetic(random_pick):.4f}"
-        rows.append((seed, wall, search, best_random, n_random, random_s, payload, truth))
-        print(f"{' '.join(cmd)}: {wall:.1f} s", file=sys.stderr)
+            pick = Candidate.from_dict(rnd["top"][0]["candidate"])
+            truth = f" | {true_synthetic(found):.4f} vs {true_synthetic(pick):.4f}"
+        ga_cpu, pred_small, pred_large = cpu_rates(payload, seed, population)
+        rows.append((seed, wall, search, rnd, r_wall, ga_cpu, pred_small, pred_large, payload, truth))
+        print(f"{' '.join(cmd[1:])}: {wall[0]:.1f} s", file=sys.stderr)
     load_after = os.getloadavg()
-    print(f"predictor {payload['predictor']}; {os.cpu_count()} CPUs visible; load average (1/5/15 min) "
-          f"{' '.join(f'{x:.1f}' for x in load_before)} before, {' '.join(f'{x:.1f}' for x in load_after)} after")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}; predictor {payload['predictor']}; {os.cpu_count()} CPUs visible; "
+          f"load average (1/5/15 min) {' '.join(f'{x:.1f}' for x in load_before)} before, "
+          f"{' '.join(f'{x:.1f}' for x in load_after)} after")
     print()
-    truth_head = " | synthetic truth: found vs random pick" if args.synthetic else ""
-    print("| population | risk | seed | wall s (whole command) | search s | generations | scored | scored/s "
-          "| best found | best of as many random feasible | ratio | stop" + truth_head + " |")
-    print("|---" * (12 + bool(args.synthetic)) + "|")
-    for seed, wall, search, best_random, n_random, random_s, payload, truth in rows:
+    truth_head = " | synthetic truth: GA's vs random's pick" if args.synthetic else ""
+    print("| population | risk | seed | whole command: wall s / CPU s | search s | generations | scored | scored/s (wall) "
+          "| scored/CPU-s | predictor alone rows/CPU-s (batch 225 / 20000) | best found | random search: best "
+          "(wall s of the command) | stop" + truth_head + " |")
+    print("|---" * (13 + bool(args.synthetic)) + "|")
+    for seed, wall, search, rnd, r_wall, ga_cpu, small, large, payload, truth in rows:
         settings = payload["settings"]
-        print(f"| {settings['population']} | {settings['risk']:g} | {seed} | {wall:.1f} | {search['wall_time']:.1f} "
-              f"| {search['generations']} | {search['scored']} "
-              f"| {search['scored_per_second']:.0f} | {search['best_score']:.4f} | {best_random:.4f} "
-              f"(n={n_random}, {random_s:.1f} s) | {search['best_score'] / best_random:.3f} "
-              f"| {search['stop_reason'].split(':')[0]}{truth} |")
+        print(f"| {settings['population']} | {settings['risk']:g} | {seed} | {wall[0]:.2f} / {wall[1]:.2f} "
+              f"| {search['wall_time']:.2f} "
+              f"| {search['generations']} | {search['scored']} | {search['scored_per_second']:.0f} | {ga_cpu:.0f} "
+              f"| {small:.0f} / {large:.0f} | {search['best_score']:.4f} | {rnd['search']['best_score']:.4f} "
+              f"({r_wall[0]:.2f}) | {search['stop_reason'].split(':')[0]}{truth} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 """Fine search: every individual within budget, reproducible, better than where it started and
-than random sampling; genetic operators; export; the `jointnas fine` command."""
+than random search on the same predictor; the array form of candidates and of their cost;
+diverse top-k with ties broken by spread and FLOPs; export; the `jointnas fine` command and its
+output hygiene."""
 import json
+import os
 import runpy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,10 +15,14 @@ import yaml
 from jointnas import Candidate, count_cost, count_cost_fvcore, sample_pool
 from jointnas.budget import Budget, cheapest_arch
 from jointnas.cli import main
-from jointnas.evolution import Variation
 from jointnas.export import export_candidates
-from jointnas.fine import SearchSettings, fine_search, random_feasible
 from jointnas.cost import count_costs
+from jointnas.families.mbconv_cost_arrays import mbconv_costs
+from jointnas.fine import Board, FineProblem, SearchSettings, fine_search, random_rows
+from jointnas.errors import UsageError
+from jointnas.strategies.random import RandomSearch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BUDGET = Budget(600_000_000)
 # Small enough for seconds per search, large enough to show real improvement.
@@ -73,9 +82,10 @@ def test_search_improves_on_its_start_and_on_random_sampling(result, predictor, 
     history = [h["best_score"] for h in result.history]
     assert history == sorted(history)  # elitist: the best never gets worse
     # As many random feasible candidates, scored by the same predictor, do worse.
-    sample = random_feasible(Variation(space, BUDGET), result.scored, np.random.default_rng(0), repair=False)
-    assert len(sample) == result.scored
-    mean, _ = predictor.predict([c for c, _ in sample])
+    problem = FineProblem(space, predictor, BUDGET)
+    rows, _ = random_rows(problem, result.scored, np.random.default_rng(0), Board(problem), repair=False)
+    assert len(rows) == result.scored
+    mean, _ = predictor.predict(problem.genome.decode(rows))
     assert result.best.score > mean.max() + 0.01
 
 
@@ -88,8 +98,13 @@ def test_same_seed_same_result_other_seed_other_result(result, predictor, space)
     assert [s.candidate.key() for s in other.top] != [s.candidate.key() for s in result.top]
 
 
-def test_top_is_distinct_architectures_best_first(result):
-    assert len({s.candidate.arch_key() for s in result.top}) == len(result.top)
+def test_top_is_diverse_best_first(result, space):
+    problem = FineProblem(space, None, BUDGET)
+    rows, ok = problem.genome.from_candidates([s.candidate for s in result.top])
+    assert ok.all()
+    for i in range(len(rows)):
+        others = np.delete(rows, i, axis=0)
+        assert problem.genome.distance(others, rows[i]).min() >= 0.1 * problem.genome.width
     scores = [s.score for s in result.top]
     assert scores == sorted(scores, reverse=True) and scores[0] == result.best.score
 
@@ -110,6 +125,11 @@ def test_stops_when_progress_stalls(predictor, space):
     assert r.generations == 3 and r.stop_reason.startswith("converged")
     rates = [h["mutation_rate"] for h in r.history]
     assert rates[0] < rates[1] < rates[2]  # stalls raise the mutation rate
+
+
+def test_evaluation_limit_stops_the_search(predictor, space):
+    r = fine_search(predictor, space, BUDGET, settings=SearchSettings(seed=1, population=20, evaluations=50))
+    assert 50 <= r.scored < 50 + 20 and r.stop_reason.startswith("evaluation limit")
 
 
 def test_measured_seeds_start_the_population_infeasible_ones_skipped(predictor, space):
@@ -143,26 +163,112 @@ def test_run_seeds_ranked_at_the_calibrated_epoch_not_by_final_accuracy(space, t
     assert [c.key() for c in _measured_seeds(store)] == [pool[1].key(), pool[2].key(), pool[0].key()]
 
 
-# ------------------------------------------------------------------ operators
+# ------------------------------------------------------------------ candidates as arrays
+def test_rows_encode_decode_and_price_like_the_candidates_they_stand_for(space):
+    problem = FineProblem(space, None, BUDGET)
+    genome = problem.genome
+    rows = genome.random(2000, np.random.default_rng(0))
+    cands = genome.decode(rows)
+    for c in cands[:50]:
+        space.validate(c.arch, c.recipe)
+    assert np.array_equal(genome.encode(rows), space.encode(cands))
+    back, ok = genome.from_candidates(cands)
+    assert ok.all() and np.array_equal(back, rows)
+    assert np.array_equal(problem.costs(rows), count_costs(cands, space))
+
+
+def test_vectorised_mbconv_cost_equals_the_scalar_closed_form_and_fvcore(space):
+    archs = [c.arch for c in sample_pool(space, 3000, seed=4)]
+    # beyond the space: even kernels (their k // 2 padding grows the map) and an empty stage
+    rng = np.random.default_rng(1)
+    for a in archs[:300]:
+        a = dict(a)
+        for i in rng.choice(7, size=2, replace=False):
+            a[f"s{i}_kernel_rep"], a[f"s{i}_kernel"] = 4, int(rng.choice([2, 3, 4]))
+        a["s4_depth"] = 0
+        archs.append(a)
+    archs.append(dict(archs[1], s4_depth=0))  # buildable (even kernels are not: no residual add)
+    net, deploy = space.family.network, space.family.deploy
+    vector = mbconv_costs(archs, net, deploy.in_channels, deploy.num_classes)
+    scalar = np.array([[count_cost(a, space).flops, count_cost(a, space).params] for a in archs])
+    assert np.array_equal(vector, scalar)
+    for a, row in zip(archs[:1] + archs[-1:], vector[:1].tolist() + vector[-1:].tolist()):
+        ref = count_cost_fvcore(a, space)
+        assert [ref.flops, ref.params] == row
+
+
 def test_mutation_crossover_and_repair(space):
-    var = Variation(space, BUDGET)
+    problem = FineProblem(space, None, BUDGET)
+    genome = problem.genome
     rng = np.random.default_rng(0)
-    a, b = sample_pool(space, 2, seed=1)
-    for _ in range(50):
-        child = var.mutate(a, 0.05, rng)
-        space.validate(child.arch, child.recipe)
-        assert child.key() != a.key()
-        mixed = var.crossover(a, b, rng)
-        for part in ("arch", "recipe"):
-            for k, v in getattr(mixed, part).items():
-                assert v in (getattr(a, part)[k], getattr(b, part)[k])
+    a, b = genome.random(2, rng)
+    for _ in range(20):
+        children = genome.mutate(np.repeat(a[None], 10, axis=0), 0.05, rng)
+        assert (children != a).any(1).all()
+        for c in genome.decode(children):
+            space.validate(c.arch, c.recipe)
+        mixed = genome.crossover(np.repeat(a[None], 10, axis=0), np.repeat(b[None], 10, axis=0), rng)
+        assert ((mixed == a) | (mixed == b)).all()
     big = Candidate({k: (d.choices[-1] if hasattr(d, "choices") else not k.endswith("trim_pad"))
                      for k, d in space.arch.items()}, space.default_recipe())
-    cost = var.cost(big)
-    assert cost.flops > 4 * BUDGET.max_flops
-    fixed, fixed_cost = var.repair(big, cost, rng)
-    assert fixed_cost == count_cost(fixed.arch, space) and fixed_cost.flops <= BUDGET.max_flops
-    assert fixed.recipe == big.recipe
+    rows, _ = genome.from_candidates([big] * 4)
+    costs = problem.costs(rows)
+    assert costs[0, 0] > 4 * BUDGET.max_flops
+    fixed, fixed_costs = problem.repair(rows, costs, rng)
+    for c, cost in zip(genome.decode(fixed), fixed_costs):
+        assert [count_cost(c.arch, space).flops, count_cost(c.arch, space).params] == cost.tolist()
+        assert cost[0] <= BUDGET.max_flops and c.recipe == big.recipe
+    assert len({r.tobytes() for r in fixed}) > 1  # random steps, not one fixed path
+
+
+# ------------------------------------------------------------------ random search, the baseline
+def test_the_ga_scores_at_least_as_well_as_random_search_with_as_many_evaluations(predictor, space, result):
+    baseline = fine_search(predictor, space, BUDGET, settings=SearchSettings(seed=3, evaluations=result.scored),
+                           strategy=RandomSearch(SearchSettings(evaluations=result.scored)))
+    assert baseline.strategy == "random" and baseline.scored == result.scored
+    for s in baseline.top:
+        assert s.flops <= BUDGET.max_flops and s.flops == count_cost(s.candidate.arch, space).flops
+    assert result.best.score >= baseline.best.score + 0.01
+
+
+# ------------------------------------------------------------------ top-k: choices, not clones
+class CeilingSurrogate:
+    """A saturated predictor, like one fitted on digits: every candidate at 100 %; its spread
+    grows with the learning rate's distance from 1e-2 (a known function of the candidate)."""
+
+    def __init__(self, space):
+        self.lr = [c["offset"] for c in space.encoding_schema() if c["name"] == "lr"][0]
+
+    def predict_encoded(self, x):
+        return np.ones(len(x)), 0.05 * np.abs(x[:, self.lr] - 0.5).round(1)
+
+
+def test_ties_at_the_ceiling_go_to_lower_spread_then_fewer_flops_and_are_said(space, capsys):
+    r = fine_search(CeilingSurrogate(space), space, BUDGET, settings=SearchSettings(seed=0, population=40,
+                                                                                     generations=10, top_k=5))
+    assert all(s.mean == 1.0 for s in r.top)
+    keys = [(s.std, s.flops) for s in r.top]
+    assert keys == sorted(keys)
+    assert r.top[0].std == min(r.board.stats[:, 2])  # the least spread scored
+    assert "5 of the top 5 tie" in r.ties() and "lower spread, then fewer FLOPs" in r.ties()
+    # the cheapest at the least spread among everything scored comes first
+    least = r.board.stats[r.board.stats[:, 2] == r.top[0].std]
+    assert r.top[0].flops == least[:, 3].min()
+
+
+def test_min_distance_keeps_near_clones_out_of_the_top(space, predictor):
+    settings = SearchSettings(seed=2, population=40, generations=15, top_k=5)
+    clones = fine_search(predictor, space, BUDGET, settings=SearchSettings(**{**settings.__dict__, "min_distance": 0}))
+    choices = fine_search(predictor, space, BUDGET, settings=SearchSettings(**{**settings.__dict__,
+                                                                               "min_distance": 0.2}))
+    genome = FineProblem(space, None, BUDGET).genome
+
+    def closest(res):
+        rows, _ = genome.from_candidates([s.candidate for s in res.top])
+        return min(genome.distance(np.delete(rows, i, 0), rows[i]).min() for i in range(len(rows)))
+
+    assert closest(clones) < 0.2 * genome.width <= closest(choices)
+    assert len(choices.top) == 5 and choices.top[0].score == clones.top[0].score
 
 
 # ------------------------------------------------------------------ export
@@ -274,3 +380,169 @@ def test_cli_without_a_run_uses_the_shipped_predictor(capsys, tmp_path, monkeypa
     code, out, err = _run(capsys, "--budget", "600MFLOPs", "--population", "12", "--generations", "2", "--json")
     assert code == 0, err
     assert "shipped predictor" in err and json.loads(out)["predictor"] == str(path)
+
+
+# ------------------------------------------------------------------ output hygiene
+def test_cli_random_strategy_beside_the_ga_on_the_same_predictor(capsys, predictor_file):
+    common = ["--budget", "600M", "--predictor", str(predictor_file), "--json", "--seed", "3"]
+    code, out, err = _run(capsys, *common, "--population", "40", "--generations", "40", "--patience", "8")
+    assert code == 0, err
+    ga = json.loads(out)
+    code, out, err = _run(capsys, *common, "--strategy", "random", "--evaluations", str(ga["search"]["scored"]))
+    assert code == 0, err
+    rnd = json.loads(out)
+    assert (ga["strategy"], rnd["strategy"]) == ("evolution", "random")
+    assert rnd["search"]["scored"] == ga["search"]["scored"]
+    assert ga["search"]["best_score"] >= rnd["search"]["best_score"]
+    assert all(t["flops"] <= 600_000_000 for t in rnd["top"]) and len(rnd["top"]) == 5
+
+
+def test_cli_draws_no_progress_bar_when_stderr_is_not_a_terminal(predictor_file, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "jointnas", "fine", "--budget", "600M", "--predictor",
+                           str(predictor_file), "--population", "20", "--generations", "5", "--json"],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "gen/s" not in proc.stderr and "it/s" not in proc.stderr
+    json.loads(proc.stdout)  # stdout is the JSON document and nothing else
+
+
+@pytest.mark.parametrize("flag,value", [("--population", "1000000000"), ("--population", "1e9"),
+                                        ("--generations", "1000000000"), ("--evaluations", "1e12"),
+                                        ("--top-k", "100000000"), ("--min-distance", "2")])
+def test_cli_refuses_absurd_sizes_with_one_line(capsys, predictor_file, flag, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fine", "--budget", "600M", "--predictor", str(predictor_file), flag, value])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == ""
+    assert flag in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case", ["out_is_a_folder", "out_under_a_file", "export_is_a_file", "export_under_a_file",
+                                  "out_in_proc"])
+def test_cli_refuses_unusable_output_paths_before_searching(capsys, predictor_file, tmp_path, monkeypatch, case):
+    import jointnas.fine
+
+    monkeypatch.setattr(jointnas.fine, "fine_search", lambda *a, **k: pytest.fail("searched before refusing"))
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("x")
+    flag, path = {"out_is_a_folder": ("--out", tmp_path), "out_under_a_file": ("--out", a_file / "r.json"),
+                  "export_is_a_file": ("--export", a_file), "export_under_a_file": ("--export", a_file / "dir"),
+                  "out_in_proc": ("--out", "/proc/no/such/r.json")}[case]
+    before = sorted(tmp_path.rglob("*"))
+    code, out, err = _run(capsys, "--budget", "600M", "--predictor", str(predictor_file), flag, str(path))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert flag in err and str(path) in err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+# ------------------------------------------------------------------ spaces of other families
+class PeakSurrogate:
+    """A known function of the toy space's encoding: the objective's peak at x = 0.3, y = 0.7."""
+
+    def predict_encoded(self, x):
+        return 1.0 - (x[:, 0] - 0.3) ** 2 - (x[:, 1] - 0.7) ** 2, np.zeros(len(x))
+
+
+def test_a_space_without_family_is_searched_without_a_budget():
+    import toy_objective
+    from jointnas.catalog import space_from_dict
+
+    space = space_from_dict(toy_objective.SPACE)
+    r = fine_search(PeakSurrogate(), space, None, settings=SearchSettings(seed=0, population=40, generations=30))
+    best = r.top[0].candidate
+    assert abs(best.arch["x"] - 0.3) < 0.05 and abs(best.recipe["y"] - 0.7) < 0.05
+    assert r.best.score > r.initial_best.score and all(s.flops is None for s in r.top)
+    assert r.to_dict()["budget"] is None
+    with pytest.raises(UsageError, match="no model family"):
+        fine_search(PeakSurrogate(), space, BUDGET, settings=SearchSettings(population=8, generations=1))
+
+
+def test_cli_fine_on_a_space_without_family_needs_no_budget_and_refuses_one(capsys, tmp_path):
+    import toy_objective
+    from jointnas.catalog import space_from_dict
+    from jointnas.predictor import Predictor
+
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(toy_objective.SPACE, sort_keys=False))
+    space = space_from_dict(toy_objective.SPACE, str(path))
+    pool = space.sample(40, seed=0)
+    peak = [toy_objective.peak(c.arch, c.recipe) for c in pool]
+    p = Predictor(space, hidden=16, ensemble=2, seed=0).fit(pool, peak, frozen_epochs=5, full_epochs=5)
+    p.save(tmp_path / "p.pt")
+    argv = ["--predictor", str(tmp_path / "p.pt"), "--space", str(path), "--population", "20", "--generations", "5"]
+    code, out, err = _run(capsys, *argv, "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["budget"] is None and payload["top"][0]["flops"] is None
+    code, out, err = _run(capsys, *argv, "--budget", "600M")
+    assert code == 2 and out == "" and "no model family" in err and len(err.strip().splitlines()) == 1
+    code, out, err = _run(capsys, *argv)
+    assert code == 0 and "no budget" in out
+
+
+def test_fine_prices_a_torchvision_space_with_the_familys_own_costs():
+    from jointnas.catalog import space_from_dict
+
+    space = space_from_dict({"name": "tv", "family": "torchvision",
+                             "arch": {"model": {"type": "categorical", "choices": ["mobilenet_v3_small",
+                                                                                   "shufflenet_v2_x0_5"]}},
+                             "recipe": {"lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+                                        "epochs": {"type": "int", "low": 1, "high": 5}}})
+    costs = {m: space.family.cost({"model": m}) for m in space.arch["model"].choices}
+    cheap = min(costs.values(), key=lambda c: c.flops)
+
+    class LrSurrogate:  # prefers the larger model and lr near 0.03, so the budget must bind
+        def predict_encoded(self, x):
+            return 0.5 + 0.2 * x[:, 0] - (x[:, 2] - 0.5) ** 2, np.zeros(len(x))
+
+    r = fine_search(LrSurrogate(), space, Budget(cheap.flops), settings=SearchSettings(seed=0, population=12,
+                                                                                        generations=5, top_k=2))
+    assert r.top and all((s.flops, s.params) == (cheap.flops, cheap.params) for s in r.top)
+    assert {s.candidate.arch["model"] for s in r.top} == {min(costs, key=lambda m: costs[m].flops)}
+
+
+def test_cli_fine_imports_neither_torchvision_nor_scikit_learn(predictor_file, tmp_path):
+    code = ("import sys; from jointnas.cli import main; "
+            f"main(['fine', '--budget', '600M', '--predictor', {str(predictor_file)!r}, '--population', '8', "
+            "'--generations', '1', '--json']); "
+            "sys.stderr.write(repr(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().endswith("[]"), proc.stderr
+
+
+class SavedPeak(PeakSurrogate):
+    """A surrogate of another kind than the MLP ensemble, read back through the catalog."""
+
+    kind = "test-peak"
+
+    def __init__(self, space):
+        self.space = space
+
+    @classmethod
+    def load(cls, path, space):
+        import torch
+
+        from jointnas.catalog import load_space
+
+        state = torch.load(path, weights_only=True)
+        return cls(load_space(space or state["space"]))
+
+
+def test_cli_fine_scores_with_any_surrogate_kind_the_catalog_loads(capsys, tmp_path, monkeypatch):
+    import toy_objective
+    import torch
+
+    from jointnas import catalog
+
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(toy_objective.SPACE, sort_keys=False))
+    torch.save({"kind": SavedPeak.kind, "space": str(path)}, tmp_path / "peak.pt")
+    monkeypatch.setitem(catalog.SURROGATE_LOADERS, SavedPeak.kind, SavedPeak.load)
+    code, out, err = _run(capsys, "--predictor", str(tmp_path / "peak.pt"), "--space", str(path), "--json",
+                          "--population", "40", "--generations", "30")
+    assert code == 0, err
+    best = json.loads(out)["top"][0]["candidate"]
+    assert abs(best["arch"]["x"] - 0.3) < 0.05 and abs(best["recipe"]["y"] - 0.7) < 0.05

@@ -257,7 +257,7 @@ def test_build_optimizer_kinds_and_decay(space, small_arch):
     assert isinstance(kinds["rmsprop"], torch.optim.RMSprop) and kinds["rmsprop"].defaults["momentum"] == 0.9
     assert isinstance(kinds["adamw"], torch.optim.AdamW)
     with pytest.raises(UsageError):
-        build_optimizer(model, dict(PLAIN, optimizer="adam"))
+        build_optimizer(model, dict(PLAIN, optimizer="lion"))
     # With zero gradients AdamW's step is pure decoupled decay: weights shrink by lr * wd, BN/bias stay put.
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = build_optimizer(model, dict(PLAIN, optimizer="adamw", lr=0.1, weight_decay=1e-3))

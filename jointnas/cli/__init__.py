@@ -12,7 +12,7 @@ from typing import List, Optional
 from ..errors import BudgetError, JointnasError
 
 # Subcommand modules, in the order `jointnas --help` lists them.
-COMMANDS = ["describe", "train", "coarse", "fine", "report"]
+COMMANDS = ["describe", "train", "coarse", "fine", "autotrain", "report"]
 
 
 class Parser(argparse.ArgumentParser):

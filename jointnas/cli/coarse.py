@@ -39,6 +39,7 @@ def _int_at_least(low):
 
 
 _fraction = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+_positive = _number(float, lambda v: 0 < v < math.inf, "a finite number > 0")
 _non_negative = _number(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")  # NaN fails both
 
 
@@ -99,12 +100,22 @@ def register(sub):
                    f"(default: {d['surrogate']}, the FBNetV3 MLP ensemble pretrained on FLOPs/params)")
     p.add_argument("--executor", metavar="NAME", default="local",
                    help=f"where trials run: {_names('EXECUTORS')} (default: local = worker processes; serial = "
-                   "one at a time in this process)")
+                   "one at a time in this process; ray = Ray actors, pip install 'jointnas[ray]')")
     p.add_argument("--workers", type=_int_at_least(1), metavar="N",
                    help="candidates trained in parallel processes: one GPU each when several exist, one torch "
-                   "thread each on a CPU (default: the number of GPUs, or 2 on a CPU with >= 2 cores)")
+                   "thread each on a CPU (default: the number of GPUs, or 2 on a CPU with >= 2 cores); "
+                   "with --executor ray, trials at once (default: as many as the cluster's CPUs and GPUs hold)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = cuda if "
-                   "there is one, else cpu)")
+                   "there is one, else cpu); Ray trials' device follows --gpus-per-trial")
+    ray = p.add_argument_group("Ray (--executor ray)")
+    ray.add_argument("--ray-address", metavar="ADDR", help="join an existing Ray cluster: auto (the one started "
+                     "here with 'ray start --head') or ray://HOST:PORT (default: start a private local instance)")
+    ray.add_argument("--cpus-per-trial", type=_positive, metavar="X", help="CPUs each Ray trial asks for; "
+                     "its torch threads are the whole part of it (default: 1)")
+    ray.add_argument("--gpus-per-trial", type=_non_negative, metavar="X", help="GPUs each Ray trial asks for; "
+                     "a fraction such as 0.25 lets 4 trials share a GPU (default: 0 = train on CPU)")
+    ray.add_argument("--max-retries", type=_int_at_least(0), metavar="N", help="times a Ray trial whose worker "
+                     "or node died runs again before it is recorded failed (default: 2)")
     p.add_argument("--prior-pairs", metavar="FILE", help="JSONL of pairs trained before on this space and data, "
                    "always added to the predictor's training set (a warm start); 'none' for none (default: the "
                    f"shipped {SHIPPED_PAIRS.name} for --space fbnetv3 --data digits, else none)")
@@ -210,28 +221,55 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+RAY_FLAGS = ("ray_address", "cpus_per_trial", "gpus_per_trial", "max_retries")
+
+
 def _executor(args):
+    """A function making the chosen executor, its settings checked now (before any file is written)."""
     from .. import catalog
 
-    workers = args.workers or _default_workers(args.device)
     cls = catalog.resolve(catalog.EXECUTORS, args.executor, "executor")
+    if args.executor == "ray":
+        return _ray_executor(args, cls)
+    given = [f"--{k.replace('_', '-')}" for k in RAY_FLAGS if getattr(args, k, None) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: for Ray trials only; add --executor ray")
+    workers = args.workers or _default_workers(args.device)
     return lambda: cls(workers=workers, device=args.device)
 
 
+def _ray_executor(args, cls):
+    from ..executor_ray import import_ray
+
+    try:
+        import_ray()
+    except UsageError as e:
+        raise UsageError(f"--executor ray: {e}") from None
+    if args.device != "auto":
+        raise UsageError(f"--device {args.device} applies to local trials only; Ray trials train on CPU, or on "
+                         "the GPU share that --gpus-per-trial asks for")
+    # getattr: `jointnas autotrain` shares this factory without the Ray flags (Ray's defaults there)
+    ray = {k: getattr(args, k, None) for k in RAY_FLAGS}
+    options = dict(address=ray["ray_address"], cpus_per_trial=ray["cpus_per_trial"] or 1.0,
+                   gpus_per_trial=ray["gpus_per_trial"] or 0.0,
+                   max_retries=2 if ray["max_retries"] is None else ray["max_retries"])
+    return lambda: cls(workers=getattr(args, "workers", None), **options)
+
+
 def run(args):
-    from ..catalog import load_space, resolve, EXECUTORS, SURROGATES
+    from ..catalog import SURROGATES, load_space, resolve
     from ..coarse import CoarseSearch, Progress, format_summary
     from ..store import RunStore
 
     requested = _requested(args)
     _check_device(args.device)
-    resolve(EXECUTORS, args.executor, "executor")  # unknown names fail before any work
+    make_executor = _executor(args)  # unknown names, a missing Ray: fail before any work
     if "surrogate" in requested:
         resolve(SURROGATES, requested["surrogate"], "surrogate")
     progress = Progress(bars=not args.no_progress)
     if args.run is not None and RunStore.is_run(args.run):
         evaluator = _evaluator(requested, args.device) if "objective" in requested else None
-        search = CoarseSearch.open(args.run, evaluator, executor=_executor(args), progress=progress)
+        search = CoarseSearch.open(args.run, evaluator, executor=make_executor, progress=progress)
         if evaluator is None and search.config.evaluator and search.config.evaluator.startswith("train:"):
             search.evaluator.device = args.device
         conflicts = _conflicts(requested, search)
@@ -258,7 +296,7 @@ def run(args):
                     and k != "space"}
         run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")
         settings["prior_pairs"] = _prior_pairs(args, space, requested)
-        search = CoarseSearch.create(run_dir, space, evaluator, CoarseConfig(**settings), executor=_executor(args),
+        search = CoarseSearch.create(run_dir, space, evaluator, CoarseConfig(**settings), executor=make_executor,
                                      progress=progress)
         print(f"new run {run_dir} (continue it after an interruption with: jointnas coarse --run {run_dir})",
               file=sys.stderr)

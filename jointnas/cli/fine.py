@@ -28,7 +28,8 @@ def _number(kind, low, what, high=float("inf")):
 
 
 def register(sub):
-    from ..fine import SearchSettings
+    from ..catalog import STRATEGIES
+    from ..fine import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
 
     d = SearchSettings()
     p = sub.add_parser(
@@ -40,15 +41,19 @@ def register(sub):
             "keeps the best quarter and breeds the rest by per-dimension mutation and uniform crossover of arch "
             "and recipe. Every candidate fits the budget exactly; FLOPs are " + FLOPS_HELP + ". The mutation "
             "rate grows while the best score stalls; the search stops after --patience generations without a "
-            "gain of --tolerance, or after --generations. Prints the top candidates (one per architecture, each "
-            "with its best recipe).", 100),
+            "gain of --tolerance, or after --generations. Prints the top candidates. --strategy random is "
+            "the baseline to compare with: as many random candidates within the budget, scored by the same "
+            "predictor. The reported top-k are choices, not "
+            "clones: pairwise at least --min-distance apart; predicted scores within 0.0001 tie and go to the "
+            "lower spread, then fewer FLOPs.", 100),
         epilog="examples:\n"
         "  jointnas fine --budget 600MFLOPs                      # latest run under runs/, or the shipped predictor\n"
         "  jointnas fine --run runs/coarse-X --budget 0.4GFLOPs --max-params 8M --export chosen/\n"
         "  jointnas fine --predictor predictors/fbnetv3-digits.pt --budget 6e8 --risk 1 --json\n"
         "  jointnas train --candidate chosen/rank1-<key>/candidate.json --data digits")
-    p.add_argument("--budget", required=True, metavar="FLOPS",
-                   help=f"FLOPs budget: {FLOPS_HELP}; e.g. 600MFLOPs, 600M, 0.6GFLOPs, 6e8 (case-insensitive)")
+    p.add_argument("--budget", metavar="FLOPS",
+                   help=f"FLOPs budget: {FLOPS_HELP}; e.g. 600MFLOPs, 600M, 0.6GFLOPs, 6e8 (case-insensitive); "
+                   "required unless the space has no model family (then there are no FLOPs to bound)")
     p.add_argument("--max-params", metavar="N", help="parameter budget of the deployable model, e.g. 8M, 7.5M, "
                    "7500K (default: none)")
     src = p.add_mutually_exclusive_group()
@@ -58,11 +63,20 @@ def register(sub):
     src.add_argument("--predictor", type=Path, metavar="FILE.pt", help="a predictor checkpoint instead of a run "
                      "(e.g. the shipped predictors/fbnetv3-digits.pt)")
     p.add_argument("--space", help="space of --predictor (default: the one it was trained on)")
-    p.add_argument("--population", type=_number(int, 4, "a whole number >= 4"), default=d.population,
+    p.add_argument("--strategy", choices=sorted(STRATEGIES), default="evolution",
+                   help="evolution: the adaptive genetic search; random: uniform random candidates within the "
+                   "budget, the baseline (default: evolution)")
+    p.add_argument("--evaluations", type=_number(int, 1, f"a whole number in 1..{MAX_EVALUATIONS}",
+                                                 high=MAX_EVALUATIONS), metavar="N",
+                   help="score at most N candidates (default: random 20000; evolution until it converges)")
+    p.add_argument("--population", type=_number(int, 4, f"a whole number in 4..{MAX_POPULATION}",
+                                                high=MAX_POPULATION), default=d.population,
                    help=f"population size (default: {d.population})")
-    p.add_argument("--generations", type=_number(int, 0, "a whole number >= 0"), default=d.generations,
+    p.add_argument("--generations", type=_number(int, 0, f"a whole number in 0..{MAX_GENERATIONS}",
+                                                high=MAX_GENERATIONS), default=d.generations,
                    help=f"at most this many generations (default: {d.generations})")
-    p.add_argument("--patience", type=_number(int, 1, "a whole number >= 1"), default=d.patience, metavar="K",
+    p.add_argument("--patience", type=_number(int, 1, f"a whole number in 1..{MAX_GENERATIONS}", high=MAX_GENERATIONS),
+                   default=d.patience, metavar="K",
                    help=f"stop after K generations whose best-score gain is below --tolerance (default: {d.patience})")
     p.add_argument("--tolerance", type=_number(float, 0, "a number >= 0"), default=d.tolerance,
                    help=f"a gain of the best score below this is a stall (accuracy fraction; default: {d.tolerance:g})")
@@ -72,12 +86,17 @@ def register(sub):
     p.add_argument("--risk", type=_number(float, 0, "a number >= 0"), default=d.risk, metavar="LAMBDA",
                    help="score = predicted mean - LAMBDA * ensemble spread; > 0 prefers candidates the "
                    f"predictor is sure of (default: {d.risk:g}, the mean)")
-    p.add_argument("--init-best", type=_number(int, 0, "a whole number >= 0"), default=d.init_best, metavar="P",
+    p.add_argument("--init-best", type=_number(int, 0, f"a whole number in 0..{MAX_POPULATION}", high=MAX_POPULATION),
+                   default=d.init_best, metavar="P",
                    help=f"seed the population with the run's P best measured feasible candidates; random feasible "
                    f"ones fill the rest (default: {d.init_best})")
-    p.add_argument("--top-k", type=_number(int, 1, "a whole number >= 1"), default=d.top_k, metavar="K",
-                   help=f"candidates to report and export (default: {d.top_k})")
-    p.add_argument("--seed", type=_number(int, 0, "a whole number >= 0"), default=d.seed,
+    p.add_argument("--top-k", type=_number(int, 1, f"a whole number in 1..{MAX_TOP_K}", high=MAX_TOP_K),
+                   default=d.top_k, metavar="K", help=f"candidates to report and export (default: {d.top_k})")
+    p.add_argument("--min-distance", type=_number(float, 0, "a number in [0, 1]", high=1.0), default=d.min_distance,
+                   metavar="F", help="reported candidates differ pairwise by at least F x the number of dimensions: "
+                   "a changed categorical or bool counts 1, an ordered or float one its change as a fraction of "
+                   f"its range; 0 allows near-clones (default: {d.min_distance:g})")
+    p.add_argument("--seed", type=_number(int, 0, "a whole number in 0..2**32-1", high=2**32 - 1), default=d.seed,
                    help=f"same seed, same result (default: {d.seed})")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--out", type=Path, metavar="FILE.json", help="also write the result as JSON to FILE.json")
@@ -86,7 +105,8 @@ def register(sub):
                    "build_model.py (the jointnas.build_model call for the deployable model)")
     p.add_argument("--torchscript", action="store_true", help="with --export, also write model.ts, the deployable "
                    "model as TorchScript (untrained weights)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn when stderr is not "
+                   "a terminal)")
     p.set_defaults(func=run)
 
 
@@ -164,27 +184,86 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
     return predictor, space, _measured_seeds(store), {"run": str(run_dir), "predictor": str(path)}, store
 
 
+# --------------------------------------------------------------------------- output paths
+def _probe(folder: Path, flag: str, path: Path) -> None:
+    """UsageError unless a file can be created in ``folder`` (or in its nearest existing ancestor)."""
+    import tempfile
+
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{flag} {path}: {ancestor} is a file, not a folder; pick another path")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write in {ancestor} ({e.strerror or e}); "
+                         "pick a writable path") from None
+
+
+def check_outputs(args) -> None:
+    """Refuse unusable --out and --export paths before any search runs."""
+    if args.out is not None:
+        if args.out.is_dir():
+            raise UsageError(f"--out {args.out} is a folder; name a file, e.g. --out {args.out / 'fine.json'}")
+        if args.out.exists():
+            try:
+                with open(args.out, "a"):
+                    pass
+            except OSError as e:
+                raise UsageError(f"--out {args.out}: cannot write it ({e.strerror or e}); "
+                                 "pick a writable path") from None
+        else:
+            _probe(args.out.parent, "--out", args.out)
+    if args.export is not None:
+        if args.export.exists() and not args.export.is_dir():
+            raise UsageError(f"--export {args.export} is a file; pass a folder (it is created if missing)")
+        _probe(args.export, "--export", args.export)
+
+
 # --------------------------------------------------------------------------- output
+# Recipe columns shown in the table when the space has them, in this order.
+RECIPE_COLUMNS = [("optimizer", "optimizer"), ("lr", "lr"), ("weight_decay", "wd"), ("epochs", "epochs"),
+                  ("ema", "ema"), ("mixup_alpha", "mixup")]
+
+
 def format_table(result, source: dict) -> str:
     risk = result.settings.risk
     seeded = f", {result.seeded} of the run's measured candidates seeded" if "run" in source else ""
-    lines = [f"fine search: budget {result.budget.describe()} (FLOPs: {FLOPS_HELP}); predictor {source['predictor']}",
-             f"{result.generations} generations, {result.scored} candidates scored in {result.wall_time:.1f} s "
+    budget = (f"budget {result.budget.describe()} (FLOPs: {FLOPS_HELP})" if result.budget is not None
+              else "no budget (the space has no model family to count FLOPs)")
+    what = (f"{result.generations} generations, " if result.strategy == "evolution" else "random search, ")
+    lines = [f"fine search ({result.strategy}): {budget}; predictor {source['predictor']}",
+             f"{what}{result.scored} candidates scored in {result.wall_time:.2f} s "
              f"({result.scored_per_second:.0f}/s){seeded}; {result.stop_reason}",
-             f"best score {result.best.score:.4f} (initial population's best {result.initial_best.score:.4f}); "
+             f"best score {result.best.score:.4f} (first scored batch's best {result.initial_best.score:.4f}); "
              + (f"score = predicted mean - {risk:g} x spread" if risk else "score = predicted mean"),
-             ""]
-    header = ["rank", "pred acc", "± spread", "score", "MFLOPs", "M params", "res", "optimizer", "lr", "wd",
-              "epochs", "ema", "mixup", "key"]
+             f"top {len(result.top)}: pairwise at least {result.min_distance:g} x the dimensions apart; "
+             "scores within 0.0001 tie and go to the lower spread, then fewer FLOPs"]
+    if result.ties():
+        lines.append(result.ties())
+    if len(result.top) < result.settings.top_k:
+        lines.append(f"only {len(result.top)} of the best scored candidates lie that far apart; lower "
+                     "--min-distance for more")
+    lines.append("")
+    top = result.top
+    recipe = [(k, h) for k, h in RECIPE_COLUMNS if top and k in top[0].candidate.recipe]
+    if top and not recipe:
+        recipe = [(k, k) for k in list(top[0].candidate.recipe)[:6]]
+    priced = bool(top) and top[0].flops is not None
+    header = (["rank", "pred acc", "± spread", "score"] + (["MFLOPs", "M params"] if priced else [])
+              + (["res"] if top and "resolution" in top[0].candidate.arch else []) + [h for _, h in recipe] + ["key"])
     rows = []
-    for i, s in enumerate(result.top, 1):
+    for i, s in enumerate(top, 1):
         r = s.candidate.recipe
-        rows.append([str(i), f"{100 * s.mean:.2f}%", f"{100 * s.std:.2f}", f"{s.score:.4f}", f"{s.flops / 1e6:.1f}",
-                     f"{s.params / 1e6:.2f}", str(s.candidate.arch.get("resolution", "?")),
-                     str(r.get("optimizer", "-")), _g(r.get("lr")), _g(r.get("weight_decay")),
-                     str(r.get("epochs", "-")), str(r.get("ema", "-")), _g(r.get("mixup_alpha")),
-                     s.candidate.key()])
-    widths = [max(len(h), *(len(row[j]) for row in rows)) for j, h in enumerate(header)]
+        row = [str(i), f"{100 * s.mean:.2f}%", f"{100 * s.std:.2f}", f"{s.score:.4f}"]
+        if priced:
+            row += [f"{s.flops / 1e6:.1f}", f"{s.params / 1e6:.2f}"]
+        if "resolution" in s.candidate.arch:
+            row.append(str(s.candidate.arch["resolution"]))
+        rows.append(row + [_g(r.get(k)) for k, _ in recipe] + [s.candidate.key()])
+    widths = [max(len(h), *(len(row[j]) for row in rows)) if rows else len(h) for j, h in enumerate(header)]
     lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths)))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
     return "\n".join(lines)
@@ -197,22 +276,33 @@ def _g(v) -> str:
 def run(args):
     import torch
 
+    from ..catalog import make_strategy
     from ..fine import SearchSettings, fine_search
 
-    budget = Budget(parse_flops(args.budget), parse_params(args.max_params) if args.max_params else None)
     if args.torchscript and args.export is None:
         raise UsageError("--torchscript goes with --export DIR")
+    budget = None
+    if args.budget is not None:
+        budget = Budget(parse_flops(args.budget), parse_params(args.max_params) if args.max_params else None)
+    elif args.max_params is not None:
+        raise UsageError("--max-params goes with --budget FLOPS")
     settings = SearchSettings(population=args.population, generations=args.generations, patience=args.patience,
                               tolerance=args.tolerance, mutation_rate=args.mutation_rate,
                               max_mutation_rate=max(args.mutation_rate, SearchSettings.max_mutation_rate),
-                              risk=args.risk, init_best=args.init_best, top_k=args.top_k, seed=args.seed).validate()
+                              risk=args.risk, init_best=args.init_best, top_k=args.top_k, seed=args.seed,
+                              evaluations=args.evaluations, min_distance=args.min_distance).validate()
+    check_outputs(args)
     predictor, space, seeds, source, store = _load_inputs(args)
     try:
-        # Scoring batches of ~100 rows: extra torch threads only add synchronisation.
+        if budget is None and _priced(space):
+            raise UsageError(f"space {space.name} counts FLOPs: pass --budget, e.g. --budget 600MFLOPs ({FLOPS_HELP})")
+        progress = not args.no_progress and sys.stderr.isatty()
+        # Scoring batches of a few hundred rows: extra torch threads only add synchronisation.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            result = fine_search(predictor, space, budget, seeds, settings, progress=not args.no_progress)
+            result = fine_search(predictor, space, budget, seeds, settings, progress=progress,
+                                 strategy=make_strategy(args.strategy, settings))
         finally:
             torch.set_num_threads(threads)
         payload = dict(result.to_dict(), space=space.name, flops_counting=FLOPS_HELP, **source,
@@ -228,10 +318,14 @@ def run(args):
     if args.export is not None:
         from ..export import export_candidates
 
-        context = dict(source, space=space.name, budget={"max_flops": budget.max_flops,
-                                                         "max_params": budget.max_params}, seed=settings.seed)
+        context = dict(source, space=space.name, budget=payload["budget"], seed=settings.seed)
         dirs = export_candidates(result.top, args.export, space, torchscript=args.torchscript, context=context)
         sys.stderr.write(f"exported {len(dirs)} candidates to {args.export}/ (train one with: jointnas train "
                          f"--candidate {dirs[0] / 'candidate.json'} --data ...)\n")
     print(json.dumps(payload, indent=2, sort_keys=True) if args.json else format_table(result, source))
     return 0
+
+
+def _priced(space) -> bool:
+    """Whether the space's candidates have a cost (a model family)."""
+    return space.family is not None

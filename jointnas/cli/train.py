@@ -70,7 +70,7 @@ def run(args):
                                                "predicted_std": cand.meta.get("predicted_std")}
         print(json.dumps(dict(result.to_dict(), candidate=cand.to_dict(), data=args.data, **extra)))
     else:
-        print_result(result, cand)
+        print_result(result, cand, args.epochs)
         if predicted is not None:
             print(predicted_vs_measured(cand.meta, result))
     return 0 if result.status == "done" else 1
@@ -85,9 +85,10 @@ def predicted_vs_measured(meta: dict, result) -> str:
             f"{result.test_acc - meta['predicted_acc']:+.4f}")
 
 
-def print_result(result, cand) -> None:
+def print_result(result, cand, epochs=None) -> None:
+    schedule = cand.recipe.get("epochs", epochs)  # a recipe without epochs trains the --epochs schedule
     for row in result.curve:
-        print(f"epoch {row['epoch']:3d}/{cand.recipe['epochs']}  train_loss {row['train_loss']:.4f}  "
+        print(f"epoch {row['epoch']:3d}/{schedule}  train_loss {row['train_loss']:.4f}  "
               f"val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}")
     speed = f", {result.images_per_s:.0f} train images/s" if result.images_per_s else ""
     print(f"status {result.status}: {result.epochs_run} epoch(s) at {result.resolution} px on {result.device} "

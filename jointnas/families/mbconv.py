@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -70,14 +70,28 @@ class MBConvFamily:
     def cost(self, arch: Mapping) -> Cost:
         return closed_form_cost(arch, self.network, self.deploy)
 
-    def costs(self, archs: Sequence[Mapping], progress: bool = False) -> np.ndarray:
+    # costs() also takes columns (name -> array of values): the fine search prices whole batches
+    vectorised_costs = True
+
+    def costs(self, archs: Union[Sequence[Mapping], Mapping], progress: bool = False) -> np.ndarray:
+        """The closed form over arrays (``mbconv_cost_arrays``), about a microsecond per arch, in
+        chunks; ``archs`` are arch dicts or columns."""
         from tqdm import tqdm
 
+        from .mbconv_cost_arrays import mbconv_costs
+
+        if isinstance(archs, Mapping):
+            return mbconv_costs(archs, self.network, self.deploy.in_channels, self.deploy.num_classes)
+        archs = list(archs)
         out = np.empty((len(archs), 2), dtype=np.int64)
-        for i, a in enumerate(tqdm(archs, desc="proxies", unit="cand", file=sys.stderr, disable=not progress,
-                                   mininterval=0.5)):
-            c = closed_form_cost(a, self.network, self.deploy)
-            out[i] = (c.flops, c.params)
+        chunk = 1 << 15
+        with tqdm(total=len(archs), desc="proxies", unit="cand", file=sys.stderr, disable=not progress,
+                  mininterval=0.5) as bar:
+            for s in range(0, len(archs), chunk):
+                part = archs[s:s + chunk]
+                out[s:s + len(part)] = mbconv_costs(part, self.network, self.deploy.in_channels,
+                                                    self.deploy.num_classes)
+                bar.update(len(part))
         return out
 
     def fvcore_cost(self, arch: Mapping) -> Cost:

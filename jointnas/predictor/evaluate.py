@@ -5,8 +5,6 @@ import copy
 import time
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
-from sklearn.model_selection import KFold
 
 from .mlp_ensemble import Predictor, PredictorError
 
@@ -21,6 +19,9 @@ def _corr(fn, a, b) -> float:
 
 def ranking_metrics(y_true, y_pred) -> dict:
     """Kendall tau-b, Spearman rho and mean absolute error of predictions against the truth."""
+    # scipy and scikit-learn load on use, not on import: scoring (the fine stage) needs neither
+    from scipy.stats import kendalltau, spearmanr
+
     y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
     return {"kendall_tau": _corr(kendalltau, y_true, y_pred), "spearman_rho": _corr(spearmanr, y_true, y_pred),
             "mae": float(np.mean(np.abs(y_true - y_pred))) if len(y_true) else float("nan")}
@@ -69,6 +70,8 @@ def cross_validate(template, candidates, scores, k: int = 5, seed: int = 0, **fi
         raise PredictorError(f"k-fold evaluation needs k >= 2 and at least 2 pairs (got k={k}, {len(y)} pairs)")
     oof = np.empty(len(y))
     folds, seconds = [], []
+    from sklearn.model_selection import KFold
+
     for train_idx, test_idx in KFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y))):
         p = copy.deepcopy(template)
         start = time.perf_counter()

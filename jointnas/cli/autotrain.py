@@ -1,0 +1,173 @@
+"""``jointnas autotrain``: the best training recipe for a fixed model (FBNetV3's AutoTrain), coarse
+stage then fine stage, ending with the recipe as YAML and the command that trains it."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UsageError
+from .coarse import _check_device, _fraction, _int_at_least, _interrupt, _non_negative
+
+DEFAULTS = dict(space="autotrain", data="digits", pool=1024, batch=6, iterations=3, epoch_cap=3, seed=0,
+                population=64, generations=60, risk=1.0)
+
+
+def register(sub):
+    d = DEFAULTS
+    p = sub.add_parser(
+        "autotrain", help="search the training recipe of a fixed model (torchvision name or FBNetV3 preset)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="FBNetV3's AutoTrain: the joint search held to the recipe. The arch is fixed to --arch (one "
+        "torchvision classification model, torchvision.models.get_model(name, weights=None) adapted to the data's "
+        "channels and classes, or an FBNetV3 preset), or is a choice among several comma-separated torchvision "
+        "models. The coarse stage trains a diverse batch of recipes, calibrates the early-stop epoch and trains "
+        "predictor-chosen batches; the fine stage evolves recipes scored by the predictor (mean - --risk x "
+        "ensemble spread). FLOPs/params are the same for every recipe of a fixed arch, so the predictor skips "
+        "proxy pretraining and learns from the recipe features alone. The answer is the fine stage's pick when "
+        "the predictor ranks held-out trained recipes with Kendall tau >= 0.3, else the best trained recipe. "
+        "Prints the recipe as YAML (logs go to stderr) and the `jointnas train` command that trains it.",
+        epilog="Example: jointnas autotrain --arch resnet18 --data fashion-mnist --epochs 10")
+    p.add_argument("--arch", required=True, metavar="NAME[,NAME...]",
+                   help="torchvision model (resnet18, mobilenet_v3_small, ...), several comma-separated, or an "
+                   "FBNetV3 preset (FBNetV3_A ... FBNetV3_G)")
+    p.add_argument("--space", help=f"space whose recipe part is searched (default: {d['space']})")
+    p.add_argument("--data", help=f"dataset: digits, fashion-mnist, cifar10 or imagefolder:DIR (default: {d['data']})")
+    p.add_argument("--data-root", help="where fashion-mnist / cifar10 files are (default: data/cache)")
+    p.add_argument("--train-subset", type=_int_at_least(16), metavar="N",
+                   help="train every recipe on the first N (shuffled) training images only (default: all)")
+    p.add_argument("--epochs", type=_int_at_least(1), metavar="E",
+                   help="hold the schedule at E epochs for every recipe instead of searching the recipe's "
+                   "epochs (default: searched)")
+    p.add_argument("--resolution", type=_int_at_least(8), metavar="PX",
+                   help="torchvision models: the deployable model's input side (default 224); a data set trains "
+                   "at its base resolution scaled by PX / 224 (fashion-mnist: 56 px at 224, 28 px at 112)")
+    p.add_argument("--pool", type=_int_at_least(8), metavar="N", help=f"Sobol pool of recipes (default: {d['pool']})")
+    p.add_argument("--batch", type=_int_at_least(3), metavar="N", help=f"recipes trained per iteration "
+                   f"(default: {d['batch']})")
+    p.add_argument("--iterations", type=_int_at_least(1), metavar="N",
+                   help=f"coarse iterations, the first being the calibration batch (default: {d['iterations']})")
+    p.add_argument("--epoch-cap", type=_int_at_least(0), metavar="E",
+                   help=f"train at most E epochs of each recipe's schedule during the search; 0 = full schedules "
+                   f"(default: {d['epoch_cap']}); ignored with --epochs")
+    p.add_argument("--rank-threshold", type=_fraction, metavar="TAU",
+                   help="Kendall tau-b the early-stop epoch must reach (default: 0.9)")
+    p.add_argument("--explore", type=_non_negative, metavar="BETA",
+                   help="coarse: choose recipes by predicted mean + BETA * ensemble std (default: 1)")
+    p.add_argument("--population", type=_int_at_least(4), metavar="N",
+                   help=f"fine: population (default: {d['population']})")
+    p.add_argument("--generations", type=_int_at_least(0), metavar="N",
+                   help=f"fine: at most N generations (default: {d['generations']})")
+    p.add_argument("--risk", type=_non_negative, metavar="L",
+                   help=f"fine: score = predicted mean - L * ensemble spread (default: {d['risk']}: few trained "
+                   "recipes make the predictor unsure away from them)")
+    p.add_argument("--seed", type=_int_at_least(0), help=f"seed of pool, training, predictor, fine search "
+                   f"(default: {d['seed']})")
+    p.add_argument("--run", type=Path, metavar="DIR",
+                   help="run directory: an existing run is continued (default: a new runs/autotrain-<timestamp>)")
+    p.add_argument("--workers", type=_int_at_least(1), metavar="N",
+                   help="recipes trained in parallel processes (default: as jointnas coarse)")
+    p.add_argument("--executor", default="local", metavar="NAME", help="local (worker processes) or serial")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def resolve_arch(text: str, resolution=None):
+    """``--arch`` -> (family, fixed arch or None, models): the one place its names become objects."""
+    from ..catalog import load_space
+    from ..families.torchvision import TorchvisionFamily, classification_models
+
+    from ..autotrain import check_arch_names
+
+    names = [n.strip() for n in str(text).split(",")]
+    fbnet = load_space("fbnetv3")
+    models = classification_models()
+    check_arch_names(names, models, list(fbnet.presets))
+    if names[0] in fbnet.presets:
+        if resolution is not None:
+            raise UsageError("--resolution is for torchvision models; an FBNetV3 preset has its own resolution")
+        return fbnet.family, dict(fbnet.presets[names[0]]["arch"]), names
+    if len(set(names)) != len(names):
+        raise UsageError(f"--arch {text}: a model is named twice")
+    family = TorchvisionFamily()
+    if len(names) == 1:
+        arch = {"model": names[0]}
+        if resolution is not None:
+            arch["resolution"] = int(resolution)
+        return family, arch, names
+    if resolution is not None:
+        raise UsageError("--resolution fixes one model's input side; give one --arch model to use it")
+    return family, None, names
+
+
+def run(args):
+    from .. import catalog
+    from ..autotrain import autotrain, fixed_arch_space, train_command
+    from ..coarse import CoarseConfig, Progress
+    from ..evaluators import TrainEvaluator
+    from ..fine import SearchSettings
+    from .coarse import _executor
+
+    d = DEFAULTS
+    family, arch, models = resolve_arch(args.arch, args.resolution)
+    _check_device(args.device)
+    catalog.resolve(catalog.EXECUTORS, args.executor, "executor")
+    base = catalog.load_space(args.space or d["space"])
+    preset = models[0] if arch is not None and "model" not in arch else None
+    space = fixed_arch_space(base, family, arch=arch, models=models, epochs=args.epochs, name=preset)
+    evaluator = TrainEvaluator(args.data or d["data"], data_root=args.data_root, train_subset=args.train_subset,
+                               device=args.device)
+    epoch_cap = args.epochs if args.epochs is not None else (d["epoch_cap"] if args.epoch_cap is None
+                                                             else (args.epoch_cap or None))
+    config = CoarseConfig(pool=args.pool or d["pool"], seed=args.seed if args.seed is not None else d["seed"],
+                          batch=args.batch or d["batch"], iterations=args.iterations or d["iterations"],
+                          epoch_cap=epoch_cap,
+                          **{k: getattr(args, k) for k in ("rank_threshold", "explore") if getattr(args, k) is not None})
+    settings = SearchSettings(population=args.population or d["population"],
+                              generations=args.generations if args.generations is not None else d["generations"],
+                              patience=10, risk=args.risk if args.risk is not None else d["risk"],
+                              init_best=8, top_k=3, seed=config.seed)
+    run_dir = args.run or Path("runs") / time.strftime("autotrain-%Y%m%d-%H%M%S")
+    # logs on stderr: stdout is the result alone (the recipe YAML, or --json), fit for a pipe
+    progress = Progress(bars=not args.no_progress, log=_log)
+    print(f"autotrain {space.name} on {evaluator.data}: run {run_dir} (continue it with --run {run_dir})",
+          file=sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = autotrain(run_dir, space, evaluator, config, fine_settings=settings, executor=_executor(args),
+                           progress=progress, epochs=args.epochs, log=_log)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"interrupted; finished trials are saved. Continue with the same command and --run {run_dir}\n")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    result.command = train_command(result, evaluator.data, args.epochs, args.train_subset)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1, default=str))
+        return 0
+    print(format_result(result))
+    return 0
+
+
+def _log(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def format_result(result) -> str:
+    import yaml
+
+    lines = [f"# recipe: the {result.chosen_by}",
+             f"# predicted val accuracy {result.predicted:.3f} +- {result.predicted_std:.3f}"]
+    if result.best_measured is not None:
+        lines.append(f"# best trained during the search: {result.best_measured['score']:.3f}")
+    lines.append(yaml.safe_dump(result.recipe, sort_keys=False).rstrip())
+    lines.append(f"# written to {result.files['recipe']}; train it with:")
+    lines.append(result.command)
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""AutoTrain: torchvision models train with every recipe dimension; `jointnas autotrain` runs the
+coarse and fine stages over a fixed model's recipe and ends with a recipe and its train command."""
+import json
+import shlex
+
+import pytest
+import torch
+
+from jointnas.cli import main
+
+RECIPE = dict(optimizer="sgd_plain", lr=0.05, momentum=0.8, weight_decay=1e-4, batch_size=32, cutout=3,
+              grad_clip=1.0, label_smoothing=0.1, mixup_alpha=0.2, ema=True, epochs=2, warmup_epochs=1)
+
+
+def test_a_torchvision_model_trains_on_digits_with_every_new_recipe_dimension():
+    from dataclasses import replace
+
+    import torchvision
+
+    from jointnas.autotrain import fixed_arch_space
+    from jointnas.catalog import load_space
+    from jointnas.data import load_task
+    from jointnas.families.torchvision import TorchvisionFamily
+    from jointnas.space import Candidate
+    from jointnas.trainer import train
+
+    base = load_space("autotrain")
+    space = fixed_arch_space(base, TorchvisionFamily(), {"model": "resnet18"})
+    assert set(RECIPE) == set(space.recipe) and space.arch == {}
+    task = replace(load_task("digits").shrink(train=128, val=64), batch_size=64)
+    result = train(Candidate({}, dict(RECIPE)), task, space=space, epochs=1, device="cpu", keep_model=True)
+    assert result.status == "done", result.error
+    assert len(result.curve) == 1 and 0 <= result.final_acc <= 1
+    model = result.model
+    assert isinstance(model, torchvision.models.ResNet)
+    assert model.conv1.in_channels == 1 and model.fc.out_features == 10
+
+
+AUTOTRAIN = ["autotrain", "--arch", "mobilenet_v3_small", "--data", "digits", "--train-subset", "64", "--epochs", "1",
+             "--resolution", "112", "--pool", "32", "--batch", "3", "--iterations", "2", "--population", "8",
+             "--generations", "3", "--executor", "serial", "--no-progress"]
+
+
+def test_autotrain_on_digits_runs_coarse_and_fine_and_ends_with_a_recipe_and_its_train_command(tmp_path, capsys):
+    from jointnas.catalog import load_space
+    from jointnas.store import RunStore
+
+    run = tmp_path / "run"
+    assert main(AUTOTRAIN + ["--run", str(run), "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert "skips proxy pretraining" in captured.err and "fine:" in captured.err
+    with RunStore.open(run) as store:  # the coarse stage: both iterations trained
+        assert sorted(t.iteration for t in store.trials(status="done")) == [1, 1, 1, 2, 2, 2]
+        assert store.predictor_path(2) is not None
+    space = load_space(out["files"]["space"])
+    recipe = out["recipe"]
+    assert set(recipe) == set(space.recipe) | {"epochs"} and recipe["epochs"] == 1
+    space.validate({}, {k: v for k, v in recipe.items() if k != "epochs"})
+    assert 0.0 <= out["predicted"] <= 1.0 and out["fine"]["generations"] >= 1
+    assert out["chosen_by"].startswith(("fine search's pick", "best trained recipe"))
+    assert out["chosen_by"] in captured.err
+    command = shlex.split(out["command"])
+    assert command[:2] == ["jointnas", "train"] and "--candidate" in command
+    assert main(command[1:]) == 0  # the printed command trains the recipe
+    assert "test_acc" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arch", ["resnet19", "FBNetV3_Z", "resnet18,,mobilenet_v2", "FBNetV3_A,resnet18", ""])
+def test_malformed_arch_names_exit_2_with_the_valid_ones(arch, tmp_path, capsys):
+    assert main(["autotrain", "--arch", arch, "--run", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    if "," not in arch or arch.startswith("resnet18,,"):
+        assert "resnet18" in err and "mobilenet_v3_small" in err and "FBNetV3_A" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_with_the_arch_fixed_the_predictor_ranks_recipes_from_their_features_alone():
+    import math
+
+    from jointnas.autotrain import fixed_arch_space
+    from jointnas.calibration import rank_correlation
+    from jointnas.catalog import load_space, make_surrogate
+    from jointnas.families.torchvision import TorchvisionFamily
+
+    space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"})
+    assert space.arch_width == 0
+    costs = space.family.costs([{}] * 3)
+    assert (costs == costs[0]).all()  # one arch: the proxies carry no signal
+
+    def accuracy(c):  # a made-up landscape: SGD wants a high learning rate, the others a low one
+        sign = 1 if c.recipe["optimizer"] in ("sgd", "sgd_plain") else -1
+        return 0.5 + 0.1 * sign * math.log10(c.recipe["lr"])
+
+    cands = space.sample(80, seed=0)
+    y = [accuracy(c) for c in cands]
+    surrogate = make_surrogate("mlp", space, seed=0, ensemble=3).fit(cands[:60], y[:60])
+    mean, _ = surrogate.predict(cands[60:])
+    assert rank_correlation(mean, y[60:]) > 0.5
+
+
+def test_the_fine_pick_is_the_answer_only_when_the_predictor_ranks_held_out_recipes():
+    from jointnas.autotrain import MIN_PREDICTOR_TAU, choose
+    from jointnas.space import Candidate
+
+    fine, trained = Candidate({}, {"lr": 0.3}), Candidate({}, {"lr": 0.01})
+    good = [{"kendall_tau": None}, {"kendall_tau": MIN_PREDICTOR_TAU + 0.1}]
+    assert choose(fine, trained, good)[0] is fine
+    for evals in ([{"kendall_tau": MIN_PREDICTOR_TAU - 0.1}], [{"kendall_tau": None}], None):
+        cand, why = choose(fine, trained, evals)
+        assert cand is trained and "not trusted" in why
+    assert choose(fine, None, None)[0] is fine
