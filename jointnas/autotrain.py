@@ -25,6 +25,7 @@ from typing import List, Optional, Sequence
 import yaml
 
 from .errors import UsageError
+from .ranking import ranked_in
 
 # The fine stage's pick is an extrapolation of the predictor; it is taken only when the predictor
 # ranked the trained recipes it had not seen (k-fold, out of fold) at least this well. Below it,
@@ -149,12 +150,8 @@ def choose(fine_pick, best_trained, predictor_eval: Optional[list]):
 
 
 def _measured_seeds(search) -> List[tuple]:
-    """(candidate, score) of the run's trained candidates, best first, scored at the calibrated epoch."""
-    epoch = (search.calibration() or {}).get("chosen_epoch")
-    scored = [(t.candidate, search.score(t, epoch)) for t in search.store.trials(status="done")] if epoch else []
-    scored = [(c, s) for c, s in scored if s is not None]
-    scored.sort(key=lambda cs: -cs[1])
-    return scored
+    """(candidate, score) of the run's trained candidates, best first (:mod:`jointnas.ranking`)."""
+    return [(t.candidate, s) for t, s in ranked_in(search.store)]
 
 
 def write_outputs(folder: Path, space, result: AutoTrainResult) -> dict:

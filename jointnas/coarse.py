@@ -33,9 +33,9 @@ from .executor import Executor, Job, JobDone
 from .progress import Progress
 from .space import Candidate, SearchSpace
 from .store import RunStore, Trial, writing
-from .ranking import best_trials
+from . import final
+from .ranking import best_trials, cheap_runs, score_at
 from .strategies.batch import acquisition_batch, diverse_batch  # noqa: F401 - public names
-from .trial import measured_score
 
 
 # ---------------------------------------------------------------------- the loop
@@ -95,6 +95,9 @@ class CoarseSearch:
         self.pool: List[Candidate] = []
         self.costs = np.zeros((0, 2), dtype=np.int64)
         self._encoded: Optional[np.ndarray] = None
+        from .run_clock import RunClock
+
+        self.clock = RunClock()
 
     # ---- starting and continuing
     @classmethod
@@ -120,6 +123,9 @@ class CoarseSearch:
         config.evaluator = spec
         config.evaluator_options = dict(evaluator.options()) if spec and hasattr(evaluator, "options") else {}
         config.diverged_score = getattr(evaluator, "diverged_score", None)
+        if config.fidelities is None:  # earlier pairs were measured at full fidelity: they fix it
+            config.fidelities = (list(evaluator.fidelities()) if hasattr(evaluator, "fidelities")
+                                 and not config.prior_pairs else [])
         bounds = getattr(evaluator, "score_bounds", None)
         config.score_bounds = [float(b) for b in bounds] if bounds is not None else None
         writable(run_dir, lambda: RunStore.check_new_dir(run_dir))
@@ -192,8 +198,18 @@ class CoarseSearch:
         return self._encoded
 
     def score(self, trial: Trial, epoch: int) -> Optional[float]:
-        """Surrogate target of a trial: its score at the calibrated epoch (``trial.measured_score``)."""
-        return measured_score(trial.status, trial.curve, epoch, self.config.diverged_score)
+        """Surrogate target of a trial: its score at the calibrated epoch and fidelity
+        (:mod:`jointnas.ranking`), a diverged one at the run's diverged score."""
+        return score_at(trial, epoch, self.cheap_runs(), self.config.diverged_score)
+
+    def chosen_fidelity(self) -> Optional[dict]:
+        """The calibrated cheaper setting (None: full fidelity, or not calibrated yet)."""
+        fid = (self.calibration() or {}).get("fidelity")
+        return fid if fid and any(v != 1.0 for v in fid.values()) else None
+
+    def cheap_runs(self) -> Dict[int, dict]:
+        """First-batch runs at the chosen fidelity, by trial id."""
+        return cheap_runs(self.calibration(), self.store.results("fidelity_trial"))
 
     @property
     def final_predictor(self) -> Path:
@@ -227,6 +243,9 @@ class CoarseSearch:
             pretrained = self._pretrained()
             for it in range(1, self.config.iterations + 1):
                 self._iteration(it, pretrained)
+            winner = final.pending(self) if self.config.final else None
+            if winner is not None:
+                final.retrain_winner(self, winner)
         finally:
             failed = sys.exc_info()[0] is not None
             if self._executor is not None:
@@ -294,6 +313,7 @@ class CoarseSearch:
                                  f"go on{self._errors()}; sample a larger pool")
             self._train_queued(it)
         if it == 1 and self.calibration() is None:
+            self._train_fidelities()
             self._calibrate()
         if self.store.predictor_path(it) is None:
             self._fit(it, pretrained)
@@ -326,6 +346,9 @@ class CoarseSearch:
             idx = self.policy.choose(self.encoded, untried, k, surrogate, rng)
             how = self.policy.describe()
             epochs = self.calibration()["chosen_epoch"]
+            fid = self.chosen_fidelity()
+            if fid:
+                how += f", at fidelity {self.calibration().get('fidelity_label')}"
         if not idx:
             self.log(f"iteration {it}: every pool candidate has been trained; nothing left to choose")
             return 0
@@ -340,7 +363,9 @@ class CoarseSearch:
         epochs = self.full_epochs(trial.candidate)
         if trial.target_epochs is not None:
             epochs = trial.target_epochs if epochs is None else min(epochs, trial.target_epochs)
-        return Job(trial.id, trial.candidate.to_dict(), self.space, self.evaluator, epochs, self.config.seed)
+        fidelity = self.chosen_fidelity() if trial.iteration > 1 else None
+        return Job(trial.id, trial.candidate.to_dict(), self.space, self.evaluator, epochs, self.config.seed,
+                   fidelity=fidelity)
 
     def _train_queued(self, it: int) -> None:
         queued = self.store.trials("queued", iteration=it)
@@ -369,7 +394,8 @@ class CoarseSearch:
                         bar.update(max(0, (done.result.get("epochs_run") or 0) - bar.n))
                         bar.close()
                     overall.update(1)
-                    self.log(self._trial_line(it, done))
+                    self.clock.record(done.result, 1.0)
+                    self.log(self._trial_line(it, done) + self.clock.eta(self._remaining_work(), ex.capacity))
                 for trial_id, bar in running.items():
                     behind = ex.epochs_done(trial_id) - bar.n
                     if behind > 0:
@@ -380,6 +406,95 @@ class CoarseSearch:
             for bar in running.values():
                 bar.close()
             overall.close()
+
+    # ---- the whole run's remaining work, for its ETA
+    def _epoch_cost(self, fidelity: Optional[dict]) -> float:
+        """Cost of one epoch at ``fidelity`` relative to full: measured once calibrated, else estimated."""
+        if not fidelity:
+            return 1.0
+        cal = self.calibration() or {}
+        if cal.get("fidelity") == fidelity and cal.get("epoch_cost"):
+            return float(cal["epoch_cost"])
+        from .fidelity import Fidelity
+
+        f = Fidelity.from_dict(fidelity)
+        return f.data * f.resolution ** 2 * f.width ** 2
+
+    def _remaining_work(self) -> float:
+        """Full-fidelity epochs the run still has to train (queued, later iterations, calibration, final)."""
+        c, cal = self.config, self.calibration()
+        trials = self.store.trials()
+        first = [t for t in trials if t.iteration == 1]
+        full = max([self.full_epochs(t.candidate) or 1 for t in first] or [c.epoch_cap or 3])
+        epochs = cal["chosen_epoch"] if cal else full
+        left = 0.0
+        for t in trials:
+            if t.status in ("queued", "running"):
+                e = self.full_epochs(t.candidate) or full
+                left += (min(e, t.target_epochs) if t.target_epochs else e) * (
+                    self._epoch_cost(self.chosen_fidelity()) if t.iteration > 1 else 1.0)
+        if cal is None:
+            left += sum(len(first) * full * self._epoch_cost(f) for f in (c.fidelities or []))
+        queued_iterations = max([t.iteration for t in trials] or [0])
+        left += max(0, c.iterations - queued_iterations) * c.batch * epochs * self._epoch_cost(self.chosen_fidelity())
+        if c.final and not self.store.results("final"):
+            ranked = best_trials(trials, epochs if cal else None, 1, self.cheap_runs())
+            left += 2 * ((ranked[0][0].candidate.recipe.get("epochs") if ranked else None) or full)
+        return left
+
+    def run_jobs(self, jobs: List[Job], desc: str, line) -> Dict[int, dict]:
+        """Run ``jobs`` (ids of one's choosing) on the executor; ``line(job, result)`` logs each."""
+        if self._executor is None:
+            self._executor = self._new_executor()
+        ex, todo, by_id, out = self._executor, list(jobs), {j.trial_id: j for j in jobs}, {}
+        bar = self.progress.bar(total=len(jobs), desc=desc, unit="run")
+        try:
+            while todo or ex.in_flight:
+                while todo and ex.free_slots > 0:
+                    ex.submit(todo.pop(0))
+                for done in ex.poll(timeout=1.0):
+                    job = by_id[done.trial_id]
+                    out[done.trial_id] = done.result
+                    bar.update(1)
+                    self.clock.record(done.result, self._epoch_cost(job.fidelity))
+                    # _remaining_work counts all of these jobs until the stage is recorded: less those done
+                    done_work = sum((by_id[i].epochs or 1) * self._epoch_cost(by_id[i].fidelity) for i in out)
+                    self.log(line(job, done.result) + self.clock.eta(self._remaining_work() - done_work, ex.capacity))
+        finally:
+            bar.close()
+        return out
+
+    def _train_fidelities(self) -> None:
+        """Train the first batch again at each cheaper fidelity (stored as ``fidelity_trial`` results)."""
+        if not self.config.fidelities:
+            return
+        from .fidelity import Fidelity
+
+        done = {(r["trial"], json.dumps(r["fidelity"], sort_keys=True)) for r in self.store.results("fidelity_trial")}
+        first = [t for t in self.store.trials("done", iteration=1)]
+        jobs = []
+        for k, fid in enumerate(self.config.fidelities, start=1):
+            fid = Fidelity.from_dict(fid).to_dict()
+            for t in first:
+                if (t.id, json.dumps(fid, sort_keys=True)) not in done:
+                    job = self._job(t)
+                    job.trial_id, job.fidelity = -(k * 1_000_000 + t.id), fid
+                    jobs.append(job)
+        if not jobs:
+            return
+        self.log(f"fidelity calibration: training the first batch again at {len(self.config.fidelities)} cheaper "
+                 f"setting(s): {', '.join(Fidelity.from_dict(f).label() for f in self.config.fidelities)}")
+
+        def line(job, r):
+            trial = -job.trial_id % 1_000_000
+            self.store.save_result("fidelity_trial", {"trial": trial, "fidelity": job.fidelity, **{
+                k: r.get(k) for k in ("status", "curve", "final_acc", "epochs_run", "wall_time", "error")}})
+            score = r.get("final_acc")
+            return (f"  trial {trial} at {Fidelity.from_dict(job.fidelity).label()}: {r.get('status')}"
+                    + (f" score {score:.3f}" if score is not None else "")
+                    + (f" in {r['wall_time']:.1f} s" if r.get("wall_time") else ""))
+
+        self.run_jobs(jobs, "fidelity calibration", line)
 
     def _trial_line(self, it: int, event: JobDone) -> str:
         r = event.result
@@ -400,13 +515,36 @@ class CoarseSearch:
         if cal["n_trials"] == 0:
             raise UsageError("no trial of the first batch finished training, so there is nothing to calibrate "
                              f"on{self._errors()}")
-        self.store.save_result("calibration", cal)
         curve = ", ".join(f"{e}:{c:.2f}" for e, c in zip(cal["epochs"], cal["correlation"]))
         self.log(f"early-stop calibration ({cal['metric']} of score at epoch e vs final, "
                  f"{cal['n_trials']} trials): {curve or 'n/a'}")
         verdict = (f"reaches {cal['threshold']:g} at epoch {cal['chosen_epoch']}" if cal["reached"]
                    else cal.get("note", f"never reaches {cal['threshold']:g} before the last epoch"))
         self.log(f"early-stop epoch {cal['chosen_epoch']} of {cal['full_epochs']}: {verdict}")
+        cal["fidelity"], cal["fidelity_label"], cal["epoch_cost"] = None, "full", 1.0
+        cheap = self.store.results("fidelity_trial")
+        if cheap and cal["n_trials"] >= 3:
+            from .fidelity import calibrate_fidelity
+
+            first = [{"trial": t.id, "curve": t.curve, "wall_time": t.wall_time}
+                     for t in self.store.trials("done", iteration=1) if t.curve]
+            fc = calibrate_fidelity(first, cheap, self.config.rank_threshold)
+            self.store.save_result("fidelity_calibration", fc)
+            for label in dict.fromkeys(o["label"] for o in fc["options"]):   # per setting: its cheapest pass, else its best
+                mine = [o for o in fc["options"] if o["label"] == label]
+                ok = [o for o in mine if o["accepted"]]
+                o = min(ok, key=lambda o: o["relative_cost"]) if ok else max(mine, key=lambda o: o["tau"])
+                self.log(f"  fidelity {label}: " + (f"accepted from epoch {o['epoch']}" if ok else "refused") +
+                         f" (tau {o['tau']:.2f} at epoch {o['epoch']}, cost {o['relative_cost']:.2f}x of full)")
+            chosen = fc["chosen"]
+            cal["chosen_epoch"], cal["fidelity_label"] = chosen["epoch"], chosen["label"]
+            if chosen["label"] != "full":
+                cal["fidelity"] = chosen["fidelity"]
+                cal["epoch_cost"] = fc["chosen_cost"] * fc["full_epochs"] / chosen["epoch"]
+            cal["fidelity_cost"] = fc["chosen_cost"]
+            self.log(f"chosen fidelity: {chosen['label']} at epoch {chosen['epoch']} "
+                     f"({fc['chosen_cost']:.2f}x the cost of full training, {cal['metric']} >= {cal['threshold']:g})")
+        self.store.save_result("calibration", cal)
 
     def _errors(self) -> str:
         errors = sorted({t.error for t in self.store.trials() if t.error})
@@ -428,6 +566,19 @@ class CoarseSearch:
                              f"surrogate{self._errors()}")
         cands = [t.candidate for t in trials]
         t0 = time.time()
+        prior_note, n_prior = "", 0
+        if self.config.prior_pairs and self.chosen_fidelity() is not None:
+            prior_note = " (earlier pairs not used: they are at full fidelity, the run's trials are not)"
+        elif self.config.prior_pairs:
+            from .predictor.prior import WithPrior, load_prior_pairs
+
+            pc, py = load_prior_pairs(self.config.prior_pairs, self.space, self.calibration()["chosen_epoch"],
+                                      self.config.diverged_score)
+            tried = {c.key() for c in cands}
+            keep = [i for i, c in enumerate(pc) if c.key() not in tried]
+            pretrained = WithPrior(copy.deepcopy(pretrained), [pc[i] for i in keep], py[keep])
+            n_prior = len(keep)
+            prior_note = f" + {len(keep)} earlier pairs ({self.config.prior_pairs}, warm start)"
         surrogate = _call(copy.deepcopy(pretrained).fit, cands, y, progress=self.progress.shown)
         path = self.store.predictor_file(it)
         surrogate.save(path)
@@ -452,22 +603,48 @@ class CoarseSearch:
                     if record["k"] else "too few trials for a held-out measure")
         if "next_batch_tau" in record:
             held_out += f", tau on the batch it chose {record['next_batch_tau']:.2f}"
-        self.log(f"iteration {it}: predictor fitted on {len(trials)} trials; {held_out}")
+        self.log(f"iteration {it}: predictor fitted on {len(trials)} trials{prior_note}; {held_out}")
+        chance = chance_line(record.get("kendall_tau"), len(trials) + n_prior, self.config.batch, it)
+        if chance:
+            self.log(chance)
+
+    def final_surrogate_path(self) -> Optional[Path]:
+        return self.store.predictor_path(self.config.iterations)
+
+    def final_surrogate(self):
+        return self._load_surrogate(self.config.iterations)
 
     # ---- summary
     def summary(self, top: int = 5) -> dict:
         cal = self.calibration() or {}
         epoch = cal.get("chosen_epoch")
         trials = self.store.trials()
-        scored = best_trials(trials, epoch)  # the report ranks by the same rule
+        scored = best_trials(trials, epoch, cheap=self.cheap_runs())  # the report ranks by the same rule
         return {"run": str(self.store.run_dir), "config": self.store.config, "calibration": cal,
                 "counts": self.store.counts(), "iterations": sorted({t.iteration for t in trials}),
                 "best": [{"trial": t.id, "iteration": t.iteration, "score": s, "final_acc": t.final_acc,
                           "epochs_run": t.epochs_run, "flops": t.flops, "params": t.params, "key": t.key}
                          for t, s in scored[:top]],
                 "predictor_eval": sorted(self.store.results("predictor_eval"), key=lambda e: e["iteration"]),
-                "predictor": str(self.final_predictor)}
+                "predictor": str(self.final_predictor),
+                "final": (self.store.results("final") or [None])[-1]}
 
+
+# From the measured curve (BENCHMARKS.md, "Predictor": held-out tau 0.17-0.24 at 25 real pairs,
+# 0.29-0.37 at 50, 0.39-0.49 at 75 on digits): what a useful predictor needs.
+USEFUL_TAU, PAIRS_FOR_USEFUL_TAU = 0.3, 50
+
+
+def chance_line(tau: Optional[float], n: int, batch: int, iteration: int) -> Optional[str]:
+    """A plain line when the predictor is still near chance, with how many more trials it needs."""
+    if tau is not None and tau >= USEFUL_TAU:
+        return None
+    more = max(PAIRS_FOR_USEFUL_TAU - n, batch)
+    iterations = iteration + -(-more // batch)
+    measured = "no held-out measure yet" if tau is None else f"held-out tau {tau:.2f}"
+    return (f"predictor still near chance ({measured}, fitted on {n} pairs): about {more} more trials are "
+            f"needed for a useful one (tau >= {USEFUL_TAU} took ~{PAIRS_FOR_USEFUL_TAU} trained pairs on digits, "
+            f"BENCHMARKS.md); continue this run to {iterations} iterations")
 
 
 def format_summary(s: dict) -> str:

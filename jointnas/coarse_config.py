@@ -24,16 +24,20 @@ class CoarseConfig:
     seed: int = 0
     budget: Optional[int] = None       # FLOPs of the deployable model (fvcore count)
     max_params: Optional[int] = None
-    # batch/iterations/epoch_cap: sized so that the default run takes <= 15 min on 2 CPU cores
+    # batch/iterations/epoch_cap: sized for the default run on 2 CPU cores
     # (BENCHMARKS.md, "Coarse search"); paper scale is batch 48, 4 iterations, no cap.
     batch: int = 6
     iterations: int = 3
-    epoch_cap: Optional[int] = 3       # None: every candidate's full recipe schedule
+    epoch_cap: Optional[int] = 2       # None: every candidate's full recipe schedule
     rank_threshold: float = 0.9
     explore: float = 1.0
     ensemble: int = 5
     surrogate: str = "mlp"
     policy: str = "ucb"
+    fidelities: Optional[list] = None  # cheaper training settings to calibrate (Fidelity dicts); None: the evaluator's
+    final: bool = True                 # train the winner again at full fidelity (+ test score) beside the baseline
+    baseline: Optional[str] = None     # preset trained beside the winner; None: the space's first preset
+    prior_pairs: Optional[str] = None  # JSONL of pairs trained before on this space and task: a warm start
     diverged_score: Optional[float] = None   # a diverged trial's score (chance level for a classifier)
     score_bounds: Optional[list] = None      # the evaluator's score range, e.g. [0, 1] for accuracies
     # torch CPU threads per trial: a trial's numbers depend on it, so it is the run's, not a resume's

@@ -18,7 +18,11 @@ def format_summary(s: dict) -> str:
     if cal:
         lines.append(f"early stop: epoch {epoch} of {cal['full_epochs']} "
                      f"({cal['metric']} >= {cal['threshold']:g}: {'yes' if cal['reached'] else 'no'})")
-    lines += ["", f"best measured candidates ({rule(epoch, 'score')}):",
+    fid = cal.get("fidelity_label") or "full"
+    if cal.get("fidelity_cost") is not None:
+        lines.append(f"fidelity: {fid} at epoch {epoch} ({cal['fidelity_cost']:.2f}x the cost of full training; "
+                     "cheaper settings under the threshold were refused)")
+    lines += ["", f"best measured candidates ({rule(epoch, 'score', fid)}):",
               f"  {'trial':>5} {'iter':>4} {'acc@' + str(epoch):>7} {'final':>6} {'epochs':>6} "
               f"{'MFLOPs':>8} {'Mparams':>7}  key"]
     for b in s["best"]:
@@ -33,4 +37,29 @@ def format_summary(s: dict) -> str:
         lines.append(f"  {e['iteration']:>4} {e['n_train']:>7} {'-' if tau is None else f'{tau:.2f}':>12} "
                      f"{'-' if nxt is None else f'{nxt:.2f}':>22}")
     lines.append(f"final predictor: {s['predictor']}")
+    if s.get("final"):
+        lines += [""] + format_final(s["final"])
+    run = s["run"]
+    lines += ["", f"continue: jointnas fine --run {run} (predictor-scored search), jointnas report {run} "
+              f"(plots), or jointnas coarse --run {run} --iterations {cfg.get('iterations', 0) + 2} (more trials)"]
     return "\n".join(lines)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f} %"
+
+
+def format_final(f: dict) -> list:
+    """The winner retrained at full fidelity, its test score next to the predicted one, and the baseline."""
+    w, b = f.get("winner") or {}, f.get("baseline")
+    lines = [f"result: winner trial {f['trial']} ({f['key']}) retrained at full fidelity, {w.get('epochs')} epochs: "
+             f"{w.get('status')}",
+             f"  test {_pct(w.get('test_score'))}, validation {_pct(w.get('final_acc'))}; the predictor expected "
+             f"{_pct(f.get('predicted'))} (at fidelity {f.get('fidelity_label')}, epoch {f.get('epoch')}; searched "
+             f"score {_pct(f.get('searched_score'))})"]
+    if w.get("weights"):
+        lines.append(f"  its weights: {w['weights']}/weights.pt (jointnas.saved_model.load_trained)")
+    if b:
+        lines.append(f"  baseline {b.get('name')} with the space's default recipe, {b.get('epochs')} epochs (same "
+                     f"training cost): test {_pct(b.get('test_score'))}, validation {_pct(b.get('final_acc'))}")
+    return lines

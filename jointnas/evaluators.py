@@ -30,7 +30,10 @@ class Evaluator(Protocol):
 
     def evaluate(self, candidate, space, *, epochs: Optional[int], seed: int, on_epoch=None,
                  device: Optional[str] = None) -> TrialResult:
-        """Measure ``candidate`` for at most ``epochs`` epochs (None: its full schedule)."""
+        """Measure ``candidate`` for at most ``epochs`` epochs (None: its full schedule).
+        Optional keywords an evaluator may accept (the executor passes them only then):
+        ``fidelity`` (a :class:`~jointnas.fidelity.Fidelity` dict: cheaper training) and
+        ``test`` (also score the final state on held-out test data: ``extra["test_score"]``)."""
 
     def spec(self) -> Optional[str]:
         """How the catalog rebuilds this evaluator (``train:digits``), or None if it cannot."""
@@ -91,13 +94,29 @@ class TrainEvaluator:
             raise SpaceError(f"{space.source}: recipe.{refused[0]}: the {space.family.name} family's models do not "
                              "take it; remove it or use your own objective")
 
+    def fidelities(self) -> list:
+        """Cheaper training settings worth calibrating by default. Each costs one extra training of
+        the first batch, so only one: half the images at half the width (about a fifth of the
+        cost); a lower resolution barely pays on 56 px inputs (FBNetV3 archs need >= 49 px).
+        See BENCHMARKS.md, "Fidelity"."""
+        return [{"data": 0.5, "width": 0.5}]
+
     def evaluate(self, candidate, space, *, epochs: Optional[int], seed: int, on_epoch=None,
-                 device: Optional[str] = None) -> TrialResult:
+                 device: Optional[str] = None, fidelity: Optional[dict] = None, test: bool = False,
+                 save_to: Optional[str] = None) -> TrialResult:
+        from .fidelity import Fidelity, narrower
+        from .space import Candidate
         from .trainer import train
 
         start = time.time()
+        fid = Fidelity.from_dict(fidelity)
         try:
             task = self.task(seed)
+            if fid.data != 1.0:
+                task = task.shrink(train=max(16, int(round(len(task.train) * fid.data))))
+            if fid.width != 1.0:
+                candidate = Candidate(narrower(candidate.arch, fid.width), dict(candidate.recipe),
+                                      space=getattr(candidate, "space", None))
 
             def report(entry):
                 entry["score"] = entry["val_acc"]
@@ -105,12 +124,21 @@ class TrainEvaluator:
                     on_epoch(dict(entry))
 
             r = train(candidate, task, epochs=epochs, device=device or self.device, seed=seed, space=space,
-                      on_epoch=report)
+                      on_epoch=report, test=test, resolution_scale=fid.resolution, keep_model=bool(save_to))
+            if save_to and r.status == "done":
+                from .saved_model import save_trained
+
+                save_trained(save_to, candidate, r, r.model, space, num_classes=task.num_classes,
+                             in_channels=task.in_channels, training={"evaluator": self.spec(), "seed": seed,
+                                                                     "train_subset": self.train_subset,
+                                                                     "fidelity": fid.to_dict()})
         except Exception as e:  # noqa: BLE001 - a crash of one candidate must not stop the search
             return failed(f"{type(e).__name__}: {e}", device or self.device, time.time() - start)
         curve = [dict(c, score=c["val_acc"]) for c in r.curve]
         return TrialResult(r.status, curve, r.final_acc, r.epochs_run, r.wall_time, r.device, r.error,
-                           extra={"resolution": r.resolution, "images_per_s": r.images_per_s})
+                           extra={"resolution": r.resolution, "images_per_s": r.images_per_s,
+                                  "test_score": getattr(r, "test_acc", None), "fidelity": fid.to_dict(),
+                                  "saved": bool(save_to) and r.status == "done"})
 
 
 def _family_recipe_dims(space) -> tuple:
@@ -128,8 +156,9 @@ class TrialStopped(Exception):
 class Report:
     """``report(epoch, score)``: records one point of the curve (epochs 1, 2, ... in order)."""
 
-    def __init__(self, epochs: Optional[int], on_epoch=None):
+    def __init__(self, epochs: Optional[int], on_epoch=None, fidelity: Optional[dict] = None):
         self.epochs, self.on_epoch, self.curve = epochs, on_epoch, []
+        self.fidelity = dict(fidelity or {})   # the cheaper setting asked for (empty: full), for objectives that have one
 
     def __call__(self, epoch: int, score: float) -> None:
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch != len(self.curve) + 1:
@@ -158,10 +187,15 @@ class FunctionEvaluator:
     """
 
     def __init__(self, fn: Callable, *, score_bounds: Optional[Tuple[float, float]] = None,
-                 diverged_score: Optional[float] = None):
+                 diverged_score: Optional[float] = None, fidelities: Optional[list] = None):
         if not callable(fn):
             raise UsageError(f"the objective must be callable, got {type(fn).__name__}")
         self.fn, self.score_bounds, self.diverged_score = fn, score_bounds, diverged_score
+        self._fidelities = list(fidelities or [])
+
+    def fidelities(self) -> list:
+        """Cheaper settings the objective understands (it reads ``report.fidelity``); none by default."""
+        return list(self._fidelities)
 
     @classmethod
     def from_spec(cls, spec: str, **options) -> "FunctionEvaluator":
@@ -178,8 +212,11 @@ class FunctionEvaluator:
         return f"{module}:{name}" if found is self.fn else None
 
     def options(self) -> dict:
-        return {"score_bounds": list(self.score_bounds) if self.score_bounds else None,
-                "diverged_score": self.diverged_score}
+        out = {"score_bounds": list(self.score_bounds) if self.score_bounds else None,
+               "diverged_score": self.diverged_score}
+        if self._fidelities:
+            out["fidelities"] = list(self._fidelities)
+        return out
 
     def __repr__(self):
         return f"FunctionEvaluator({self.spec() or self.fn!r})"
@@ -188,9 +225,9 @@ class FunctionEvaluator:
         return None  # the function decides what the recipe means
 
     def evaluate(self, candidate, space, *, epochs: Optional[int], seed: int, on_epoch=None,
-                 device: Optional[str] = None) -> TrialResult:
+                 device: Optional[str] = None, fidelity: Optional[dict] = None) -> TrialResult:
         start = time.time()
-        report = Report(epochs, on_epoch)
+        report = Report(epochs, on_epoch, fidelity)
         value = None
         try:
             value = self.fn(candidate, report)

@@ -11,7 +11,7 @@ or a user's objective reaches them; the worker calls ``evaluator.evaluate``.
 
 :class:`SerialExecutor` runs each job in this process when it is polled (no workers: for
 debugging, for objectives that cannot be pickled, for tests). :class:`LocalExecutor` runs ``workers`` long-lived processes (spawn context) on this machine:
-one GPU each when several exist, otherwise the CPU threads split between them. Another
+one GPU each when several exist, one torch thread each by default. Another
 executor (e.g. Ray actors) only has to implement the same four members. The driver, not
 the workers, writes results to the store: results reach it as plain dicts.
 
@@ -45,6 +45,9 @@ class Job:
     evaluator: Any             # the Evaluator
     epochs: Optional[int]      # None: the candidate's full schedule
     seed: int
+    fidelity: Optional[dict] = None   # a cheaper training setting (jointnas.fidelity.Fidelity); None: full
+    test: bool = False                # also score on held-out test data (the winner's retraining)
+    save_to: Optional[str] = None     # a directory to keep the trained model in (jointnas.saved_model)
 
 
 TrainJob = Job  # the name before evaluators existed
@@ -104,18 +107,18 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def threads_per_worker(workers: int) -> int:
-    """The CPU threads each of ``workers`` trains with when nothing else says: the CPUs shared out."""
-    return max(1, usable_cpus() // workers)
+# One torch thread per worker process: on a shared CPU, torch's default (one thread per core)
+# spin-waits for threads that other jobs hold and ran 7-16x slower (BENCHMARKS.md, "Threads").
+DEFAULT_THREADS = 1
 
 
 def plan_workers(workers: int, device: str, threads: Optional[int] = None) -> List[dict]:
-    """Device and CPU-thread count of each worker: GPUs round-robin, CPU threads shared out
-    (or ``threads`` each: a trial's numbers on a CPU depend on its thread count)."""
+    """Device and CPU-thread count of each worker: GPUs round-robin, ``threads`` torch threads
+    each (default :data:`DEFAULT_THREADS`)."""
     import torch
 
     gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
-    threads = threads or threads_per_worker(workers)
+    threads = DEFAULT_THREADS if threads is None else max(1, int(threads))
     if gpus > 1:
         return [{"device": f"cuda:{i % gpus}", "threads": threads} for i in range(workers)]
     if device == "auto":
@@ -316,9 +319,9 @@ def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None
         outbox.put(("done", index, job.trial_id, run_job(job, plan["device"], on_epoch=report)))
 
 
-def _takes_device(evaluator) -> bool:
+def _takes(evaluator, keyword: str) -> bool:
     try:
-        return "device" in inspect.signature(evaluator.evaluate).parameters
+        return keyword in inspect.signature(evaluator.evaluate).parameters
     except (TypeError, ValueError):
         return False
 
@@ -329,7 +332,11 @@ def run_job(job: Job, device: Optional[str] = None, on_epoch=None) -> dict:
     try:
         from .space import Candidate
 
-        kwargs = {"device": device} if device is not None and _takes_device(job.evaluator) else {}
+        kwargs = {"device": device} if device is not None and _takes(job.evaluator, "device") else {}
+        for key in ("fidelity", "test", "save_to"):
+            value = getattr(job, key, None)
+            if value and _takes(job.evaluator, key):
+                kwargs[key] = value
         result = job.evaluator.evaluate(Candidate.from_dict(job.candidate), job.space, epochs=job.epochs,
                                         seed=job.seed, on_epoch=on_epoch, **kwargs)
         return result.to_dict()

@@ -12,7 +12,7 @@ import datetime
 import html
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
@@ -22,7 +22,7 @@ import numpy as np
 from .budget import format_flops, parse_flops, parse_params
 from .errors import UsageError
 from .paths import check_writable_dir, check_writable_file
-from .ranking import best_trials, rule
+from .ranking import best_trials, cheap_runs, rule
 from .store import RunStore, Trial
 from .trial import entry_score
 
@@ -56,6 +56,8 @@ class RunView:
     finished: Optional[float] = None  # when the coarse loop last ran to its end
     pool_size: Optional[int] = None   # candidates kept in the pool (within the budget)
     space: Optional[object] = None     # the SearchSpace the run searched
+    final: Optional[dict] = None       # the winner retrained at full fidelity, beside the baseline
+    cheap: Dict[int, dict] = field(default_factory=dict)  # first-batch runs at the calibrated fidelity
 
     @classmethod
     def read(cls, run_dir) -> "RunView":
@@ -66,7 +68,9 @@ class RunView:
                        calibration=calibration[-1] if calibration else None,
                        predictor_evals=store.results("predictor_eval"), predictors=store.predictors(),
                        fine=fine[-1] if fine else None, finished=store.get_meta("finished"),
-                       pool_size=(store.pool_info() or {}).get("size"), space=_space_of(store))
+                       pool_size=(store.pool_info() or {}).get("size"), space=_space_of(store),
+                       final=(store.results("final") or [None])[-1],
+                       cheap=cheap_runs(calibration[-1] if calibration else None, store.results("fidelity_trial")))
 
     @property
     def measured(self) -> List[Trial]:
@@ -78,9 +82,13 @@ class RunView:
         """The epoch at which trials are compared (:mod:`jointnas.ranking`)."""
         return (self.calibration or {}).get("chosen_epoch")
 
+    @property
+    def fidelity_label(self) -> str:
+        return (self.calibration or {}).get("fidelity_label") or "full"
+
     def ranked(self, top: Optional[int] = None) -> List[Tuple[Trial, float]]:
         """(trial, accuracy at :attr:`rank_epoch`) of the measured trials, best first."""
-        return best_trials(self.measured, self.rank_epoch, top)
+        return best_trials(self.measured, self.rank_epoch, top, self.cheap)
 
     def counts(self) -> Dict[str, int]:
         out: Dict[str, int] = {}
@@ -306,7 +314,7 @@ def plot_accuracy_vs_flops(view: RunView, mpl: Plotter) -> Section:
     failed = {s: n for s, n in view.counts().items() if s in ("diverged", "oom", "failed")}
     early = any(stopped_early(view, t) for t in trials)
     sec.caption = ("Every candidate that finished training, coloured by the iteration that chose it, at one "
-                   f"fidelity: {rule(epoch)}. "
+                   f"fidelity: {rule(epoch, fidelity=view.fidelity_label)}. "
                    + ("Triangles were trained only to that epoch; the others ran longer, and their later "
                       "accuracies are in the learning curves. " if early else "")
                    + ("The dashed line is the FLOPs budget. " if max_flops else "The run has no FLOPs budget. ")
@@ -449,7 +457,7 @@ def plot_learning_curves(view: RunView, mpl: Plotter) -> Section:
     fig.legend(loc="outside right upper")
     sec.draw(fig)
     sec.caption = ("Validation accuracy after each epoch; thin lines by iteration, the best measured trial in black "
-                   f"({rule(view.rank_epoch)}).")
+                   f"({rule(view.rank_epoch, fidelity=view.fidelity_label)}).")
     return sec
 
 
@@ -534,6 +542,20 @@ def trials_html(view: RunView) -> str:
     return out
 
 
+def final_lines(view: RunView) -> List[str]:
+    """The winner's full-fidelity retraining beside the baseline, as ``jointnas coarse`` prints it."""
+    from .coarse_summary import format_final
+
+    return format_final(view.final) if view.final else []
+
+
+def final_html(view: RunView) -> str:
+    lines = final_lines(view)
+    if not lines:
+        return "<p class='missing'>Not available yet: the winner is retrained when the coarse search ends.</p>"
+    return "<pre>" + html.escape("\n".join(lines)) + "</pre>"
+
+
 def fine_html(view: RunView) -> str:
     fine = view.fine
     if fine is None:
@@ -602,6 +624,7 @@ def render_html(view: RunView, sections: Sequence[Section], plot_links: Dict[str
              f"<h1>jointnas run <code>{html.escape(str(view.run_dir))}</code></h1>",
              f"<p class='sub'>Report made {now} from the run's store; {html.escape(status)}.</p>",
              "<h2>Run configuration</h2>", _table(["setting", "value"], config_rows(view), "config"),
+             "<h2 id='result'>Result</h2>", final_html(view),
              "<h2>Trials</h2>", trials_html(view)]
     for sec in sections:
         parts.append(f"<h2 id='{sec.name}'>{html.escape(sec.title)}</h2>")
@@ -622,6 +645,7 @@ class Report:
     html_path: Path
     plots: Dict[str, Path]      # written PNG files by plot name
     missing: Dict[str, str]     # plot name -> why it is not there yet
+    result: List[str] = field(default_factory=list)   # the run's final result, as lines
 
 
 def build_report(run_dir, out=None) -> Report:
@@ -658,7 +682,7 @@ def _write_report(view: RunView, sections: Sequence[Section], out: Path) -> Repo
         plots[sec.name] = path
         links[sec.name] = quote(Path(os.path.relpath(path, out.parent)).as_posix())
     _write_atomic(out, render_html(view, sections, links).encode("utf-8"))
-    return Report(out, plots, missing)
+    return Report(out, plots, missing, final_lines(view))
 
 
 def _when(timestamp: float) -> str:

@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from .coarse import CoarseConfig, CoarseSearch, Progress
 from .errors import UsageError
-from .ranking import best_trials
+from .ranking import ranked_in
 from .space import Candidate
 from .trial import STATUSES, TrialResult
 
@@ -146,5 +146,4 @@ class Study:
     def best(self, k: int = 5) -> List[Tuple[Candidate, float]]:
         """The ``k`` best told candidates by :mod:`jointnas.ranking`'s rule (score at the
         calibrated epoch), with those scores."""
-        epoch = (self.search.calibration() or {}).get("chosen_epoch")
-        return [(t.candidate, s) for t, s in best_trials(self.store.trials(), epoch, k)]
+        return [(t.candidate, s) for t, s in ranked_in(self.store, k)]

@@ -459,7 +459,7 @@ class Diverged(Exception):
 def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device="auto", seed: int = 0,
           space=None, progress: bool = False, *, test: bool = False, keep_model: bool = False,
           batch_size: Optional[int] = None, workers: Optional[int] = None,
-          on_epoch: Optional[Callable[[dict], None]] = None) -> TrainResult:
+          on_epoch: Optional[Callable[[dict], None]] = None, resolution_scale: float = 1.0) -> TrainResult:
     """Train ``candidate`` on ``task`` and return its :class:`TrainResult`.
 
     ``epochs=None`` runs the recipe's schedule; ``epochs=N`` stops after ``min(N, recipe epochs)``
@@ -468,6 +468,7 @@ def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device
     ``batch_size`` is used when the recipe has none (the task's when None); ``workers`` (image
     folders) defaults to ``min(8, CPUs)``.
     ``on_epoch(entry)`` is called with each learning-curve entry as soon as it is measured.
+    ``resolution_scale`` < 1 trains (and validates) at that fraction of the arch's resolution.
     Raises only for bad input (unknown keys, optimizer or device); training failures are statuses.
     """
     start = time.time()
@@ -487,6 +488,8 @@ def train(candidate: Candidate, task: Task, epochs: Optional[int] = None, device
     n_epochs = schedule_epochs if epochs is None else min(int(epochs), schedule_epochs)
     dev = resolve_device(device)
     resolution = space.family.input_size(candidate.arch, task)
+    if resolution_scale != 1.0:
+        resolution = max(8, int(round(resolution * resolution_scale)))
     result = TrainResult("failed", [], None, 0, 0.0, str(dev), resolution=resolution)
 
     fork_devices = [dev.index or 0] if dev.type == "cuda" else []

@@ -49,21 +49,21 @@ def test_coarse_summary_ranks_by_the_rule_the_report_uses(json_run):
     assert [(b["trial"], b["score"]) for b in summary["best"]] == [(t.id, s) for t, s in expected]
     from jointnas.coarse_summary import format_summary
 
-    assert f"ranked by score at epoch {epoch}, the run's calibrated early-stop epoch" in format_summary(summary)
+    assert f"ranked by score at epoch {epoch}, the run's calibrated early stop" in format_summary(summary)
 
 
-def test_the_winner_of_a_run_keeps_its_weights(json_run):
+def test_the_winner_of_a_run_keeps_its_weights_from_its_full_fidelity_retraining(json_run):
     run, out, _ = json_run
     summary = json.loads(out)
-    winner = Path(summary["winner"])
+    final = summary["final"]
+    assert final["key"] == summary["best"][0]["key"] and final["winner"]["status"] == "done"
+    winner = Path(final["winner"]["weights"])
     assert winner == run / "winner"
     curve = json.loads((winner / "curve.json").read_text())
-    assert curve["training"]["trial"] == summary["best"][0]["trial"]
-    assert curve["training"]["same_curve_as_trial"]  # retrained on CPU with the workers' one thread
+    assert curve["test_acc"] == final["winner"]["test_score"] and curve["test_acc"] is not None
     torch.load(winner / "weights.pt", weights_only=True)
     model, cand = load_trained(winner)
-    assert cand.key() == summary["best"][0]["key"]
-
+    assert cand.key() == final["key"]
 
 
 def test_absurd_iterations_and_pools_are_refused_at_once(tmp_path, refused):
@@ -76,3 +76,9 @@ def test_absurd_iterations_and_pools_are_refused_at_once(tmp_path, refused):
 def test_an_unwritable_run_directory_is_refused_before_the_pool_is_built(tmp_path, refused):
     (tmp_path / "file").write_text("x")
     refused(["coarse", "--run", str(tmp_path / "file" / "run"), "--no-progress"], "is a file")
+
+
+def test_a_baseline_that_is_not_a_preset_of_the_space_is_refused_naming_the_presets(tmp_path, refused):
+    refused(["coarse", "--run", str(tmp_path / "r"), "--baseline", "FBNetV3_Z", "--no-progress"],
+            "has the presets FBNetV3_A, FBNetV3_B")
+    assert list(tmp_path.iterdir()) == []

@@ -120,7 +120,7 @@ def test_a_python_objective_drives_a_coarse_run_and_resumes(tmp_path):
     space = space_from_dict(toy_objective.SPACE)
     lines = []
     run = tmp_path / "run"
-    config = CoarseConfig(pool=64, batch=4, iterations=3, ensemble=2, seed=1)
+    config = CoarseConfig(pool=64, batch=4, iterations=3, epoch_cap=None, ensemble=2, seed=1)
     with CoarseSearch.create(run, space, FunctionEvaluator(toy_objective.objective), config,
                              progress=quiet(lines)) as search:
         summary = search.run()

@@ -216,12 +216,12 @@ def test_a_resume_with_other_workers_gives_the_same_numbers(killed, copy, tiny):
     """The run's thread count, not the resume's --workers, sets each trial's threads, and a
     trial's numbers depend on it."""
     from jointnas.evaluators import TrainEvaluator
-    from jointnas.executor import Job, LocalExecutor
+    from jointnas.executor import DEFAULT_THREADS, Job, LocalExecutor
 
     with RunStore.open(copy) as store:
         threads = store.config["threads"]
         before = {t.id for t in store.trials("done")}
-    assert threads == max(1, len(os.sched_getaffinity(0)))  # made with --workers 1
+    assert threads == DEFAULT_THREADS  # one torch thread per trial unless --threads says otherwise
     assert main(args(copy, tiny)[:-2] + ["--workers", "2"]) == 0
     with RunStore.open(copy) as store:
         assert store.config["threads"] == threads

@@ -155,7 +155,7 @@ def test_report_of_a_partial_run(real_run, tmp_path):
         decoded_png(path)
     html = out.read_text()
     assert_page_shows(html, out, report.plots)
-    assert html.count("Not available yet:") == 3  # parity, calibration, fine search
+    assert html.count("Not available yet:") == 4  # parity, calibration, result, fine search
     assert "still going or was interrupted (2 trials not finished)" in html
 
 
@@ -165,7 +165,7 @@ def test_report_of_a_run_without_trials(tmp_path, capsys):
     assert main(["report", str(run)]) == 0
     assert "not available yet: accuracy_vs_flops, calibration, learning_curves, parity" in capsys.readouterr().out
     html = (run / "report.html").read_text()
-    assert "data:image/png" not in html and html.count("Not available yet:") == 6
+    assert "data:image/png" not in html and html.count("Not available yet:") == 7
     assert "none (every pool candidate allowed)" in html and "not sampled yet" in html
     assert list((run / "report_plots").iterdir()) == []
 
@@ -243,7 +243,7 @@ def test_report_ranks_and_plots_every_trial_at_the_calibrated_epoch(real_run, tm
     assert [t.id for t in trials] == [2, 3, 1] and list(acc) == [0.50, 0.40, 0.30]
     report = build_report(run, tmp_path / "r.html")
     html = report.html_path.read_text()
-    assert "ranked by validation accuracy at epoch 1, the run&#x27;s calibrated early-stop epoch" in html
+    assert "ranked by validation accuracy at epoch 1, the run&#x27;s calibrated early stop" in html
     table = html.split("Best measured candidates")[1]
     assert table.index("<tr><td>2</td>") < table.index("<tr><td>3</td>") < table.index("<tr><td>1</td>")
 

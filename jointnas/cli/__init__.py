@@ -37,7 +37,15 @@ def build_parser() -> Parser:
     return parser
 
 
+def one_thread_unless_asked() -> None:
+    """One OpenMP/torch thread per process unless OMP_NUM_THREADS says otherwise: on a shared
+    machine torch's default of one thread per core ran 7-16x slower (BENCHMARKS.md, "Threads").
+    Set before torch is imported, so that its OpenMP pool starts with that size."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    one_thread_unless_asked()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -13,12 +13,12 @@ from ..budget import parse_flops, parse_params
 from ..coarse import CoarseConfig
 from ..errors import UsageError
 from ..paths import check_writable_dir
-from ..saved_model import keep_winner
 
 # The run-defining settings and their defaults, as flags see them. The space, data set and
 # surrogate names are defaults of the command line only; the library takes objects.
 DEFAULTS = dict({k: v for k, v in CoarseConfig().to_dict().items()
-                 if k not in ("space", "evaluator", "evaluator_options", "diverged_score", "score_bounds")},
+                 if k not in ("space", "evaluator", "evaluator_options", "diverged_score", "score_bounds",
+                              "fidelities", "final", "baseline", "prior_pairs")},
                 space="fbnetv3", data="digits", data_root=None, train_subset=None, objective=None)
 
 
@@ -117,13 +117,13 @@ def register(sub):
                    help=f"where trials run: {_names('EXECUTORS')} (default: local = worker processes; serial = "
                    "one at a time in this process; ray = Ray actors, pip install 'jointnas[ray]')")
     p.add_argument("--workers", type=_int_at_least(1), metavar="N",
-                   help="candidates trained in parallel processes: one GPU each when several exist, CPU threads "
-                   "split between them otherwise (default: the number of GPUs, or 2 on a CPU with >= 2 cores); "
+                   help="candidates trained in parallel processes: one GPU each when several exist, one torch "
+                   "thread each on a CPU (default: the number of GPUs, or 2 on a CPU with >= 2 cores); "
                    "with --executor ray, trials at once (default: as many as the cluster's CPUs and GPUs hold)")
     p.add_argument("--threads", type=_int_at_least(1), metavar="N",
                    help="torch CPU threads per trial, fixed when the run is created: a trial's numbers depend on "
-                   "it, so a resume with other --workers keeps it and gives the same numbers (default: CPU cores / "
-                   "workers)")
+                   "it, so a resume with other --workers keeps it and gives the same numbers (default: 1, which holds up "
+                   "on a shared machine)")
     p.add_argument("--max-retries", type=_int_at_least(0), metavar="N",
                    help="times a trial whose worker process (or Ray worker or node) died runs again before it is "
                    "recorded failed (default: 2)")
@@ -138,9 +138,29 @@ def register(sub):
                      "its torch threads are the whole part of it (default: 1)")
     ray.add_argument("--gpus-per-trial", type=_non_negative, metavar="X", help="GPUs each Ray trial asks for; "
                      "a fraction such as 0.25 lets 4 trials share a GPU (default: 0 = train on CPU)")
+    p.add_argument("--prior-pairs", metavar="FILE", help="JSONL of pairs trained before on this space and data, "
+                   "always added to the predictor's training set (a warm start); 'none' for none (default: the "
+                   f"shipped {SHIPPED_PAIRS.name} for --space fbnetv3 --data digits, else none)")
+    p.add_argument("--baseline", metavar="PRESET", help="the space's preset trained (default recipe, same epochs) "
+                   "beside the winner at the end (default: the space's first, FBNetV3_A in fbnetv3)")
+    p.add_argument("--no-result", action="store_true", help="end without training the winner again at full "
+                   "fidelity (no test score, no weights kept, no baseline)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs and summary only)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
+
+
+SHIPPED_PAIRS = Path(__file__).resolve().parents[2] / "data" / "fbnetv3_digits_pairs.jsonl"
+
+
+def _prior_pairs(args, space, requested: dict):
+    """The warm-start pair table: the flag's, else the shipped digits table for its own space and task."""
+    if args.prior_pairs:
+        return None if args.prior_pairs == "none" else str(Path(args.prior_pairs))
+    if (space.name == "fbnetv3" and requested.get("data", DEFAULTS["data"]) == "digits" and "objective" not in
+            requested and "train_subset" not in requested and SHIPPED_PAIRS.exists()):
+        return str(SHIPPED_PAIRS)
+    return None
 
 
 def _names(registry: str) -> str:
@@ -341,7 +361,7 @@ def run(args):
         print(f"continuing run {args.run}: {found_line(search.store.counts())}", file=sys.stderr)
         if search.config.threads is None and args.executor == "local":
             print(f"note: {args.run} does not record its threads per trial (made by an older jointnas); these "
-                  "trials train with CPU cores / workers threads each, and a trial's numbers depend on that",
+                  "trials train with one torch thread each, and a trial's numbers depend on that",
                   file=sys.stderr)
         if args.retry_failed:
             search.retry_failed()
@@ -354,12 +374,19 @@ def run(args):
         settings = {k: v for k, v in {**DEFAULTS, **requested}.items() if k in CoarseConfig.__dataclass_fields__
                     and k != "space"}
         if settings.get("threads") is None and args.executor == "local":
-            from ..executor import threads_per_worker
+            from ..executor import DEFAULT_THREADS
 
-            settings["threads"] = threads_per_worker(args.workers or _default_workers(args.device))
+            settings["threads"] = DEFAULT_THREADS
         run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")
         check_writable_dir(run_dir, "--run")
         _check_iterations(settings["iterations"], settings["batch"], settings["pool"])
+        settings["prior_pairs"] = _prior_pairs(args, space, requested)
+        settings["final"] = not args.no_result
+        if args.baseline is not None:
+            if args.baseline not in space.presets:
+                raise UsageError(f"--baseline {args.baseline!r}: space {space.name} has "
+                                 + (f"the presets {', '.join(space.presets)}" if space.presets else "no presets"))
+            settings["baseline"] = args.baseline
         search = CoarseSearch.create(run_dir, space, evaluator, CoarseConfig(**settings), executor=make_executor,
                                      progress=progress)
         print(f"new run {run_dir} (continue it after an interruption with: jointnas coarse --run {run_dir})",
@@ -367,10 +394,6 @@ def run(args):
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops as cleanly as Ctrl-C
     try:
         summary = search.run()
-        winner = keep_winner(search)
-        if winner is not None:
-            progress.log(f"the best trial's weights: {winner}/weights.pt (jointnas.saved_model.load_trained)")
-            summary["winner"] = str(winner)
     except KeyboardInterrupt:
         sys.stderr.write(f"interrupted; finished trials are saved. Continue with: jointnas coarse --run "
                          f"{search.store.run_dir}\n")

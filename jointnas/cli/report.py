@@ -24,5 +24,7 @@ def run(args):
     line = f"wrote {report.html_path} ({len(report.plots)} plots in {report.html_path.stem}_plots/)"
     if report.missing:
         line += "; not available yet: " + ", ".join(sorted(report.missing))
+    for result_line in report.result:
+        print(result_line)
     print(line)
     return 0

@@ -1,0 +1,66 @@
+"""Warm start from pairs measured before: a surrogate fitted on a run's trials *and* earlier
+trained pairs of the same space (a JSONL table such as ``data/fbnetv3_digits_pairs.jsonl``).
+Cross-validation holds out only the run's own trials; the earlier pairs are always trained on."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import UsageError
+from ..trial import measured_score
+
+
+def load_prior_pairs(path, space, epoch: int, diverged_score: Optional[float]) -> Tuple[List, np.ndarray]:
+    """Candidates and their scores at ``epoch`` from a pair table (rows: candidate, status, curve);
+    rows of another space, or whose candidate the space refuses, are skipped."""
+    from ..space import Candidate
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise UsageError(f"cannot read the earlier pairs {path}: {e.strerror or e}") from None
+    cands, scores = [], []
+    for line in lines:
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        cand = Candidate.from_dict(row["candidate"])
+        if row["candidate"].get("space") not in (None, space.name):
+            continue
+        try:
+            space.validate(cand.arch, cand.recipe)
+        except Exception:  # noqa: BLE001 - a row from another version of the space
+            continue
+        score = measured_score(row.get("status", "failed"), row.get("curve") or [], epoch, diverged_score)
+        if score is not None:
+            cands.append(cand)
+            scores.append(score)
+    return cands, np.asarray(scores, dtype=np.float64)
+
+
+class WithPrior:
+    """``inner`` fitted on (candidates + prior) each time; predicts, saves and copies like ``inner``."""
+
+    def __init__(self, inner, candidates, scores):
+        self.inner, self.prior, self.prior_y = inner, list(candidates), np.asarray(scores, dtype=np.float64)
+
+    @property
+    def kind(self):
+        return getattr(self.inner, "kind", None)
+
+    def fit(self, candidates, y, **options) -> "WithPrior":
+        if isinstance(candidates, np.ndarray):
+            candidates = np.concatenate([candidates, self.inner.encode(self.prior)])
+        else:
+            candidates = list(candidates) + self.prior
+        self.inner.fit(candidates, np.concatenate([np.asarray(y, dtype=np.float64), self.prior_y]), **options)
+        return self
+
+    def predict(self, candidates):
+        return self.inner.predict(candidates)
+
+    def save(self, path) -> None:
+        self.inner.save(path)
