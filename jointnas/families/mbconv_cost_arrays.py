@@ -51,19 +51,22 @@ def _block(in_ch, out_ch, kernel, expansion, se):
 
 
 def _fields(col, stages: int) -> dict:
-    """field -> (n, stages) float64 matrix of the stage dimensions (trim_pad False where absent)."""
+    """field -> (stages, n) float64 matrix of the stage dimensions (trim_pad False where absent).
+    Stage-major: each stage's values are one contiguous row for the stage-by-stage recursion."""
     n = len(col["resolution"])
     names = [f"s{i}_{f}" for f in FIELDS for i in range(stages)]
     present = [m for m in names if m in col]
-    if hasattr(col, "stack"):
-        got = dict(zip(present, col.stack(present).astype(np.float64, copy=False).T))  # one gather
-    else:
-        got = {m: np.asarray(col[m]).astype(np.float64) for m in present}
-    missing = [m for m in names if m not in got]
+    missing = [m for m in names if m not in col]
     if any(not m.endswith("_trim_pad") for m in missing):
         raise KeyError(next(m for m in missing if not m.endswith("_trim_pad")))
-    zeros = np.zeros(n)
-    return {f: np.stack([got.get(f"s{i}_{f}", zeros) for i in range(stages)], axis=1) for f in FIELDS}
+    if hasattr(col, "stack"):
+        rows = col.stack(present).T  # one gather
+    else:
+        rows = np.stack([np.asarray(col[m]) for m in present]) if present else np.zeros((0, n))
+    rows = np.concatenate([rows.astype(np.float64, copy=False), np.zeros((1, n))])  # the last row: absent
+    where = {m: i for i, m in enumerate(present)}
+    table = rows[[where.get(m, len(present)) for m in names]].reshape(len(FIELDS), stages, n)
+    return dict(zip(FIELDS, table))
 
 
 def _as_columns(archs: Union[Columns, Sequence[Mapping]]) -> Mapping:
@@ -98,17 +101,20 @@ def mbconv_costs(archs: Union[Columns, Sequence[Mapping]], network, in_channels:
     size = _floordiv(res - 1, network.stem_stride) + 1   # 3x3 stem, padding 1
     last = stem
     growth = 1 - (KR - 2 * _floordiv(KR, 2))
-    half_k = _floordiv(K, 2)
+    pad = 2 * (_floordiv(K, 2) - trim) - K  # a first block's output: (size + pad) // stride + 1
     repeats = np.maximum(D - 1, 0)
+    grown = repeats * growth                 # what its repeats add to the map size
+    too_small = np.zeros(len(res), dtype=bool)
     for i in range(S):
-        in_ch[:, i], size_in[:, i] = last, size
-        first_out = _floordiv(size + 2 * (half_k[:, i] - trim[:, i]) - K[:, i], stride[i]) + 1
-        if np.any(present[:, i] & (first_out < 1)):
-            raise UsageError("the input is too small for an architecture: a depthwise conv gets fewer pixels "
-                             "than its kernel; use a larger resolution")
-        size_rep[:, i] = first_out
-        size = np.where(present[:, i], first_out + repeats[:, i] * growth[:, i], size)
-        last = np.where(present[:, i], C[:, i], last)
+        in_ch[i], size_in[i] = last, size
+        first_out = _floordiv(size + pad[i], stride[i]) + 1
+        too_small |= present[i] & (first_out < 1)
+        size_rep[i] = first_out
+        size = np.where(present[i], first_out + grown[i], size)
+        last = np.where(present[i], C[i], last)
+    if too_small.any():
+        raise UsageError("the input is too small for an architecture: a depthwise conv gets fewer pixels "
+                         "than its kernel; use a larger resolution")
 
     E = F["expansion"]
     a, b, c, p = _block(in_ch, C, K, E, SE)
@@ -120,8 +126,8 @@ def mbconv_costs(archs: Union[Columns, Sequence[Mapping]], network, in_channels:
     sum_in = m * s * s + s * g * m * (m - 1) + _floordiv(g * (m - 1) * m * (2 * m - 1), 6)
     sum_out = m * s * s + s * g * m * (m + 1) + _floordiv(g * m * (m + 1) * (2 * m + 1), 6)
     f_rep = ar * sum_in + br * sum_out + m * cr
-    flops = (np.where(present, f_first, 0) + f_rep).sum(1)
-    params = (np.where(present, p, 0) + m * pr).sum(1)
+    flops = (np.where(present, f_first, 0) + f_rep).sum(0)
+    params = (np.where(present, p, 0) + m * pr).sum(0)
 
     pix = size * size
     stem_w = stem * in_channels * 9
