@@ -197,6 +197,17 @@ def test_vectorised_mbconv_cost_equals_the_scalar_closed_form_and_fvcore(space):
         assert [ref.flops, ref.params] == row
 
 
+def test_vectorised_mbconv_cost_refuses_an_input_too_small_for_an_arch(space):
+    net, deploy = space.family.network, space.family.deploy
+    arch = dict(sample_pool(space, 1, seed=0)[0].arch)
+    fine_arch = dict(arch, resolution=64)
+    # a 1x1 map after the stem, and trimmed padding: a 3x3 depthwise conv would get no pixel
+    tiny = dict(arch, resolution=2, **{f"s{i}_{f}": v for i in range(7) for f, v in (("trim_pad", True), ("kernel", 3))})
+    assert mbconv_costs([fine_arch], net, deploy.in_channels, deploy.num_classes).shape == (1, 2)
+    with pytest.raises(UsageError, match="too small"):
+        mbconv_costs([fine_arch, tiny], net, deploy.in_channels, deploy.num_classes)
+
+
 def test_mutation_crossover_and_repair(space):
     problem = FineProblem(space, None, BUDGET)
     genome = problem.genome
