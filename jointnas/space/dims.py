@@ -105,12 +105,15 @@ class FloatDim(Dimension):
     kind = "float"
 
     def from_unit(self, u):
-        if self.log:
-            v = np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
-        else:
-            v = self.low + u * (self.high - self.low)
         # Rounded to 6 significant digits so that JSON round-trips are exact and readable.
-        return round_6g(v).tolist()
+        return round_6g(self.unrounded(u)).tolist()
+
+    def unrounded(self, u) -> np.ndarray:
+        """The values at ``u`` before :meth:`from_unit` rounds them (with :func:`round_6g`)."""
+        u = np.asarray(u, dtype=np.float64)
+        if self.log:
+            return np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
+        return self.low + u * (self.high - self.low)
 
     def encode(self, values):
         v = np.asarray(values, dtype=np.float64)

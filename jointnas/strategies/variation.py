@@ -14,6 +14,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..space.dims import round_6g
+
 # Half of the mutated dimensions move to a neighbouring value (local refinement), the other
 # half are resampled over their whole range (long jumps).
 STEP_PROBABILITY = 0.5
@@ -187,6 +189,7 @@ class Genome:
         j = np.where((j < 0) | (j >= k), i - step, j)
         near = (u[2] < STEP_PROBABILITY) & self.ordered[cols]
         out[rows, cols] = np.where(near, j, other)
+        moved, values = [], []
         for g in self.float_cols:
             rows = np.nonzero(hit[:, g])[0]
             if len(rows):
@@ -194,7 +197,12 @@ class Genome:
                 local = rng.random(len(rows)) < STEP_PROBABILITY
                 x = np.where(local, x + rng.normal(0.0, FLOAT_STEP, len(rows)), rng.random(len(rows)))
                 x = np.where(x < 0, -x, np.where(x > 1, 2.0 - x, x))  # reflect into [0, 1]
-                out[rows, g] = self.parts[g][2].from_unit(np.clip(x, 0.0, 1.0))
+                moved.append((rows, g))
+                values.append(self.parts[g][2].unrounded(np.clip(x, 0.0, 1.0)))
+        if moved:  # rounded as from_unit rounds, all columns in one call
+            rounded = np.split(round_6g(np.concatenate(values)), np.cumsum([len(v) for v in values[:-1]]))
+            for (rows, g), v in zip(moved, rounded):
+                out[rows, g] = v
         return out
 
     def crossover(self, A: np.ndarray, B: np.ndarray, rng: np.random.Generator) -> np.ndarray:
