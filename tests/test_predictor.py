@@ -225,6 +225,19 @@ def test_scoring_follows_members_changed_after_the_first_prediction(small_fit, e
                                atol=1e-6)
 
 
+def test_a_predictor_loaded_under_inference_mode_scores_and_follows_changes(small_fit, encoded, tmp_path):
+    small_fit.save(tmp_path / "p.pt")
+    x = encoded[:50]
+    with torch.inference_mode():  # its weights are inference tensors: no version counter to watch
+        p = Predictor.load(tmp_path / "p.pt")
+        before = p.predict_encoded(x)[0]
+        np.testing.assert_allclose(before, small_fit.predict_encoded(x)[0], atol=1e-6)
+        p.members[0].head.out.bias += 1.0
+        np.testing.assert_allclose(p.predict_encoded(x)[0], _ensemble_stats(p, _per_member_outputs(p, x))[0],
+                                   atol=1e-6)
+    assert not np.allclose(p.predict_encoded(x)[0], before)
+
+
 def test_evaluate_reports_kfold_metrics(space, pretrained, encoded, costs):
     held = slice(3000, 3060)
     y = flops_driven_target(space, encoded[held], costs[held], seed=5)

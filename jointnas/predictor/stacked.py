@@ -33,7 +33,9 @@ class StackedMembers:
     def __init__(self, members: Sequence):
         self._sources = list(members)
         self._weights = [t for m in members for t in m.parameters()]
-        self._versions = self._weight_versions()
+        # Tensors made under torch.inference_mode() keep no version counter: then restack each time.
+        self._tracked = not any(t.is_inference() for t in self._weights)
+        self._versions = self._weight_versions() if self._tracked else None
         first = members[0]
         self.arch_width = int(first.arch_width)
         enc = [[_arrays(l) for l in _linears(m.encoder.body)] for m in members]
@@ -68,8 +70,8 @@ class StackedMembers:
     def current(self, members: Sequence) -> bool:
         """Whether these are still the weights of ``members``: the same modules, and no weight
         changed in place since stacking."""
-        return (len(members) == len(self._sources) and all(a is b for a, b in zip(members, self._sources))
-                and self._weight_versions() == self._versions)
+        return (self._tracked and len(members) == len(self._sources)
+                and all(a is b for a, b in zip(members, self._sources)) and self._weight_versions() == self._versions)
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """Each member's raw (standardised) output for float32 rows ``x``: shape (members, rows)."""
