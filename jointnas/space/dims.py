@@ -110,7 +110,7 @@ class FloatDim(Dimension):
 
     def unrounded(self, u) -> np.ndarray:
         """The values at ``u`` before :meth:`from_unit` rounds them (with :func:`round_6g`)."""
-        u = np.asarray(u, dtype=np.float64)
+        u = np.asarray(u)
         if self.log:
             return np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
         return self.low + u * (self.high - self.low)
