@@ -95,8 +95,10 @@ def available_spaces() -> List[str]:
     return sorted(p.stem for p in spaces_dir().glob("*.yaml"))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe loader that refuses duplicate mapping keys instead of keeping the last one."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe loader that refuses duplicate mapping keys instead of keeping the last one. On
+    libyaml's parser where PyYAML has it (same documents, about 6x faster than the pure-Python
+    parser on a space file: a visible part of a command's start-up)."""
 
 
 def _construct_unique_mapping(loader, node, deep=False):
@@ -106,7 +108,7 @@ def _construct_unique_mapping(loader, node, deep=False):
         if key in seen:
             raise SpaceError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
         seen[key] = True
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)

@@ -195,8 +195,28 @@ class Board:
         self.problem, self.keep = problem, int(keep)
         self.seen: set = set()
         self.scored = 0
-        self.rows = np.zeros((0, problem.genome.width))
-        self.stats = np.zeros((0, 5))  # score, mean, std, flops, params
+        # The kept rows and their stats (score, mean, std, flops, params) fill the first _n rows of
+        # buffers that grow by doubling: appending a generation copies only the generation.
+        self._rows = np.zeros((0, problem.genome.width))
+        self._stats = np.zeros((0, 5))
+        self._n = 0
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._rows[:self._n]
+
+    @property
+    def stats(self) -> np.ndarray:
+        return self._stats[:self._n]
+
+    def _append(self, G: np.ndarray, stats: np.ndarray) -> None:
+        n, m = self._n, len(G)
+        if n + m > len(self._rows):
+            size = max(2 * len(self._rows), n + m)
+            self._rows = np.concatenate([self.rows, np.empty((size - n, self._rows.shape[1]))])
+            self._stats = np.concatenate([self.stats, np.empty((size - n, 5))])
+        self._rows[n:n + m], self._stats[n:n + m] = G, stats
+        self._n = n + m
 
     def fresh(self, G: np.ndarray) -> np.ndarray:
         """Mask of rows neither scored before nor repeating an earlier row of ``G``."""
@@ -224,12 +244,12 @@ class Board:
         stats = np.column_stack([score, mean, std, costs[:, 0], costs[:, 1]]).astype(np.float64)
         self.seen.update(self.problem.genome.keys(G) if keys is None else keys)
         self.scored += len(G)
-        self.rows = np.concatenate([self.rows, G])
-        self.stats = np.concatenate([self.stats, stats])
-        if len(self.rows) > 2 * self.keep:
+        self._append(G, stats)
+        if self._n > 2 * self.keep:
             best = ranking(self.stats)[:self.keep]
             best.sort()  # keep arrival order among the kept, so ties stay reproducible
-            self.rows, self.stats = self.rows[best], self.stats[best]
+            self._rows[:len(best)], self._stats[:len(best)] = self.rows[best], self.stats[best]
+            self._n = len(best)
         return stats
 
     def scored_list(self, G: np.ndarray, stats: np.ndarray) -> List[Scored]:

@@ -197,6 +197,17 @@ def test_vectorised_mbconv_cost_equals_the_scalar_closed_form_and_fvcore(space):
         assert [ref.flops, ref.params] == row
 
 
+def test_vectorised_mbconv_cost_refuses_an_input_too_small_for_an_arch(space):
+    net, deploy = space.family.network, space.family.deploy
+    arch = dict(sample_pool(space, 1, seed=0)[0].arch)
+    fine_arch = dict(arch, resolution=64)
+    # a 1x1 map after the stem, and trimmed padding: a 3x3 depthwise conv would get no pixel
+    tiny = dict(arch, resolution=2, **{f"s{i}_{f}": v for i in range(7) for f, v in (("trim_pad", True), ("kernel", 3))})
+    assert mbconv_costs([fine_arch], net, deploy.in_channels, deploy.num_classes).shape == (1, 2)
+    with pytest.raises(UsageError, match="too small"):
+        mbconv_costs([fine_arch, tiny], net, deploy.in_channels, deploy.num_classes)
+
+
 def test_mutation_crossover_and_repair(space):
     problem = FineProblem(space, None, BUDGET)
     genome = problem.genome
@@ -488,11 +499,13 @@ def test_fine_prices_a_torchvision_space_with_the_familys_own_costs():
     assert {s.candidate.arch["model"] for s in r.top} == {min(costs, key=lambda m: costs[m].flops)}
 
 
-def test_cli_fine_imports_neither_torchvision_nor_scikit_learn(predictor_file, tmp_path):
+def test_cli_fine_imports_neither_torchvision_nor_scikit_learn_nor_the_coarse_stage(predictor_file, tmp_path):
+    """Start-up time: a fine search from a checkpoint needs none of these."""
+    unused = ('torchvision', 'sklearn', 'jointnas.coarse', 'jointnas.store', 'jointnas.executor')
     code = ("import sys; from jointnas.cli import main; "
             f"main(['fine', '--budget', '600M', '--predictor', {str(predictor_file)!r}, '--population', '8', "
             "'--generations', '1', '--json']); "
-            "sys.stderr.write(repr(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules)))")
+            f"sys.stderr.write(repr(sorted(m for m in {unused!r} if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                           env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr

@@ -184,6 +184,60 @@ def test_batched_scoring_matches_one_batch(small_fit, encoded):
     np.testing.assert_allclose(whole[0], chunked[0], rtol=1e-6)
 
 
+def _per_member_outputs(p, x):
+    """What each member's torch module says, one module after another (the reference)."""
+    with torch.inference_mode():
+        return np.stack([m(torch.from_numpy(x)).numpy() for m in p.members])
+
+
+def _ensemble_stats(p, raw):
+    acc = np.clip(raw.astype(np.float64) * p.target_stats["std"] + p.target_stats["mean"], 0.0, 1.0)
+    return acc.mean(0), acc.std(0)
+
+
+@pytest.mark.parametrize("shape", [dict(hidden=64, ensemble=5), dict(hidden=16, ensemble=3, encoder_layers=1,
+                                                                     head_layers=3), dict(hidden=8, ensemble=1)])
+def test_stacked_scoring_equals_the_members_run_one_after_another(space, shape):
+    p = Predictor(space, seed=0, **shape)
+    with p._training(9):
+        p.members = [p._new_member().requires_grad_(False).eval() for _ in range(shape["ensemble"])]
+    p.target_stats = {"mean": 0.6, "std": 0.2}
+    rng = np.random.default_rng(1)
+    for n in (1, 225, 5000):  # 5000 rows span several of the stacked pass's chunks
+        x = rng.random((n, space.encoding_width)).astype(np.float32)
+        raw = _per_member_outputs(p, x)
+        np.testing.assert_allclose(p._stacked_members().outputs(x), raw, rtol=1e-5, atol=1e-5)
+        for fast, slow in zip(p.predict_encoded(x), _ensemble_stats(p, raw)):
+            np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)
+
+
+def test_scoring_follows_members_changed_after_the_first_prediction(small_fit, encoded):
+    p = copy.deepcopy(small_fit)
+    x = encoded[:100]
+    before = p.predict_encoded(x)[0]
+    with torch.no_grad():
+        p.members[0].head.out.bias += 1.0  # in place: the same tensor, a new version
+    moved = p.predict_encoded(x)[0]
+    assert not np.allclose(moved, before)
+    np.testing.assert_allclose(moved, _ensemble_stats(p, _per_member_outputs(p, x))[0], atol=1e-6)
+    p.members = p.members[1:]  # a member dropped
+    np.testing.assert_allclose(p.predict_encoded(x)[0], _ensemble_stats(p, _per_member_outputs(p, x))[0],
+                               atol=1e-6)
+
+
+def test_a_predictor_loaded_under_inference_mode_scores_and_follows_changes(small_fit, encoded, tmp_path):
+    small_fit.save(tmp_path / "p.pt")
+    x = encoded[:50]
+    with torch.inference_mode():  # its weights are inference tensors: no version counter to watch
+        p = Predictor.load(tmp_path / "p.pt")
+        before = p.predict_encoded(x)[0]
+        np.testing.assert_allclose(before, small_fit.predict_encoded(x)[0], atol=1e-6)
+        p.members[0].head.out.bias += 1.0
+        np.testing.assert_allclose(p.predict_encoded(x)[0], _ensemble_stats(p, _per_member_outputs(p, x))[0],
+                                   atol=1e-6)
+    assert not np.allclose(p.predict_encoded(x)[0], before)
+
+
 def test_evaluate_reports_kfold_metrics(space, pretrained, encoded, costs):
     held = slice(3000, 3060)
     y = flops_driven_target(space, encoded[held], costs[held], seed=5)

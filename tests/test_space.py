@@ -99,6 +99,27 @@ def test_dimension_mapping_stays_in_range():
     assert set(c.from_unit(u)) == {"a", "b", "c"}
 
 
+def test_float_values_are_rounded_to_6_digits_exactly_as_printing_them_would():
+    from jointnas.space.dims import round_6g
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        np.exp(rng.uniform(np.log(1e-30), np.log(1e30), 50_000)),  # beyond the exact powers of ten too
+        rng.random(50_000), -rng.random(10_000),
+        np.round(rng.random(20_000), 7),                          # many ties at the 6th digit
+        [0.0, -0.0, 1.0, 0.1, 0.1234565, 123456.5, 1234565.0, 9.999995e-3, 9.9999949e-3, 999999.5, 99999.95,
+         5e-324, 1e-300, 1e300, np.inf, -np.inf, np.nan]])
+    expected = np.array([float(f"{x:.6g}") for x in values])
+    for part in (slice(None), slice(-17, None)):  # vectorised, and printed (a short array)
+        got, want = round_6g(values[part]), expected[part]
+        same = (got.view(np.int64) == want.view(np.int64)) | (np.isnan(got) & np.isnan(want))
+        assert same.all(), values[part][~same][:5]
+    f = FloatDim("lr", 1e-3, 0.1, log=True)
+    u = rng.random(1000)
+    assert f.from_unit(u) == [float(f"{x:.6g}") for x in np.exp(np.log(1e-3) + u * (np.log(0.1) - np.log(1e-3)))]
+    assert all(type(x) is float for x in f.from_unit(u[:3]))
+
+
 def test_encoding_layout_and_ranges(space):
     from jointnas import sample_pool
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..budget import parse_flops, parse_params
-from ..coarse import CoarseConfig
+from ..coarse_config import CoarseConfig
 from ..errors import UsageError
 from ..paths import check_writable_dir
 

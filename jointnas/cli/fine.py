@@ -115,10 +115,10 @@ def register(sub):
 # --------------------------------------------------------------------------- inputs
 def latest_run(root: Path = Path("runs")) -> Optional[Path]:
     """The run under ``root`` whose store was written last, or None."""
-    from ..store import DB_NAME, RunStore
-
     if not root.is_dir():
         return None
+    from ..store import DB_NAME, RunStore
+
     runs = [d for d in root.iterdir() if d.is_dir() and RunStore.is_run(d)]
     return max(runs, key=lambda d: ((d / DB_NAME).stat().st_mtime, d.name)) if runs else None
 
@@ -150,10 +150,7 @@ def _measured_seeds(store) -> list:
 
 def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
     """(predictor, space, seeds, source description, store or None)."""
-    from ..catalog import load_space
-    from ..coarse import run_space
     from ..predictor import load_surrogate
-    from ..store import RunStore
 
     if args.predictor is not None:
         if not args.predictor.is_file():
@@ -171,6 +168,10 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
         sys.stderr.write(f"no run under runs/: scoring with the shipped predictor {path}\n")
         predictor = load_surrogate(path, space=args.space)
         return predictor, predictor.space, [], {"predictor": str(path)}, None
+    from ..catalog import load_space
+    from ..coarse_config import run_space
+    from ..store import RunStore
+
     store = RunStore.open(run_dir)
     path = store.predictor_path()
     if path is None:

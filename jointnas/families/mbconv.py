@@ -79,12 +79,12 @@ class MBConvFamily:
     def costs(self, archs: Union[Sequence[Mapping], Mapping], progress: bool = False) -> np.ndarray:
         """The closed form over arrays (``mbconv_cost_arrays``), about a microsecond per arch, in
         chunks; ``archs`` are arch dicts or columns."""
-        from tqdm import tqdm
-
         from .mbconv_cost_arrays import mbconv_costs
 
         if isinstance(archs, Mapping):
             return mbconv_costs(archs, self.network, self.deploy.in_channels, self.deploy.num_classes)
+        from tqdm import tqdm  # here: the fine search's columns need no progress bar, nor its import
+
         archs = list(archs)
         out = np.empty((len(archs), 2), dtype=np.int64)
         chunk = 1 << 15

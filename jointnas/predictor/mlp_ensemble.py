@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from ..errors import SpaceError, UsageError
 from ..space import SearchSpace
 from .network import Member, ProxyModel
+from .stacked import StackedMembers
 
 
 class PredictorError(UsageError):
@@ -77,6 +78,7 @@ class Predictor:
         self.members: List[Member] = []
         self.target_stats: Optional[dict] = None
         self.info: dict = {}
+        self._stacked: Optional[StackedMembers] = None  # the members as of the last scoring
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -276,17 +278,21 @@ class Predictor:
         if not self.fitted:
             raise PredictorError("this predictor is not fitted; call fit() on trained pairs or Predictor.load()")
 
+    def _stacked_members(self) -> StackedMembers:
+        """The members as one numpy computation, rebuilt when a member or weight changed."""
+        if self._stacked is None or not self._stacked.current(self.members):
+            self._stacked = StackedMembers(self.members)
+        return self._stacked
+
     def predict_encoded(self, x, batch_size: int = 65536):
         """(mean, std) predicted accuracy of encoded rows, scored in batches; std is the ensemble
         spread. Each member's prediction is clipped to the score bounds first."""
         self._require_fitted()
         x = self.encode(x)
+        stacked = self._stacked_members()
         out = np.empty((len(self.members), len(x)), dtype=np.float32)
-        with torch.inference_mode():
-            for s in range(0, len(x), batch_size):
-                xb = torch.from_numpy(x[s:s + batch_size])
-                for i, member in enumerate(self.members):
-                    out[i, s:s + len(xb)] = member(xb).numpy()
+        for s in range(0, len(x), batch_size):
+            out[:, s:s + batch_size] = stacked.outputs(x[s:s + batch_size])
         acc = out.astype(np.float64) * self.target_stats["std"] + self.target_stats["mean"]
         # An accuracy is a fraction: each member's extrapolation is cut at 0 and 1 (the score
         # bounds) before the ensemble statistics, or a search would chase "accuracies" above 100 %.

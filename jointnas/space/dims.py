@@ -11,6 +11,37 @@ import numpy as np
 from ..errors import SpaceError
 
 
+# Below this many elements printing each is faster than the vectorised arithmetic.
+ROUND_VECTOR_FROM = 64
+
+
+def round_6g(v) -> np.ndarray:
+    """``float(f"{x:.6g}")`` of each element, vectorised, and equal to it bit for bit.
+
+    A finite nonzero ``x`` scaled by a power of ten ``10**k`` into [1e5, 1e6) rounds to a whole
+    ``m``; ``m / 10**k`` (or ``m * 10**-k``) is then one correctly rounded operation on exact
+    operands, the nearest float to the decimal that ``.6g`` prints, which is what ``float`` of it
+    reads back. The scaling itself is rounded, so elements whose scaled value lies within 1e-6
+    of a rounding tie, outside [1e5, 1e6), with ``|k| > 22`` (powers of ten no longer exact),
+    zero or not finite go through the string instead.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    if v.size < ROUND_VECTOR_FROM:
+        return np.array([float(f"{x:.6g}") for x in v.ravel()]).reshape(v.shape)
+    a = np.abs(v)
+    with np.errstate(all="ignore"):  # zeros, infinities and NaN fail the checks and are printed
+        k = 5 - np.floor(np.log10(a))
+        scale = 10.0 ** np.abs(k)
+        up = k >= 0
+        scaled = np.where(up, a * scale, a / scale)
+        m = np.rint(scaled)
+        ok = (np.abs(k) <= 22) & (scaled >= 1e5) & (scaled < 1e6) & (np.abs(scaled - m) < 0.5 - 1e-6)
+        out = np.where(ok, np.copysign(np.where(up, m / scale, m * scale), v), v)
+    for i in np.flatnonzero(~ok):
+        out.flat[i] = float(f"{v.flat[i]:.6g}")
+    return out
+
+
 @dataclass(frozen=True)
 class Dimension:
     name: str
@@ -74,12 +105,15 @@ class FloatDim(Dimension):
     kind = "float"
 
     def from_unit(self, u):
-        if self.log:
-            v = np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
-        else:
-            v = self.low + u * (self.high - self.low)
         # Rounded to 6 significant digits so that JSON round-trips are exact and readable.
-        return [float(f"{x:.6g}") for x in v]
+        return round_6g(self.unrounded(u)).tolist()
+
+    def unrounded(self, u) -> np.ndarray:
+        """The values at ``u`` before :meth:`from_unit` rounds them (with :func:`round_6g`)."""
+        u = np.asarray(u)
+        if self.log:
+            return np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
+        return self.low + u * (self.high - self.low)
 
     def encode(self, values):
         v = np.asarray(values, dtype=np.float64)

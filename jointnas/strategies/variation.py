@@ -14,6 +14,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..space.dims import round_6g
+
 # Half of the mutated dimensions move to a neighbouring value (local refinement), the other
 # half are resampled over their whole range (long jumps).
 STEP_PROBABILITY = 0.5
@@ -187,6 +189,7 @@ class Genome:
         j = np.where((j < 0) | (j >= k), i - step, j)
         near = (u[2] < STEP_PROBABILITY) & self.ordered[cols]
         out[rows, cols] = np.where(near, j, other)
+        moved, values = [], []
         for g in self.float_cols:
             rows = np.nonzero(hit[:, g])[0]
             if len(rows):
@@ -194,7 +197,12 @@ class Genome:
                 local = rng.random(len(rows)) < STEP_PROBABILITY
                 x = np.where(local, x + rng.normal(0.0, FLOAT_STEP, len(rows)), rng.random(len(rows)))
                 x = np.where(x < 0, -x, np.where(x > 1, 2.0 - x, x))  # reflect into [0, 1]
-                out[rows, g] = self.parts[g][2].from_unit(np.clip(x, 0.0, 1.0))
+                moved.append((rows, g))
+                values.append(self.parts[g][2].unrounded(np.clip(x, 0.0, 1.0)))
+        if moved:  # rounded as from_unit rounds, all columns in one call
+            rounded = np.split(round_6g(np.concatenate(values)), np.cumsum([len(v) for v in values[:-1]]))
+            for (rows, g), v in zip(moved, rounded):
+                out[rows, g] = v
         return out
 
     def crossover(self, A: np.ndarray, B: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -231,17 +239,18 @@ class Genome:
         self._arch_start = np.cumsum([0] + [len(x) for x in tables])[:-1].astype(np.int64)
         self._arch_flat = np.concatenate(tables) if tables else np.zeros(0)
         self._arch_pos = {g: i for i, g in enumerate(numeric)}
+        self._arch_where = np.searchsorted(self._numeric_arch, self._arch_discrete)  # their columns
+        self._arch_names = [self.parts[g][1] for g in numeric]
+        self._arch_index = {n: i for i, n in enumerate(self._arch_names)}
         self._objects = {g: np.asarray(self.values[g], dtype=object) for g in range(self.n_arch) if g not in numeric}
 
     def arch_columns(self, G: np.ndarray) -> "ArchColumns":
         """Arch values of the rows as columns (name -> array of values)."""
         values = G[:, self._numeric_arch].copy()
         if len(self._arch_discrete):
-            where = np.searchsorted(self._numeric_arch, self._arch_discrete)
-            values[:, where] = self._arch_flat[G[:, self._arch_discrete].astype(np.int64) + self._arch_start]
-        names = [self.parts[g][1] for g in self._numeric_arch]
+            values[:, self._arch_where] = self._arch_flat[G[:, self._arch_discrete].astype(np.int64) + self._arch_start]
         extra = {self.parts[g][1]: table[G[:, g].astype(np.int64)] for g, table in self._objects.items()}
-        return ArchColumns(values, names, extra)
+        return ArchColumns(values, self._arch_index, extra)
 
     def arch_dicts(self, G: np.ndarray) -> List[dict]:
         """Arch values of the rows as dicts of plain Python values."""
@@ -318,9 +327,9 @@ class ArchColumns(Mapping):
     """Arch values of many rows: a mapping name -> column, backed by one float64 matrix for the
     numeric dimensions; ``stack(names)`` takes several columns at once as an (n, k) matrix."""
 
-    def __init__(self, values: np.ndarray, names: List[str], extra: dict):
+    def __init__(self, values: np.ndarray, index: dict, extra: dict):
         self.values, self.extra = values, extra
-        self.index = {n: i for i, n in enumerate(names)}
+        self.index = index  # name -> column of values (shared, not to be changed)
 
     def __getitem__(self, name):
         if name in self.index:
