@@ -289,8 +289,10 @@ class CoarseSearch:
         else:
             _call(p.pretrain, self.pool, self.costs, progress=self.progress.shown)
             stage = "pretrained on proxies"
-            self.log(f"predictor encoder pretrained on FLOPs/params of {len(self.pool)} candidates "
-                     f"({time.time() - t:.1f} s)")
+            how = ("encoder pretrained on" if getattr(p, "kind", None) == "mlp"
+                   else "given as features the")
+            self.log(f"{getattr(p, 'kind', None) or 'surrogate'} predictor: {how} FLOPs/params of {len(self.pool)} "
+                     f"candidates ({time.time() - t:.1f} s)")
         path = self.store.predictor_file(0)
         p.save(path)
         self.store.register_predictor(0, path, stage=stage, n=len(self.pool))

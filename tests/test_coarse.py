@@ -15,7 +15,7 @@ import yaml
 from jointnas import load_space, sample_pool
 from jointnas.cli import main
 from jointnas.coarse import acquisition_batch, calibrate, diverse_batch
-from jointnas.predictor import Predictor
+from jointnas.predictor import load_surrogate
 from jointnas.store import RunStore, Trial
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,14 +174,14 @@ def test_full_run_store(full_run, tiny):
         pool, costs = store.load_pool(space)
         assert [c.key() for c in pool] == [c.key() for c in sample_pool(space, 64, seed=0)]
         # Iteration 2 = the best untried candidates by mean + explore * std of the iteration-1 predictor.
-        p1 = Predictor.load(store.predictor_path(1), space)
+        p1 = load_surrogate(store.predictor_path(1), space)
         mean, std = p1.predict(pool)
         first = {t.key for t in store.trials(iteration=1)}
         untried = np.array([c.key() not in first for c in pool])
         expected = acquisition_batch(mean, std, untried, BATCH, cfg["explore"])
         assert sorted(t.pool_index for t in store.trials(iteration=2)) == sorted(expected)
-    final = Predictor.load(full_run / "predictor.pt", space)
-    assert final.fitted and final.predict(pool[:5])[0].shape == (5,)
+    final = load_surrogate(full_run / "predictor.pt", space)
+    assert final.kind == "forest" and final.predict(pool[:5])[0].shape == (5,)
 
 
 def test_finished_run_prints_summary_again(full_run, tiny, capsys):

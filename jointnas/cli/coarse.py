@@ -109,7 +109,8 @@ def register(sub):
     p.add_argument("--ensemble", type=_int_at_least(1), metavar="N",
                    help=f"predictor ensemble members (default: {d['ensemble']})")
     p.add_argument("--surrogate", metavar="NAME", help=f"what ranks untried candidates: {_names('SURROGATES')} "
-                   f"(default: {d['surrogate']}, the FBNetV3 MLP ensemble pretrained on FLOPs/params)")
+                   f"(default: {d['surrogate']}: trees on the candidate's encoding and log FLOPs/params, which "
+                   "ranked digits trials best; mlp = FBNetV3's MLP ensemble, its encoder pretrained on FLOPs/params)")
     p.add_argument("--policy", metavar="NAME", help=f"how each next batch is chosen from the surrogate: "
                    f"{_names('POLICIES')} (default: {d['policy']} = predicted mean + --explore x spread; ei = "
                    "expected improvement; thompson = one draw from the surrogate's spread)")
