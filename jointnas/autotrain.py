@@ -32,6 +32,10 @@ from .ranking import ranked_in
 # the best recipe actually trained is the answer (BENCHMARKS.md, "AutoTrain": with 6 trained
 # recipes the fine stage chose the corners of the ranges and lost 10 points to it).
 MIN_PREDICTOR_TAU = 0.3
+# What ranks recipes in autotrain unless the config says otherwise: on recipe features alone (the
+# proxies are constant) the random forest ranked held-out trained recipes better than the MLP
+# ensemble (BENCHMARKS.md, "AutoTrain": out-of-fold Kendall tau on 48 recorded recipes per search).
+SURROGATE = "forest"
 PROXIES_NOTE = ("FLOPs/params are the same for every recipe of a fixed arch, so the predictor skips proxy "
                 "pretraining and learns from the recipe features alone")
 
@@ -88,11 +92,20 @@ def _label(arch: dict) -> str:
     return "arch"
 
 
-def autotrain(run_dir, space, evaluator, config, *, fine_settings=None, executor=None, progress=None,
+def default_config(**settings):
+    """The coarse settings of an autotrain run: :class:`CoarseConfig` with :data:`SURROGATE`
+    unless ``settings`` name another ``surrogate``."""
+    from .coarse import CoarseConfig
+
+    return CoarseConfig(**{"surrogate": SURROGATE, **settings})
+
+
+def autotrain(run_dir, space, evaluator, config=None, *, fine_settings=None, executor=None, progress=None,
               epochs: Optional[int] = None, log=print) -> AutoTrainResult:
     """Coarse then fine search of ``space``'s recipe; writes ``<run_dir>/autotrain/`` (space.yaml,
-    candidate.json, recipe.yaml) and returns the recipe. ``epochs``: the schedule length held
-    fixed by the space (written into the recipe for humans)."""
+    candidate.json, recipe.yaml) and returns the recipe. ``config``: the coarse settings (default:
+    :func:`default_config`); ``epochs``: the schedule length held fixed by the space (written
+    into the recipe for humans)."""
     from .budget import Budget
     from .coarse import CoarseSearch
     from .fine import SearchSettings, fine_search
@@ -100,6 +113,7 @@ def autotrain(run_dir, space, evaluator, config, *, fine_settings=None, executor
     from .store import RunStore
 
     run_dir = Path(run_dir)
+    config = config if config is not None else default_config()
     with warnings.catch_warnings():  # an empty arch part gives the predictor a zero-width input layer
         warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
         if RunStore.is_run(run_dir):

@@ -61,6 +61,9 @@ def parse_args(argv):
     p.add_argument("--trials", type=int, default=6, help="recipes trained by each search")
     p.add_argument("--batch", type=int, default=3, help="jointnas coarse batch (trials / batch iterations)")
     p.add_argument("--pool", type=int, default=1024)
+    p.add_argument("--surrogate", default=None,
+                   help="jointnas's surrogate, mlp or forest (default: autotrain's; the 48-recipe run of BENCHMARKS.md "
+                   "used mlp)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--part", choices=("a", "b", "all"), default="all",
@@ -116,12 +119,12 @@ def fine_pick(model: str, args) -> dict:
 
 
 def jointnas_recipe(model: str, args):
-    from jointnas.autotrain import autotrain
-    from jointnas.coarse import CoarseConfig
+    from jointnas.autotrain import autotrain, default_config
     from jointnas.executor import SerialExecutor
 
-    config = CoarseConfig(pool=args.pool, seed=args.seed, batch=args.batch, iterations=args.trials // args.batch,
-                          epoch_cap=args.epochs, rank_threshold=1.0)
+    config = default_config(pool=args.pool, seed=args.seed, batch=args.batch, iterations=args.trials // args.batch,
+                            epoch_cap=args.epochs, rank_threshold=1.0,
+                            **({"surrogate": args.surrogate} if args.surrogate else {}))
     t = time.time()
     result = autotrain(args.out / f"jointnas-{model}", space_for(model, args), evaluator_for(args), config,
                        executor=SerialExecutor, epochs=args.epochs,

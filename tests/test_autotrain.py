@@ -53,6 +53,7 @@ def test_autotrain_on_digits_runs_coarse_and_fine_and_ends_with_a_recipe_and_its
     with RunStore.open(run) as store:  # the coarse stage: both iterations trained
         assert sorted(t.iteration for t in store.trials(status="done")) == [1, 1, 1, 2, 2, 2]
         assert store.predictor_path(2) is not None
+        assert store.config["surrogate"] == "forest"  # autotrain's default
     space = load_space(out["files"]["space"])
     recipe = out["recipe"]
     assert set(recipe) == set(space.recipe) | {"epochs"} and recipe["epochs"] == 1
@@ -111,3 +112,38 @@ def test_the_fine_pick_is_the_answer_only_when_the_predictor_ranks_held_out_reci
         cand, why = choose(fine, trained, evals)
         assert cand is trained and "not trusted" in why
     assert choose(fine, None, None)[0] is fine
+
+
+def _recipe_objective(candidate, report):
+    """A made-up landscape over two recipe dimensions (no training)."""
+    import math
+
+    return 0.5 + 0.1 * math.log10(candidate.recipe["lr"]) * (1 if candidate.recipe["ema"] else -1)
+
+
+def test_autotrain_ranks_recipes_with_a_forest_unless_the_config_names_the_mlp(tmp_path):
+    from jointnas.autotrain import autotrain, default_config, fixed_arch_space
+    from jointnas.catalog import load_space
+    from jointnas.evaluators import FunctionEvaluator
+    from jointnas.executor import SerialExecutor
+    from jointnas.families.torchvision import TorchvisionFamily
+    from jointnas.fine import SearchSettings
+    from jointnas.predictor import load_surrogate
+
+    space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"}, epochs=1)
+    evaluator = FunctionEvaluator(_recipe_objective, score_bounds=(0.0, 1.0))
+    settings = SearchSettings(population=8, generations=2, patience=2, init_best=2, seed=0)
+    for name, config in (("forest", default_config(pool=32, batch=4, iterations=2, epoch_cap=1)),
+                         ("mlp", default_config(pool=32, batch=4, iterations=2, epoch_cap=1, surrogate="mlp"))):
+        run = tmp_path / name
+        result = autotrain(run, space, evaluator, config, fine_settings=settings, executor=SerialExecutor,
+                           epochs=1, log=lambda line: None)
+        assert load_surrogate(run / "predictor.pt", space).kind == name
+        assert result.recipe["epochs"] == 1
+
+
+def test_an_unknown_surrogate_exits_2_naming_the_known_ones(tmp_path, capsys):
+    assert main(["autotrain", "--arch", "resnet18", "--surrogate", "gp", "--run", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "forest" in err and "mlp" in err
+    assert not (tmp_path / "r").exists()

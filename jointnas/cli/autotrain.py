@@ -55,6 +55,9 @@ def register(sub):
                    f"(default: {d['epoch_cap']}); ignored with --epochs")
     p.add_argument("--rank-threshold", type=_fraction, metavar="TAU",
                    help="Kendall tau-b the early-stop epoch must reach (default: 0.9)")
+    p.add_argument("--surrogate", metavar="NAME",
+                   help="what ranks recipes: forest (random forest, the default: it ranked held-out recipes "
+                   "better on recipe features alone) or mlp (the FBNetV3 MLP ensemble)")
     p.add_argument("--explore", type=_non_negative, metavar="BETA",
                    help="coarse: choose recipes by predicted mean + BETA * ensemble std (default: 1)")
     p.add_argument("--population", type=_int_at_least(4), metavar="N",
@@ -107,8 +110,8 @@ def resolve_arch(text: str, resolution=None):
 
 def run(args):
     from .. import catalog
-    from ..autotrain import autotrain, fixed_arch_space, train_command
-    from ..coarse import CoarseConfig, Progress
+    from ..autotrain import autotrain, default_config, fixed_arch_space, train_command
+    from ..coarse import Progress
     from ..evaluators import TrainEvaluator
     from ..fine import SearchSettings
     from .coarse import _executor
@@ -117,6 +120,8 @@ def run(args):
     family, arch, models = resolve_arch(args.arch, args.resolution)
     _check_device(args.device)
     catalog.resolve(catalog.EXECUTORS, args.executor, "executor")
+    if args.surrogate is not None:
+        catalog.resolve(catalog.SURROGATES, args.surrogate, "surrogate")
     base = catalog.load_space(args.space or d["space"])
     preset = models[0] if arch is not None and "model" not in arch else None
     space = fixed_arch_space(base, family, arch=arch, models=models, epochs=args.epochs, name=preset)
@@ -124,10 +129,11 @@ def run(args):
                                device=args.device)
     epoch_cap = args.epochs if args.epochs is not None else (d["epoch_cap"] if args.epoch_cap is None
                                                              else (args.epoch_cap or None))
-    config = CoarseConfig(pool=args.pool or d["pool"], seed=args.seed if args.seed is not None else d["seed"],
-                          batch=args.batch or d["batch"], iterations=args.iterations or d["iterations"],
-                          epoch_cap=epoch_cap,
-                          **{k: getattr(args, k) for k in ("rank_threshold", "explore") if getattr(args, k) is not None})
+    config = default_config(pool=args.pool or d["pool"], seed=args.seed if args.seed is not None else d["seed"],
+                            batch=args.batch or d["batch"], iterations=args.iterations or d["iterations"],
+                            epoch_cap=epoch_cap,
+                            **{k: getattr(args, k) for k in ("rank_threshold", "explore", "surrogate")
+                               if getattr(args, k) is not None})
     settings = SearchSettings(population=args.population or d["population"],
                               generations=args.generations if args.generations is not None else d["generations"],
                               patience=10, risk=args.risk if args.risk is not None else d["risk"],
