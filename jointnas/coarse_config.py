@@ -25,7 +25,7 @@ class CoarseConfig:
     budget: Optional[int] = None       # FLOPs of the deployable model (fvcore count)
     max_params: Optional[int] = None
     # batch/iterations/epoch_cap: sized for the default run on 2 CPU cores
-    # (BENCHMARKS.md, "Coarse search"); paper scale is batch 48, 4 iterations, no cap.
+    # (BENCHMARKS.md, "The README's main command"); paper scale is batch 48, 4 iterations, no cap.
     batch: int = 6
     iterations: int = 2
     epoch_cap: Optional[int] = 2       # None: every candidate's full recipe schedule
@@ -33,7 +33,7 @@ class CoarseConfig:
     explore: float = 1.0
     ensemble: int = 5
     # forest: on digits with the shipped pairs its held-out tau was 0.40 against the MLP's 0.16, at a
-    # hundredth of the fitting time (BENCHMARKS.md, "Coarse search"); "mlp" is FBNetV3's predictor
+    # hundredth of the fitting time (BENCHMARKS.md, "The README's main command"); "mlp" is FBNetV3's predictor
     surrogate: str = "forest"
     policy: str = "ucb"
     fidelities: Optional[list] = None  # cheaper training settings to calibrate (Fidelity dicts); None: the evaluator's

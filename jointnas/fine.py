@@ -175,8 +175,13 @@ class FineProblem:
         """The cheapest arch's Cost; BudgetError when even it exceeds the budget."""
         return check_budget(self.space, self.budget)
 
-    def predict(self, G: np.ndarray):
-        mean, std = self.surrogate.predict_encoded(self.genome.encode(G))
+    def predict(self, G: np.ndarray, costs: Optional[np.ndarray] = None):
+        """(mean, std, score) of rows ``G``; ``costs`` (their prices) go to a surrogate that
+        takes them (a forest's proxy features) instead of being counted again."""
+        if costs is not None and self.priced and getattr(self.surrogate, "takes_costs", False):
+            mean, std = self.surrogate.predict_encoded(self.genome.encode(G), costs=costs)
+        else:
+            mean, std = self.surrogate.predict_encoded(self.genome.encode(G))
         mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
         return mean, std, mean - self.risk * std
 
@@ -240,7 +245,7 @@ class Board:
         """Score rows (all fresh; ``keys`` are theirs if known) and remember them; returns their stats."""
         if len(G) == 0:
             return np.zeros((0, 5))
-        mean, std, score = self.problem.predict(G)
+        mean, std, score = self.problem.predict(G, costs)
         stats = np.column_stack([score, mean, std, costs[:, 0], costs[:, 1]]).astype(np.float64)
         self.seen.update(self.problem.genome.keys(G) if keys is None else keys)
         self.scored += len(G)

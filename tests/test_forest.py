@@ -48,3 +48,22 @@ def test_proxies_become_features_and_a_saved_forest_predicts_the_same_after_load
 def test_an_unfitted_forest_says_so():
     with pytest.raises(ForestError, match="not fitted"):
         ForestSurrogate(_space()).predict_encoded(np.zeros((1, 3)))
+
+
+def test_rows_scored_with_the_prices_the_fine_stage_has_score_as_rows_whose_costs_are_counted():
+    from jointnas.catalog import load_space
+    from jointnas.fine import FineProblem
+
+    space = load_space("fbnetv3")
+    cands = space.sample(60, seed=3)
+    costs = space.family.costs([c.arch for c in cands])
+    y = np.log(costs[:, 0].astype(float)) + np.array([c.recipe["lr"] for c in cands])
+    f = ForestSurrogate(space, trees=8).pretrain(cands, costs).fit(cands[:40], y[:40])
+    x = space.encode(cands[40:])
+    counted, priced = f.predict_encoded(x), f.predict_encoded(x, costs=costs[40:])
+    assert np.allclose(counted[0], priced[0]) and np.allclose(counted[1], priced[1])
+    problem = FineProblem(space, f)   # the fine stage hands its prices over
+    G, inside = problem.genome.from_candidates(cands[40:])
+    assert inside.all()
+    assert np.array_equal(problem.costs(G), costs[40:])
+    assert np.allclose(problem.predict(G, problem.costs(G))[0], counted[0])

@@ -25,6 +25,7 @@ class ForestError(UsageError):
 
 class ForestSurrogate:
     kind = KIND
+    takes_costs = True   # predict_encoded(x, costs) uses the caller's FLOPs/params
 
     # Defaults: the settings that found top configurations fastest in scripts/bench_search.py
     # (BENCHMARKS.md, "Search on recorded benchmarks").
@@ -65,12 +66,16 @@ class ForestSurrogate:
         self.cost_stats = {"mean": logs.mean(0).tolist(), "std": np.maximum(logs.std(0), 1e-8).tolist()}
         return self
 
-    def _encoded_features(self, x) -> np.ndarray:
-        """Feature rows of rows encoded with ``space.encode``: the proxies of their archs appended.
+    def _encoded_features(self, x, costs=None) -> np.ndarray:
+        """Feature rows of rows encoded with ``space.encode``: the proxies of their archs appended
+        (``costs``, (n, 2) FLOPs/params, when the caller has them; else counted from the rows).
         The coarse loop scores the same pool array every iteration, so the last one is cached."""
         x = np.asarray(x)
         if not self.pretrained:
             return x
+        if costs is not None:
+            z = (np.log(np.asarray(costs, dtype=np.float64)) - self.cost_stats["mean"]) / self.cost_stats["std"]
+            return np.concatenate([x.astype(np.float64), z], axis=1)
         cached = getattr(self, "_cache", None)
         if cached is not None and cached[0] is x:
             return cached[1]
@@ -167,9 +172,11 @@ class ForestSurrogate:
         z = self._members(f)
         return z.mean(0), z.std(0)
 
-    def predict_encoded(self, x):
-        """(mean, std) of rows encoded with ``space.encode`` (the spread is across trees)."""
-        return self.predict_features(self._encoded_features(x))
+    def predict_encoded(self, x, costs=None):
+        """(mean, std) of rows encoded with ``space.encode`` (the spread is across trees);
+        ``costs``: their (n, 2) FLOPs/params when known (the fine stage prices every row anyway),
+        which spares decoding the rows to count them again."""
+        return self.predict_features(self._encoded_features(x, costs))
 
     def predict(self, candidates, costs=None):
         return self.predict_features(self.features(candidates, costs))
