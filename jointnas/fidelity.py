@@ -89,7 +89,9 @@ def calibrate_fidelity(full: Sequence[dict], cheap: Sequence[dict], threshold: f
             scores = [score_at(by_trial[t]["curve"], e) if t in by_trial else -1.0 for t in ref]
             tau = rank_correlation(scores, [ref[t] for t in ref]) if len(ref) >= 3 else 0.0
             epochs_there = max(1, max((len(r["curve"]) for r in by_trial.values()), default=1))
-            cost = (seconds * min(e, epochs_there) / epochs_there) / full_seconds if full_seconds else 1.0
+            # measured seconds of the setting relative to full training, times the share of its epochs
+            # (in that order: full training at its last epoch is exactly 1.0, however the seconds fell)
+            cost = (seconds / full_seconds) * (min(e, epochs_there) / epochs_there) if full_seconds else 1.0
             options.append({"fidelity": fid.to_dict(), "label": fid.label(), "epoch": e, "tau": tau,
                             "relative_cost": cost, "trials": len(by_trial), "accepted": tau >= threshold - 1e-9})
     accepted = [o for o in options if o["accepted"]]

@@ -68,12 +68,17 @@ def predictor_state(p: Predictor) -> dict:
 
 
 def save_predictor(p: Predictor, path) -> None:
-    """Write atomically: a crash mid-write leaves any previous file at ``path`` intact."""
+    save_state(predictor_state(p), path)
+
+
+def save_state(state: dict, path) -> None:
+    """Write a checkpoint atomically: a crash mid-write leaves any previous file at ``path``
+    intact; a full disk is a StoreError naming the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(predictor_state(p), tmp)
+        torch.save(state, tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         # torch reports a full disk as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos".

@@ -1,9 +1,6 @@
 """Forest checkpoints: tensors and plain values only, read with ``torch.load(weights_only=True)``."""
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 
 from .forest import KIND, ForestError, ForestSurrogate
 
@@ -11,20 +8,11 @@ FORMAT = 1
 
 
 def save_forest(forest: ForestSurrogate, path) -> None:
-    import torch
+    from .checkpoint import save_state
 
     state = forest.state()
     state.update(format=FORMAT, space=forest.space.name, fingerprint=forest.space.fingerprint())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_state(state, path)
 
 
 def load_forest(path, space) -> ForestSurrogate:
