@@ -532,7 +532,8 @@ class CoarseSearch:
                      for t in self.store.trials("done", iteration=1) if t.curve]
             fc = calibrate_fidelity(first, cheap, self.config.rank_threshold)
             self.store.save_result("fidelity_calibration", fc)
-            for label in dict.fromkeys(o["label"] for o in fc["options"]):   # per setting: its cheapest pass, else its best
+            # per setting: its cheapest pass, else its best
+            for label in dict.fromkeys(o["label"] for o in fc["options"]):
                 mine = [o for o in fc["options"] if o["label"] == label]
                 ok = [o for o in mine if o["accepted"]]
                 o = min(ok, key=lambda o: o["relative_cost"]) if ok else max(mine, key=lambda o: o["tau"])

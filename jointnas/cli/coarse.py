@@ -54,14 +54,15 @@ def register(sub):
         "coarse", help="coarse search: train predictor-chosen candidates iteratively (resumable)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="FBNetV3's constrained iterative optimisation. Samples a Sobol pool, drops candidates over "
-        "the budget, pretrains the predictor's encoder on FLOPs/params, trains a diverse first batch to the full "
+        "the budget, gives the predictor their FLOPs/params, trains a diverse first batch to the full "
         "schedule and calibrates an early-stop epoch (the first whose Kendall tau-b between accuracy at that "
-        "epoch and final accuracy reaches --rank-threshold), then trains predictor-chosen batches to that epoch, "
-        "refitting the predictor after each. Everything lives in the run directory; run the same command with "
-        "--run DIR to continue an interrupted run.",
-        epilog="Defaults are sized for a 2-core laptop (under 15 minutes, see BENCHMARKS.md). --workers, --device, "
-        "--executor, --max-retries and a higher --iterations may change when continuing a run (--threads stays the "
-        "run's, so its numbers do not change); other settings are the run's. One driver at a time: a second one "
+        "epoch and final accuracy reaches --rank-threshold) and a cheaper training fidelity, then trains "
+        "predictor-chosen batches to that epoch, refitting the predictor after each. The winner is then trained "
+        "again at full fidelity and scored on the test split beside the space's default preset. Everything "
+        "lives in the run directory; run the same command with --run DIR to continue an interrupted run.",
+        epilog="Defaults are sized for a 2-core laptop (about 9.5 minutes on digits, see BENCHMARKS.md). "
+        "--workers, --device, --executor, --max-retries and a higher --iterations may change when continuing a "
+        "run (--threads stays the run's, so its numbers do not change); other settings are the run's. One driver at a time: a second one "
         "on a run in progress exits with code 2. Paper scale "
         "(FBNetV3's AutoTrain: batch 48, 4 iterations, full schedules) on GPUs:\n"
         "  jointnas coarse --pool 20000 --batch 48 --iterations 4 --epoch-cap 0 --workers 8")
@@ -123,8 +124,8 @@ def register(sub):
                    "with --executor ray, trials at once (default: as many as the cluster's CPUs and GPUs hold)")
     p.add_argument("--threads", type=_int_at_least(1), metavar="N",
                    help="torch CPU threads per trial, fixed when the run is created: a trial's numbers depend on "
-                   "it, so a resume with other --workers keeps it and gives the same numbers (default: 1, which holds up "
-                   "on a shared machine)")
+                   "it, so a resume with other --workers keeps it and gives the same numbers (default: 1, which "
+                   "holds up on a shared machine)")
     p.add_argument("--max-retries", type=_int_at_least(0), metavar="N",
                    help="times a trial whose worker process (or Ray worker or node) died runs again before it is "
                    "recorded failed (default: 2)")
