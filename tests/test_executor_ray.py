@@ -120,9 +120,15 @@ def test_ctrl_c_on_a_ray_run_stops_its_actors_and_the_run_resumes_to_the_same_re
             time.sleep(0.02)
 
     watcher = threading.Thread(target=interrupt_once_a_trial_trains, daemon=True)
-    watcher.start()
-    assert main(coarse_args(run, tiny, "--executor", "ray")) == 130
-    watcher.join()
+    # Ctrl-C as at a terminal: a shell without job control starts background jobs (a suite run
+    # with `&`) with SIGINT ignored, and then interrupt_main() does nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        watcher.start()
+        assert main(coarse_args(run, tiny, "--executor", "ray")) == 130
+        watcher.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert f"Continue with: jointnas coarse --run {run}" in capsys.readouterr().err
     _, counts, _ = _trials(run)
     assert "running" not in counts and counts.get("queued", 0) >= 1
