@@ -34,7 +34,7 @@ from .progress import Progress
 from .space import Candidate, SearchSpace
 from .store import RunStore, Trial, writing
 from . import final
-from .ranking import best_trials, cheap_runs, score_at
+from .ranking import best_trials, cheap_runs, chosen_fidelity, score_at
 from .strategies.batch import acquisition_batch, diverse_batch  # noqa: F401 - public names
 
 
@@ -204,8 +204,7 @@ class CoarseSearch:
 
     def chosen_fidelity(self) -> Optional[dict]:
         """The calibrated cheaper setting (None: full fidelity, or not calibrated yet)."""
-        fid = (self.calibration() or {}).get("fidelity")
-        return fid if fid and any(v != 1.0 for v in fid.values()) else None
+        return chosen_fidelity(self.calibration())
 
     def cheap_runs(self) -> Dict[int, dict]:
         """First-batch runs at the chosen fidelity, by trial id."""
@@ -555,8 +554,9 @@ class CoarseSearch:
 
     def training_set(self, up_to: Optional[int] = None):
         """Scored trials (of iterations <= ``up_to``: a checkpoint fitted again sees what it saw first)."""
-        epoch = self.calibration()["chosen_epoch"]
-        pairs = [(t, self.score(t, epoch)) for t in self.store.trials() if up_to is None or t.iteration <= up_to]
+        epoch, cheap = self.calibration()["chosen_epoch"], self.cheap_runs()   # read once, not per trial
+        pairs = [(t, score_at(t, epoch, cheap, self.config.diverged_score)) for t in self.store.trials()
+                 if up_to is None or t.iteration <= up_to]
         pairs = [(t, s) for t, s in pairs if s is not None]
         return [t for t, _ in pairs], np.array([s for _, s in pairs], dtype=np.float64)
 

@@ -25,10 +25,16 @@ def rule(epoch: Optional[int], score: str = "validation accuracy", fidelity: Opt
             "one fidelity for all")
 
 
+def chosen_fidelity(calibration: Optional[Mapping]) -> Optional[dict]:
+    """The calibrated cheaper setting (None: full fidelity, or not calibrated yet)."""
+    fid = (calibration or {}).get("fidelity")
+    return fid if fid and any(v != 1.0 for v in fid.values()) else None
+
+
 def cheap_runs(calibration: Optional[Mapping], fidelity_trials: Sequence[Mapping]) -> Dict[int, Mapping]:
     """First-batch runs at the calibrated cheaper fidelity, by trial id ({} when it is full)."""
-    fid = (calibration or {}).get("fidelity")
-    if not fid or all(v == 1.0 for v in fid.values()):
+    fid = chosen_fidelity(calibration)
+    if fid is None:
         return {}
     return {r["trial"]: r for r in fidelity_trials if r["fidelity"] == fid}
 

@@ -74,16 +74,18 @@ class ForestSurrogate:
         if not self.pretrained:
             return x
         if costs is not None:
-            z = (np.log(np.asarray(costs, dtype=np.float64)) - self.cost_stats["mean"]) / self.cost_stats["std"]
-            return np.concatenate([x.astype(np.float64), z], axis=1)
+            return self._with_costs(x, costs)
         cached = getattr(self, "_cache", None)
         if cached is not None and cached[0] is x:
             return cached[1]
-        archs = [c.arch for c in decode_rows(self.space, x)]
-        z = (np.log(self.space.family.costs(archs).astype(np.float64)) - self.cost_stats["mean"]) / self.cost_stats["std"]
-        out = np.concatenate([x.astype(np.float64), z], axis=1)
+        out = self._with_costs(x, self.space.family.costs([c.arch for c in decode_rows(self.space, x)]))
         self._cache = (x, out)
         return out
+
+    def _with_costs(self, x, costs) -> np.ndarray:
+        """``x`` with the standardised log FLOPs/params of its rows appended."""
+        z = (np.log(np.asarray(costs, dtype=np.float64)) - self.cost_stats["mean"]) / self.cost_stats["std"]
+        return np.concatenate([np.asarray(x, dtype=np.float64), z], axis=1)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -98,8 +100,7 @@ class ForestSurrogate:
             return x
         if costs is None:
             costs = self.space.family.costs([c.arch for c in candidates])
-        z = (np.log(np.asarray(costs, dtype=np.float64)) - self.cost_stats["mean"]) / self.cost_stats["std"]
-        return np.concatenate([x, z], axis=1)
+        return self._with_costs(x, costs)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, candidates, y, costs=None, progress: bool = False) -> "ForestSurrogate":
