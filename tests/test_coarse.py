@@ -125,24 +125,32 @@ def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
         assert done.trial_id == 1 and done.result["status"] == "done" and done.result["epochs_run"] == 1
 
 
-def test_a_running_job_reports_its_epochs(space):
+def epochs_seen_while_running(ex, space, poll: float):
+    """Train one job on executor ``ex``, asking for its finished epochs after every ``poll``:
+    (its JobDone, the counts seen). The smallest fbnetv3 arch on 256 images, not the tiny space:
+    an epoch (validation included) takes about half a second, so polls see each one many times
+    over; the tiny space's epochs could all land within one poll."""
     from jointnas import Candidate
     from jointnas.budget import cheapest_arch
     from jointnas.evaluators import TrainEvaluator
-    from jointnas.executor import Job, LocalExecutor
+    from jointnas.executor import Job
 
-    # The smallest fbnetv3 arch on 256 images, not the tiny space: an epoch (validation included)
-    # takes about half a second here, so 0.02 s polls see each one many times over; the tiny
-    # space's epochs could all land within one poll.
     cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3), space=space.name)
-    with LocalExecutor(1, "cpu") as ex:
-        ex.submit(Job(7, cand.to_dict(), space, TrainEvaluator("digits", train_subset=256), 3, 0))
-        progress, finished = [], []
-        deadline = time.monotonic() + 600
-        while not finished and time.monotonic() < deadline:
-            finished = ex.poll(timeout=0.02)
-            progress.append(ex.epochs_done(7))
+    ex.submit(Job(7, cand.to_dict(), space, TrainEvaluator("digits", train_subset=256), 3, 0))
+    progress, finished = [], []
+    deadline = time.monotonic() + 600
+    while not finished and time.monotonic() < deadline:
+        finished = ex.poll(timeout=poll)
+        progress.append(ex.epochs_done(7))
     (done,) = finished
+    return done, progress
+
+
+def test_a_running_job_reports_its_epochs(space):
+    from jointnas.executor import LocalExecutor
+
+    with LocalExecutor(1, "cpu") as ex:
+        done, progress = epochs_seen_while_running(ex, space, poll=0.02)
     assert done.trial_id == 7 and done.result["epochs_run"] == 3
     assert progress == sorted(progress[:-1]) + [0]  # grows while it runs, forgotten once done
     assert {1, 2} & set(progress)

@@ -19,7 +19,7 @@ from jointnas.cli import main
 from jointnas.evaluators import TrainEvaluator
 from jointnas.executor import Job
 from jointnas.store import RunStore
-from test_coarse import coarse_args, tiny_space_doc
+from test_coarse import coarse_args, epochs_seen_while_running, tiny_space_doc
 
 REPO = Path(__file__).resolve().parents[1]
 DIES = "JOINTNAS_TEST_DIES_ONCE"
@@ -213,20 +213,10 @@ def test_a_trial_is_recorded_failed_once_its_retries_are_spent(local_ray, tiny):
 
 
 def test_a_running_ray_trial_reports_its_epochs_to_the_driver(local_ray, space):
-    from jointnas import Candidate
-    from jointnas.budget import cheapest_arch
     from jointnas.executor_ray import RayExecutor
 
-    # As in test_coarse: epochs of about half a second, so that 0.05 s polls see each one.
-    cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3), space=space.name)
     with RayExecutor(1) as ex:
-        ex.submit(Job(7, cand.to_dict(), space, TrainEvaluator("digits", train_subset=256), 3, 0))
-        progress, finished = [], []
-        deadline = time.monotonic() + 600
-        while not finished and time.monotonic() < deadline:
-            finished = ex.poll(timeout=0.05)
-            progress.append(ex.epochs_done(7))
-    (done,) = finished
+        done, progress = epochs_seen_while_running(ex, space, poll=0.05)
     assert done.trial_id == 7 and done.result["epochs_run"] == 3
     assert progress == sorted(progress[:-1]) + [0]  # grows while it runs, forgotten once done
     assert {1, 2} & set(progress)
