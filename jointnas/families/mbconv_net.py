@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.ops import SqueezeExcitation, StochasticDepth
 from torchvision.ops.misc import Conv2dNormActivation
 
+from .depthwise import DepthwiseConv2d
 from .mbconv_cost import BlockSpec, Network, block_specs, round_to_8
 
 ACTIVATION_LAYERS = {"hswish": nn.Hardswish, "relu": nn.ReLU, "swish": nn.SiLU}
@@ -28,8 +29,9 @@ class MBConv(nn.Module):
         layers: List[nn.Module] = []
         if mid != spec.in_channels:
             layers.append(Conv2dNormActivation(spec.in_channels, mid, 1, activation_layer=act))
-        layers.append(Conv2dNormActivation(mid, mid, spec.kernel, spec.stride, spec.padding,
-                                           groups=mid, activation_layer=act))
+        layers.append(nn.Sequential(  # Conv2dNormActivation's layout, with the depthwise conv of .depthwise
+            DepthwiseConv2d(mid, mid, spec.kernel, spec.stride, spec.padding, groups=mid, bias=False),
+            nn.BatchNorm2d(mid), act(inplace=True)))
         if spec.se:
             layers.append(SqueezeExcitation(mid, spec.se_channels, activation=act, scale_activation=nn.Hardsigmoid))
         layers.append(Conv2dNormActivation(mid, spec.out_channels, 1, activation_layer=None))
