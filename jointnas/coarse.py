@@ -218,6 +218,20 @@ class CoarseSearch:
         found = self.store.results("calibration")
         return found[-1] if found else None
 
+    def extrapolator(self):
+        """A :class:`~jointnas.extrapolate.ScheduleExtrapolator` fitted on the earlier pairs' whole
+        curves at the calibrated epoch; None without earlier pairs (or too few whole curves), before
+        calibration, or at a cheaper fidelity than theirs."""
+        epoch = (self.calibration() or {}).get("chosen_epoch")
+        if not self.config.prior_pairs or epoch is None or self.chosen_fidelity() is not None:
+            return None
+        if getattr(self, "_extrapolator", (None,))[0] != epoch:
+            from .extrapolate import from_pairs
+
+            self._extrapolator = (epoch, from_pairs(self.config.prior_pairs, self.space, epoch,
+                                                    self.config.diverged_score, self.config.seed))
+        return self._extrapolator[1]
+
     def _load_surrogate(self, iteration: int):
         from .predictor.base import load_surrogate
 
@@ -244,7 +258,7 @@ class CoarseSearch:
                 self._iteration(it, pretrained)
             winner = final.pending(self) if self.config.final else None
             if winner is not None:
-                final.retrain_winner(self, winner)
+                final.retrain_winner(self, *winner)
         finally:
             failed = sys.exc_info()[0] is not None
             if self._executor is not None:
@@ -376,6 +390,10 @@ class CoarseSearch:
         if self._executor is None:
             self._executor = self._new_executor()
         ex = self._executor
+        if ex.capacity > 1:
+            # Longest first (by FLOPs x epochs), so that the batch's last trial does not leave the
+            # other workers idle: the first digits batch ended 30-65 s sooner (BENCHMARKS.md).
+            queued.sort(key=lambda t: -(t.flops or 0) * (t.target_epochs or self.full_epochs(t.candidate) or 1))
         overall = self.progress.bar(total=total, initial=total - len(queued), desc=f"iteration {it} training",
                                     unit="trial")
         running: Dict[int, object] = {}  # trial id -> its bar of epochs
@@ -439,8 +457,8 @@ class CoarseSearch:
         queued_iterations = max([t.iteration for t in trials] or [0])
         left += max(0, c.iterations - queued_iterations) * c.batch * epochs * self._epoch_cost(self.chosen_fidelity())
         if c.final and not self.store.results("final"):
-            ranked = best_trials(trials, epochs if cal else None, 1, self.cheap_runs())
-            left += 2 * ((ranked[0][0].candidate.recipe.get("epochs") if ranked else None) or full)
+            chosen = final.choose(self)
+            left += 2 * ((chosen[0].candidate.recipe.get("epochs") if chosen else None) or full)
         return left
 
     def run_jobs(self, jobs: List[Job], desc: str, line) -> Dict[int, dict]:
@@ -622,12 +640,16 @@ class CoarseSearch:
         cal = self.calibration() or {}
         epoch = cal.get("chosen_epoch")
         trials = self.store.trials()
-        scored = best_trials(trials, epoch, cheap=self.cheap_runs())  # the report ranks by the same rule
+        scored = best_trials(trials, epoch, cheap=self.cheap_runs())[:top]  # the report ranks by the same rule
+        extrapolator = self.extrapolator()
+        expected = (extrapolator.predict([t.candidate for t, _ in scored], [v for _, v in scored])
+                    if extrapolator is not None and scored else [None] * len(scored))
         return {"run": str(self.store.run_dir), "config": self.store.config, "calibration": cal,
                 "counts": self.store.counts(), "iterations": sorted({t.iteration for t in trials}),
                 "best": [{"trial": t.id, "iteration": t.iteration, "score": s, "final_acc": t.final_acc,
-                          "epochs_run": t.epochs_run, "flops": t.flops, "params": t.params, "key": t.key}
-                         for t, s in scored[:top]],
+                          "epochs_run": t.epochs_run, "schedule": t.candidate.recipe.get("epochs"),
+                          "expected_final": None if e is None else float(e), "flops": t.flops, "params": t.params,
+                          "key": t.key} for (t, s), e in zip(scored, expected)],
                 "predictor_eval": sorted(self.store.results("predictor_eval"), key=lambda e: e["iteration"]),
                 "predictor": str(self.final_predictor),
                 "final": (self.store.results("final") or [None])[-1]}

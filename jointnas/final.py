@@ -1,11 +1,17 @@
-"""The result of a coarse run: its winner (the best trial by :mod:`jointnas.ranking`) trained
+"""The result of a coarse run: its winner trained
 again at full fidelity for its recipe's whole schedule (no epoch cap), scored on the test split,
 its weights kept in ``RUN/winner/`` (:mod:`jointnas.saved_model`); beside it the space's default
 (its first preset, or the one named, with the space's default recipe) trained for as many
-epochs, so that the search is judged against what a user gets without it at the same cost."""
+epochs, so that the search is judged against what a user gets without it at the same cost.
+
+The winner is the best trial by :mod:`jointnas.ranking`, or, when the run has earlier pairs
+trained to the end of their schedules, the measured trial whose score there
+:mod:`jointnas.extrapolate` expects highest (an early score favours short schedules)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
+
+import numpy as np
 
 from .executor import Job
 from .ranking import best_trials
@@ -29,19 +35,34 @@ def same_schedule(candidate: Candidate, epochs: Optional[int]) -> Candidate:
                      space=getattr(candidate, "space", None))
 
 
-def pending(search) -> Optional[object]:
-    """The winning trial when the stored result is missing or is of another trial (a run
-    continued with more iterations may have a new winner); None when there is nothing to do."""
-    ranked = best_trials(search.store.trials(), (search.calibration() or {}).get("chosen_epoch"), 1,
-                         search.cheap_runs())
+def choose(search) -> Optional[Tuple[object, Optional[float]]]:
+    """(trial, expected final score) to retrain: by the extrapolator when the run has one, else the
+    ranking's first (expected None); None before any trial is measured. Ties keep the ranking's order."""
+    ranked = best_trials(search.store.trials(), (search.calibration() or {}).get("chosen_epoch"),
+                         cheap=search.cheap_runs())
     if not ranked:
         return None
+    extrapolator = search.extrapolator()
+    if extrapolator is None:
+        return ranked[0][0], None
+    expected = extrapolator.predict([t.candidate for t, _ in ranked], [s for _, s in ranked])
+    best = int(np.argmax(expected))
+    return ranked[best][0], float(expected[best])
+
+
+def pending(search) -> Optional[tuple]:
+    """:func:`choose`'s (trial, expected) when the stored result is missing or is of another trial (a
+    run continued with more iterations may have a new winner); None when there is nothing to do."""
+    chosen = choose(search)
+    if chosen is None:
+        return None
     done = search.store.results("final")
-    return None if done and done[-1]["trial"] == ranked[0][0].id else ranked[0][0]
+    return None if done and done[-1]["trial"] == chosen[0].id else chosen
 
 
-def retrain_winner(search, trial) -> dict:
-    """Train ``trial``'s candidate at full fidelity beside the baseline; the stored record."""
+def retrain_winner(search, trial, expected: Optional[float] = None) -> dict:
+    """Train ``trial``'s candidate at full fidelity beside the baseline; the stored record
+    (``expected``: the extrapolated final score that chose it)."""
     winner = trial.candidate
     epochs = winner.recipe.get("epochs")
     save_to = str(search.store.run_dir / WINNER_DIR)
@@ -54,6 +75,10 @@ def retrain_winner(search, trial) -> dict:
     predicted = None
     if search.final_surrogate_path() is not None:
         predicted = float(search.final_surrogate().predict([winner])[0][0])
+    extrapolator = search.extrapolator() if expected is not None else None
+    if extrapolator is not None:
+        search.log(f"result: the winner is the trial expected to end its schedule best: trial {trial.id}, "
+                   f"{_pct(expected)} ({extrapolator.describe()})")
     search.log(f"result: training the winner (trial {trial.id}) again at full fidelity for its whole schedule "
                f"({epochs or 'its'} epochs)" + (f", beside the baseline {base[0]} (the space's default recipe, "
                                                  "same epochs)" if base else ""))
@@ -63,7 +88,9 @@ def retrain_winner(search, trial) -> dict:
     cal = search.calibration() or {}
     record = {"trial": trial.id, "key": trial.key, "predicted": predicted,
               "searched_score": search.score(trial, cal.get("chosen_epoch")),
-              "fidelity_label": cal.get("fidelity_label", "full"), "epoch": cal.get("chosen_epoch")}
+              "fidelity_label": cal.get("fidelity_label", "full"), "epoch": cal.get("chosen_epoch"),
+              "expected_final": expected,
+              "chosen_by": extrapolator.describe() if extrapolator is not None else "the ranking"}
     for job in jobs:
         r = results.get(job.trial_id, {})
         record[names[job.trial_id]] = {"candidate": job.candidate, "epochs": r.get("epochs_run"),

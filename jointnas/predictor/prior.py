@@ -13,8 +13,8 @@ from ..errors import UsageError
 from ..trial import measured_score
 
 
-def load_prior_pairs(path, space, epoch: int, diverged_score: Optional[float]) -> Tuple[List, np.ndarray]:
-    """Candidates and their scores at ``epoch`` from a pair table (rows: candidate, status, curve);
+def read_prior_rows(path, space) -> List[Tuple[object, str, list]]:
+    """(candidate, status, curve) of each row of a pair table (rows: candidate, status, curve);
     rows of another space, or whose candidate the space refuses, are skipped."""
     from ..space import Candidate
 
@@ -22,7 +22,7 @@ def load_prior_pairs(path, space, epoch: int, diverged_score: Optional[float]) -
         lines = Path(path).read_text().splitlines()
     except OSError as e:
         raise UsageError(f"cannot read the earlier pairs {path}: {e.strerror or e}") from None
-    cands, scores = [], []
+    rows = []
     for line in lines:
         if not line.strip():
             continue
@@ -34,7 +34,15 @@ def load_prior_pairs(path, space, epoch: int, diverged_score: Optional[float]) -
             space.validate(cand.arch, cand.recipe)
         except Exception:  # noqa: BLE001 - a row from another version of the space
             continue
-        score = measured_score(row.get("status", "failed"), row.get("curve") or [], epoch, diverged_score)
+        rows.append((cand, row.get("status", "failed"), row.get("curve") or []))
+    return rows
+
+
+def load_prior_pairs(path, space, epoch: int, diverged_score: Optional[float]) -> Tuple[List, np.ndarray]:
+    """Candidates and their scores at ``epoch`` from a pair table (see :func:`read_prior_rows`)."""
+    cands, scores = [], []
+    for cand, status, curve in read_prior_rows(path, space):
+        score = measured_score(status, curve, epoch, diverged_score)
         if score is not None:
             cands.append(cand)
             scores.append(score)
