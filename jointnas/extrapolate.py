@@ -46,7 +46,7 @@ class ScheduleExtrapolator:
         x, y = self.features(candidates, early), np.asarray(final, dtype=np.float64)
         self.n_fit = len(y)
         self._forest = self._new_forest(self.seed).fit(x, y)
-        if len(y) >= 2 * folds:
+        if folds and len(y) >= 2 * folds:
             out = np.empty_like(y)
             order = np.random.default_rng(self.seed).permutation(len(y))
             for k in range(folds):

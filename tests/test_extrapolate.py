@@ -8,6 +8,7 @@ import schedule_objective as so
 from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, SerialExecutor
 from jointnas.catalog import space_from_dict
 from jointnas.coarse import Progress, format_summary
+from jointnas.coarse_config import WARM_FIRST_BATCH
 from jointnas.extrapolate import MIN_CURVES, ScheduleExtrapolator, from_pairs, whole_curves
 
 SPACE = space_from_dict(so.SPACE)
@@ -57,7 +58,18 @@ def _run(tmp_path, prior):
         summary = search.run()
         final = search.store.results("final")[-1]
         trials = {t.id: t for t in search.store.trials()}
+        first = search.store.trials(iteration=1)
+    # A warm start's first batch only calibrates the early stop: WARM_FIRST_BATCH of the batch's 6.
+    assert len(first) == (WARM_FIRST_BATCH if prior else 6)
     return summary, final, trials, lines
+
+
+def test_a_run_stored_before_first_batch_keeps_a_first_batch_of_batch():
+    stored = CoarseConfig(batch=6, prior_pairs="pairs.jsonl").to_dict()
+    del stored["first_batch"]
+    assert CoarseConfig.from_stored(stored).first_batch_size == 6
+    assert CoarseConfig.from_dict(stored).first_batch_size == WARM_FIRST_BATCH
+    assert CoarseConfig(batch=6, first_batch=5, prior_pairs="p").first_batch_size == 5
 
 
 def test_the_result_stage_retrains_the_trial_expected_to_end_best(tmp_path):
