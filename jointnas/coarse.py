@@ -86,7 +86,7 @@ class CoarseSearch:
         self.store = store
         self.space = space
         self.evaluator = evaluator
-        self.config = CoarseConfig.from_stored(store.config)
+        self.config = CoarseConfig.from_dict(store.config)
         self.make_surrogate = surrogate or catalog.surrogate_factory(self.config.surrogate)
         self.policy = policy or catalog.make_policy(self.config.policy, explore=self.config.explore)
         self._executor_arg = executor
@@ -148,7 +148,7 @@ class CoarseSearch:
 
         store = RunStore.open(run_dir, lock=True)  # one driver at a time; every file checked first
         try:
-            config = CoarseConfig.from_stored(store.config)
+            config = CoarseConfig.from_dict(store.config)
             saved = run_space(store)
             if space is not None and space.fingerprint() != saved.fingerprint():
                 raise UsageError(f"run {run_dir} searched another version of space {saved.name!r}; "

@@ -12,8 +12,6 @@ import numpy as np
 from .errors import BudgetError, UsageError
 from .space import SearchSpace
 
-WARM_FIRST_BATCH = 4  # a warm-started run's first batch (it calibrates the early stop: >= MIN_TRIALS of coarse)
-
 
 @dataclass
 class CoarseConfig:
@@ -29,9 +27,7 @@ class CoarseConfig:
     # batch/iterations/epoch_cap: sized for the default run on 2 CPU cores
     # (BENCHMARKS.md, "The README's main command"); paper scale is batch 48, 4 iterations, no cap.
     batch: int = 6
-    # None: ``batch``, or WARM_FIRST_BATCH when the run warm-starts from earlier pairs: its first batch
-    # then only calibrates the early stop, the earlier pairs already give the predictor its data
-    first_batch: Optional[int] = None
+    first_batch: Optional[int] = None  # the first (calibration) batch's size; None: ``batch``
     iterations: int = 2
     epoch_cap: Optional[int] = 2       # None: every candidate's full recipe schedule
     rank_threshold: float = 0.9
@@ -56,14 +52,7 @@ class CoarseConfig:
 
     @property
     def first_batch_size(self) -> int:
-        if self.first_batch:
-            return self.first_batch
-        return min(self.batch, WARM_FIRST_BATCH) if self.prior_pairs else self.batch
-
-    @classmethod
-    def from_stored(cls, d: dict) -> "CoarseConfig":
-        """The config of a stored run; one made before ``first_batch`` had a first batch of ``batch``."""
-        return cls.from_dict({"first_batch": d.get("batch"), **d})
+        return self.first_batch or self.batch
 
     @classmethod
     def from_dict(cls, d: dict) -> "CoarseConfig":

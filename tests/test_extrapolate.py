@@ -8,7 +8,6 @@ import schedule_objective as so
 from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, SerialExecutor
 from jointnas.catalog import space_from_dict
 from jointnas.coarse import Progress, format_summary
-from jointnas.coarse_config import WARM_FIRST_BATCH
 from jointnas.extrapolate import MIN_CURVES, ScheduleExtrapolator, from_pairs, whole_curves
 
 SPACE = space_from_dict(so.SPACE)
@@ -49,9 +48,9 @@ def test_curves_stopped_before_their_schedules_end_are_not_taught_as_ends(tmp_pa
     assert len(kept) < MIN_CURVES
 
 
-def _run(tmp_path, prior):
+def _run(tmp_path, prior, first_batch=None):
     lines = []
-    config = CoarseConfig(pool=128, batch=6, iterations=2, epoch_cap=2, ensemble=2, seed=0,
+    config = CoarseConfig(pool=128, batch=6, first_batch=first_batch, iterations=2, epoch_cap=2, ensemble=2, seed=0,
                           prior_pairs=str(prior) if prior else None)
     with CoarseSearch.create(tmp_path / "run", SPACE, FunctionEvaluator(so.objective), config,
                              executor=SerialExecutor(), progress=Progress(bars=False, log=lines.append)) as search:
@@ -59,17 +58,8 @@ def _run(tmp_path, prior):
         final = search.store.results("final")[-1]
         trials = {t.id: t for t in search.store.trials()}
         first = search.store.trials(iteration=1)
-    # A warm start's first batch only calibrates the early stop: WARM_FIRST_BATCH of the batch's 6.
-    assert len(first) == (WARM_FIRST_BATCH if prior else 6)
+    assert len(first) == (first_batch or 6) and len(trials) == len(first) + 6
     return summary, final, trials, lines
-
-
-def test_a_run_stored_before_first_batch_keeps_a_first_batch_of_batch():
-    stored = CoarseConfig(batch=6, prior_pairs="pairs.jsonl").to_dict()
-    del stored["first_batch"]
-    assert CoarseConfig.from_stored(stored).first_batch_size == 6
-    assert CoarseConfig.from_dict(stored).first_batch_size == WARM_FIRST_BATCH
-    assert CoarseConfig(batch=6, first_batch=5, prior_pairs="p").first_batch_size == 5
 
 
 def test_the_result_stage_retrains_the_trial_expected_to_end_best(tmp_path):
@@ -91,7 +81,7 @@ def test_the_result_stage_retrains_the_trial_expected_to_end_best(tmp_path):
 
 
 def test_without_earlier_whole_curves_the_winner_is_the_rankings_first(tmp_path):
-    summary, final, _, _ = _run(tmp_path, None)
+    summary, final, _, _ = _run(tmp_path, None, first_batch=4)  # and a first batch of its own size
     assert final["trial"] == summary["best"][0]["trial"]
     assert final["expected_final"] is None and final["chosen_by"] == "the ranking"
     assert "expected at its end" not in format_summary(summary)

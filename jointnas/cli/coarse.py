@@ -97,8 +97,8 @@ def register(sub):
     p.add_argument("--batch", type=_int_at_least(3), metavar="N",
                    help=f"candidates trained per iteration (default: {d['batch']}; paper: 48)")
     p.add_argument("--first-batch", type=_int_at_least(3), metavar="N",
-                   help="candidates of the first (calibration) batch (default: --batch, or 4 when the run warm-starts "
-                   "from earlier pairs, which already give the predictor its data)")
+                   help="candidates of the first (calibration) batch (default: --batch). With a warm start a "
+                   "smaller one is cheaper, but the held-out tau then rests on fewer, more alike trials")
     p.add_argument("--iterations", type=_int_at_least(1), metavar="N",
                    help=f"iterations, the first being the calibration batch (default: {d['iterations']}; "
                    "paper: 4). Raise it on a finished run to continue it.")
