@@ -1,8 +1,8 @@
-"""The result of a coarse run: its winner trained
-again at full fidelity for its recipe's whole schedule (no epoch cap), scored on the test split,
-its weights kept in ``RUN/winner/`` (:mod:`jointnas.saved_model`); beside it the space's default
-(its first preset, or the one named, with the space's default recipe) trained for as many
-epochs, so that the search is judged against what a user gets without it at the same cost.
+"""The result of a coarse run: its winner trained again at full fidelity for its recipe's whole
+schedule (no epoch cap), scored on the test split, its weights kept in ``RUN/winner/``
+(:mod:`jointnas.saved_model`); beside it the space's default (its first preset, or the one
+named, with the space's default recipe) trained for as many epochs, so that the search is
+judged against what a user gets without it at the same cost.
 
 The winner is the best trial by :mod:`jointnas.ranking`, or, when the run has earlier pairs
 trained to the end of their schedules, the measured trial whose score there

@@ -1,5 +1,6 @@
 """The one rule that ranks a coarse run's measured trials (its summary, its report, fine's
-seeds, the winner it retrains).
+seeds, and the winner it retrains unless earlier whole curves let :mod:`jointnas.extrapolate`
+say which trial will end its schedule best).
 
 The first batch trains to the full (capped) schedule and later batches only to the calibrated
 early-stop epoch, perhaps at a cheaper fidelity, so final accuracies of the two kinds do not

@@ -37,8 +37,8 @@ def main() -> None:
         cands, early, final = whole_curves(rows, epoch, args.diverged_score)
         early, final = np.asarray(early), np.asarray(final)
         schedule = np.array([c.recipe["epochs"] for c in cands])
-        picks = {"early score": [], "extrapolated": []}
-        taus = {"early score": [], "extrapolated": []}
+        picks = {"early score": [], "extrapolated": [], "hindsight (the best end of the run)": []}
+        taus = {"early score": [], "extrapolated": [], "hindsight (the best end of the run)": []}
         rng = np.random.default_rng(0)
         for d in range(args.draws):
             order = rng.permutation(len(cands))
@@ -46,7 +46,8 @@ def main() -> None:
             ex = ScheduleExtrapolator(space, epoch, seed=d).fit([cands[i] for i in rest], early[rest], final[rest],
                                                                 folds=0)
             expected = ex.predict([cands[i] for i in run], early[run])
-            for rule, score in (("early score", early[run]), ("extrapolated", expected)):
+            for rule, score in (("early score", early[run]), ("extrapolated", expected),
+                                ("hindsight (the best end of the run)", final[run])):
                 picks[rule].append(run[int(np.argmax(score))])
                 taus[rule].append(rank_correlation(score, final[run]))
         for rule, chosen in picks.items():
