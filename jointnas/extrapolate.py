@@ -34,31 +34,25 @@ class ScheduleExtrapolator:
         recipe = self.space.encode(list(candidates))[:, self.space.arch_width:]
         return np.column_stack([np.asarray(early, dtype=np.float64), recipe])
 
-    def _new_forest(self, seed):
-        from sklearn.ensemble import ExtraTreesRegressor
-
-        return ExtraTreesRegressor(n_estimators=self.n_trees, min_samples_leaf=self.min_leaf, random_state=seed)
+    def _new_forest(self) -> "_Forest":
+        return _Forest(self.n_trees, self.min_leaf, self.seed)
 
     def fit(self, candidates: Sequence, early: Sequence[float], final: Sequence[float],
             folds: int = 5) -> "ScheduleExtrapolator":
-        """Fit on whole curves; ``held_out_tau`` is the k-fold Kendall tau of the predictions against
-        the final scores, ``early_tau`` that of the early score alone (what it improves on)."""
+        """Fit on whole curves; ``held_out_tau`` is the k-fold pooled Kendall tau of the predictions
+        against the final scores, ``early_tau`` that of the early score alone (what it improves on)."""
+        from .predictor.evaluate import cross_validate
+
         x, y = self.features(candidates, early), np.asarray(final, dtype=np.float64)
         self.n_fit = len(y)
-        self._forest = self._new_forest(self.seed).fit(x, y)
+        self._forest = self._new_forest().fit(x, y)
         if folds and len(y) >= 2 * folds:
-            out = np.empty_like(y)
-            order = np.random.default_rng(self.seed).permutation(len(y))
-            for k in range(folds):
-                held = order[k::folds]
-                rest = np.setdiff1d(order, held)
-                out[held] = self._new_forest(self.seed + k + 1).fit(x[rest], y[rest]).predict(x[held])
-            self.held_out_tau = rank_correlation(out, y)
+            self.held_out_tau = cross_validate(self._new_forest(), x, y, k=folds, seed=self.seed)["kendall_tau_pooled"]
             self.early_tau = rank_correlation(x[:, 0], y)
         return self
 
     def predict(self, candidates: Sequence, early: Sequence[float]) -> np.ndarray:
-        return self._forest.predict(self.features(candidates, early))
+        return self._forest.predict(self.features(candidates, early))[0]
 
     def describe(self) -> str:
         taus = ("" if self.held_out_tau is None else
@@ -66,6 +60,22 @@ class ScheduleExtrapolator:
                 f"the epoch-{self.epoch} score alone {self.early_tau:.2f}")
         return (f"extrapolated from the score at epoch {self.epoch} and the recipe by a forest fitted on "
                 f"{self.n_fit} earlier whole curves{taus}")
+
+
+class _Forest:
+    """Extra trees on feature rows, shaped as a surrogate for ``cross_validate``: predict -> (mean, None)."""
+
+    def __init__(self, n_trees: int, min_leaf: int, seed: int):
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        self.model = ExtraTreesRegressor(n_estimators=n_trees, min_samples_leaf=min_leaf, random_state=seed)
+
+    def fit(self, x, y) -> "_Forest":
+        self.model.fit(x, y)
+        return self
+
+    def predict(self, x):
+        return self.model.predict(x), None
 
 
 def whole_curves(rows, epoch: int, diverged_score: Optional[float]):

@@ -1,7 +1,6 @@
 """Forest checkpoints: tensors and plain values only, read with ``torch.load(weights_only=True)``."""
 from __future__ import annotations
 
-
 from .forest import KIND, ForestError, ForestSurrogate
 
 FORMAT = 1
