@@ -594,12 +594,10 @@ class CoarseSearch:
             from .predictor.prior import WithPrior, load_prior_pairs
 
             pc, py = load_prior_pairs(self.config.prior_pairs, self.space, self.calibration()["chosen_epoch"],
-                                      self.config.diverged_score)
-            tried = {c.key() for c in cands}
-            keep = [i for i, c in enumerate(pc) if c.key() not in tried]
-            pretrained = WithPrior(copy.deepcopy(pretrained), [pc[i] for i in keep], py[keep])
-            n_prior = len(keep)
-            prior_note = f" + {len(keep)} earlier pairs ({self.config.prior_pairs}, warm start)"
+                                      self.config.diverged_score, exclude=(c.key() for c in cands))
+            pretrained = WithPrior(copy.deepcopy(pretrained), pc, py)
+            n_prior = len(pc)
+            prior_note = f" + {len(pc)} earlier pairs ({self.config.prior_pairs}, warm start)"
         surrogate = _call(copy.deepcopy(pretrained).fit, cands, y, progress=self.progress.shown)
         path = self.store.predictor_file(it)
         surrogate.save(path)

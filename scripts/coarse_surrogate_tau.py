@@ -54,14 +54,11 @@ def from_run(args):
     search = CoarseSearch.open(args.run)
     search._load_pool(None)
     epoch = search.calibration()["chosen_epoch"]
-    pairs = [(t, search.score(t, epoch)) for t in search.store.trials()]
-    pairs = [(t, s) for t, s in pairs if s is not None]
-    cands, y = [t.candidate for t, _ in pairs], np.array([s for _, s in pairs])
-    pc, py = load_prior_pairs(PAIRS, search.space, epoch, config.get("diverged_score"))
-    tried = {c.key() for c in cands}
-    keep = [i for i, c in enumerate(pc) if c.key() not in tried]
-    prior = ([pc[i] for i in keep], py[keep])
-    print(f"{args.run}: {len(cands)} trials at epoch {epoch}; {len(keep)} shipped pairs as the warm start")
+    trials, y = search.training_set()
+    cands = [t.candidate for t in trials]
+    prior = load_prior_pairs(PAIRS, search.space, epoch, config.get("diverged_score"),
+                             exclude=(c.key() for c in cands))
+    print(f"{args.run}: {len(cands)} trials at epoch {epoch}; {len(prior[0])} shipped pairs as the warm start")
     for kind, template in surrogates(args.kinds, search.space, search.pool, search.costs).items():
         for with_prior in (True, False):
             t = time.process_time()

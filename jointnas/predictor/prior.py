@@ -38,10 +38,15 @@ def read_prior_rows(path, space) -> List[Tuple[object, str, list]]:
     return rows
 
 
-def load_prior_pairs(path, space, epoch: int, diverged_score: Optional[float]) -> Tuple[List, np.ndarray]:
-    """Candidates and their scores at ``epoch`` from a pair table (see :func:`read_prior_rows`)."""
+def load_prior_pairs(path, space, epoch: int, diverged_score: Optional[float],
+                     exclude=()) -> Tuple[List, np.ndarray]:
+    """Candidates and their scores at ``epoch`` from a pair table (see :func:`read_prior_rows`),
+    less those whose key is in ``exclude`` (a run's own trials: measured again, they count once)."""
+    exclude = set(exclude)
     cands, scores = [], []
     for cand, status, curve in read_prior_rows(path, space):
+        if cand.key() in exclude:
+            continue
         score = measured_score(status, curve, epoch, diverged_score)
         if score is not None:
             cands.append(cand)
