@@ -392,7 +392,7 @@ class CoarseSearch:
         ex = self._executor
         if ex.capacity > 1:
             # Longest first (by FLOPs x epochs), so that the batch's last trial does not leave the
-            # other workers idle: the default digits run's first batch took 187 s instead of 208 s.
+            # other workers idle (BENCHMARKS.md, "The README's main command": 208 -> 178 s).
             queued.sort(key=lambda t: -(t.flops or 0) * (t.target_epochs or self.full_epochs(t.candidate) or 1))
         overall = self.progress.bar(total=total, initial=total - len(queued), desc=f"iteration {it} training",
                                     unit="trial")
