@@ -32,8 +32,10 @@ class Evaluator(Protocol):
                  device: Optional[str] = None) -> TrialResult:
         """Measure ``candidate`` for at most ``epochs`` epochs (None: its full schedule).
         Optional keywords an evaluator may accept (the executor passes them only then):
-        ``fidelity`` (a :class:`~jointnas.fidelity.Fidelity` dict: cheaper training) and
-        ``test`` (also score the final state on held-out test data: ``extra["test_score"]``)."""
+        ``fidelity`` (a :class:`~jointnas.fidelity.Fidelity` dict: cheaper training),
+        ``test`` (also score the final state on held-out test data: ``extra["test_score"]``),
+        ``save_to`` (a directory to keep the trained model in) and ``validate_every_epoch=False``
+        (only the last epoch's score is wanted: the curve may hold that one entry)."""
 
     def spec(self) -> Optional[str]:
         """How the catalog rebuilds this evaluator (``train:digits``), or None if it cannot."""
@@ -103,7 +105,7 @@ class TrainEvaluator:
 
     def evaluate(self, candidate, space, *, epochs: Optional[int], seed: int, on_epoch=None,
                  device: Optional[str] = None, fidelity: Optional[dict] = None, test: bool = False,
-                 save_to: Optional[str] = None) -> TrialResult:
+                 save_to: Optional[str] = None, validate_every_epoch: bool = True) -> TrialResult:
         from .fidelity import Fidelity, narrower
         from .space import Candidate
         from .trainer import train
@@ -124,7 +126,8 @@ class TrainEvaluator:
                     on_epoch(dict(entry))
 
             r = train(candidate, task, epochs=epochs, device=device or self.device, seed=seed, space=space,
-                      on_epoch=report, test=test, resolution_scale=fid.resolution, keep_model=bool(save_to))
+                      on_epoch=report, test=test, resolution_scale=fid.resolution, keep_model=bool(save_to),
+                      validate_every_epoch=validate_every_epoch)
             if save_to and r.status == "done":
                 from .saved_model import save_trained
 

@@ -48,6 +48,7 @@ class Job:
     fidelity: Optional[dict] = None   # a cheaper training setting (jointnas.fidelity.Fidelity); None: full
     test: bool = False                # also score on held-out test data (the winner's retraining)
     save_to: Optional[str] = None     # a directory to keep the trained model in (jointnas.saved_model)
+    validate_every_epoch: bool = True  # False: a score after the last epoch only (an evaluator that can skip the rest)
 
 
 TrainJob = Job  # the name before evaluators existed
@@ -337,6 +338,8 @@ def run_job(job: Job, device: Optional[str] = None, on_epoch=None) -> dict:
             value = getattr(job, key, None)
             if value and _takes(job.evaluator, key):
                 kwargs[key] = value
+        if not getattr(job, "validate_every_epoch", True) and _takes(job.evaluator, "validate_every_epoch"):
+            kwargs["validate_every_epoch"] = False
         result = job.evaluator.evaluate(Candidate.from_dict(job.candidate), job.space, epochs=job.epochs,
                                         seed=job.seed, on_epoch=on_epoch, **kwargs)
         return result.to_dict()

@@ -66,12 +66,13 @@ def retrain_winner(search, trial, expected: Optional[float] = None) -> dict:
     winner = trial.candidate
     epochs = winner.recipe.get("epochs")
     save_to = str(search.store.run_dir / WINNER_DIR)
+    # Only the end of these trainings is reported, so they validate once (BENCHMARKS.md, "Result stage").
     jobs = [Job(WINNER_ID, winner.to_dict(), search.space, search.evaluator, epochs, search.config.seed, test=True,
-                save_to=save_to)]
+                save_to=save_to, validate_every_epoch=False)]
     base = baseline_of(search.space, search.config.baseline)
     if base is not None:
         jobs.append(Job(BASELINE_ID, same_schedule(base[1], epochs).to_dict(), search.space, search.evaluator, epochs,
-                        search.config.seed, test=True))
+                        search.config.seed, test=True, validate_every_epoch=False))
     predicted = None
     if search.final_surrogate_path() is not None:
         predicted = float(search.final_surrogate().predict([winner])[0][0])

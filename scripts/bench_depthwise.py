@@ -63,16 +63,17 @@ def part_layers(shapes, batch: int, repeats: int) -> None:
         print(f"| {c} | {size} | {k} | {s} | {p} | {out} | {ref:.1f} | {new:.1f} | {ref / new:.1f}x |")
 
 
-def _as_torch(model):
+def as_plain(model, kind=DepthwiseConv2d):
+    """A copy of ``model`` whose ``kind`` modules are plain ``nn.Conv2d`` again (same weights)."""
     plain = copy.deepcopy(model)
     for m in plain.modules():
-        if isinstance(m, DepthwiseConv2d):
+        if isinstance(m, kind):
             m.__class__ = nn.Conv2d
     return plain
 
 
-def steps_per_s(model, x, y, steps: int) -> float:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+def steps_per_s(model, x, y, steps: int, optimizer) -> float:
+    opt = optimizer(model.parameters())
     model.train()
     for _ in range(2):  # warm-up
         opt.zero_grad()
@@ -86,42 +87,64 @@ def steps_per_s(model, x, y, steps: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_args(ap: argparse.ArgumentParser) -> None:
+    """The options of the models measured (shared by the small-map benchmarks)."""
     ap.add_argument("--models", nargs="*", default=["FBNetV3_A", "FBNetV3_E"], help="presets of the fbnetv3 space")
     ap.add_argument("--pool", type=int, default=4, help="also this many Sobol pool candidates")
     ap.add_argument("--size", type=int, default=56, help="training resolution (digits: 56 for 224 px archs)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=3, help="alternating torch/jointnas measurements per model")
-    args = ap.parse_args()
+
+
+def models(args):
+    """(space, [(name, arch)]) of ``args``, after one torch thread is set and the load printed."""
     torch.set_num_threads(1)
     space = load_space("fbnetv3")
     archs = [(name, space.preset(name).arch) for name in args.models]
-    archs += [(f"pool #{i}", c.arch) for i, c in enumerate(sample_pool(space, args.pool, seed=0))]
+    archs += [(f"pool #{i}", c.arch) for i, c in enumerate(sample_pool(space, args.pool, seed=0) if args.pool else [])]
     print(f"load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}, 1 thread, batch {args.batch}, "
           f"{args.size} px\n")
-    first = space.family.build(archs[0][1], num_classes=10, in_channels=1, input_size=args.size)
-    print(f"Weight gradient of {archs[0][0]}'s depthwise convs where the kernel exceeds the output map:\n")
-    part_layers(layer_shapes(first, args.size), args.batch, repeats=5)
-    print("\nWhole model, training steps/s (median of alternating rounds):\n")
-    print("| model | torch steps/s | jointnas steps/s | speed-up |")
-    print("|---|---|---|---|")
+    return space, archs
+
+
+def SGD(params):
+    return torch.optim.SGD(params, lr=0.01)
+
+
+def whole_models(space, archs, args, variants) -> list:
+    """Print a table row of steps/s per model for each (label, model transform or None, optimizer
+    factory), measured in alternating rounds; returns each model's last/first ratio."""
+    print("| model | " + " | ".join(label for label, _, _ in variants) + " | speed-up |")
+    print("|---" * (len(variants) + 2) + "|")
     x = torch.randn(args.batch, 1, args.size, args.size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch,))
     ratios = []
     for name, arch in archs:
         torch.manual_seed(0)
-        fast = space.family.build(arch, num_classes=10, in_channels=1, input_size=args.size)
-        fast = fast.to(memory_format=torch.channels_last)
-        plain = _as_torch(fast)
-        a, b = [], []
+        built = space.family.build(arch, num_classes=10, in_channels=1, input_size=args.size)
+        built = built.to(memory_format=torch.channels_last)
+        nets = [change(built) if change else built for _, change, _ in variants]
+        rates = [[] for _ in variants]
         for _ in range(args.rounds):
-            a.append(steps_per_s(plain, x, y, args.steps))
-            b.append(steps_per_s(fast, x, y, args.steps))
-        ta, tb = statistics.median(a), statistics.median(b)
-        ratios.append(tb / ta)
-        print(f"| {name} | {ta:.2f} | {tb:.2f} | {tb / ta:.2f}x |")
+            for net, (_, _, optimizer), out in zip(nets, variants, rates):
+                out.append(steps_per_s(net, x, y, args.steps, optimizer))
+        medians = [statistics.median(r) for r in rates]
+        ratios.append(medians[-1] / medians[0])
+        print(f"| {name} | " + " | ".join(f"{m:.2f}" for m in medians) + f" | {ratios[-1]:.2f}x |")
+    return ratios
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    model_args(ap)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating torch/jointnas measurements per model")
+    args = ap.parse_args()
+    space, archs = models(args)
+    first = space.family.build(archs[0][1], num_classes=10, in_channels=1, input_size=args.size)
+    print(f"Weight gradient of {archs[0][0]}'s depthwise convs where the kernel exceeds the output map:\n")
+    part_layers(layer_shapes(first, args.size), args.batch, repeats=5)
+    print("\nWhole model, training steps/s (median of alternating rounds):\n")
+    ratios = whole_models(space, archs, args, [("torch steps/s", as_plain, SGD), ("jointnas steps/s", None, SGD)])
     print(f"\ngeometric mean speed-up {statistics.geometric_mean(ratios):.2f}x; "
           f"load average at the end {os.getloadavg()[0]:.1f}")
 

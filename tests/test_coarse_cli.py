@@ -61,6 +61,9 @@ def test_the_winner_of_a_run_keeps_its_weights_from_its_full_fidelity_retraining
     assert winner == run / "winner"
     curve = json.loads((winner / "curve.json").read_text())
     assert curve["test_acc"] == final["winner"]["test_score"] and curve["test_acc"] is not None
+    # Only its end is reported, so the retraining validated once, after its whole schedule (2-3 epochs).
+    epochs = load_trained(winner)[1].recipe["epochs"]
+    assert [e["epoch"] for e in curve["curve"]] == [epochs] and curve["epochs_run"] == final["winner"]["epochs"] == epochs
     torch.load(winner / "weights.pt", weights_only=True)
     model, cand = load_trained(winner)
     assert cand.key() == final["key"]

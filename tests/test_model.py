@@ -2,7 +2,7 @@
 import pytest
 import torch
 from torch import nn
-from torchvision.ops import SqueezeExcitation, StochasticDepth
+from jointnas.families.mbconv_net import DropPath, SqueezeExcite
 
 from jointnas import build_model
 from jointnas.families.mbconv_cost import min_input_size
@@ -34,7 +34,7 @@ def actual_blocks(model):
         layers = list(blk.body)
         dw = next(m for m in blk.body.modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
         first = layers[0][0]
-        se = next((m for m in layers if isinstance(m, SqueezeExcitation)), None)
+        se = next((m for m in layers if isinstance(m, SqueezeExcite)), None)
         project = layers[-1][0]
         rows.append((first.in_channels, dw.in_channels, project.out_channels, dw.kernel_size[0], dw.stride[0],
                      dw.padding[0], se.fc1.out_channels if se else None))
@@ -54,13 +54,13 @@ def test_presets_match_published_block_lists(space, published_models, name):
     for blk, exp in zip(model.blocks, expected_blocks(spec)):
         in_ch, mid, out, _, stride, _, _ = exp
         has_expand = mid != in_ch
-        assert (len([m for m in blk.body if not isinstance(m, SqueezeExcitation)]) == 3) == has_expand
+        assert (len([m for m in blk.body if not isinstance(m, SqueezeExcite)]) == 3) == has_expand
         assert blk.residual == (stride == 1 and in_ch == out)
         acts = [type(m) for m in blk.modules() if isinstance(m, (nn.ReLU, nn.SiLU, nn.Hardswish))]
         assert acts and set(acts) == {nn.Hardswish}
         project = list(blk.body)[-1]
         assert len(project) == 2 and isinstance(project[1], nn.BatchNorm2d)  # project: conv + BN, no activation
-        for se in (m for m in blk.modules() if isinstance(m, SqueezeExcitation)):
+        for se in (m for m in blk.modules() if isinstance(m, SqueezeExcite)):
             assert isinstance(se.scale_activation, nn.Hardsigmoid) and se.fc1.bias is not None
     last = spec["blocks"][-1][2]
     head_conv = model.head[0][0]
@@ -99,10 +99,10 @@ def test_task_shaped_model_and_regularisers(space):
     n = len(model.blocks)
     for i, blk in enumerate(model.blocks):
         if blk.residual:  # rate grows linearly with depth, reaching drop_path at the last block
-            rate = blk.drop_path.p if isinstance(blk.drop_path, StochasticDepth) else 0.0
+            rate = blk.drop_path.p if isinstance(blk.drop_path, DropPath) else 0.0
             assert rate == pytest.approx(0.2 * i / (n - 1))
         else:
-            assert not isinstance(blk.drop_path, StochasticDepth)
+            assert not isinstance(blk.drop_path, DropPath)
     model.train()
     y = model(torch.randn(4, 1, 16, 16))
     assert y.shape == (4, 10)
@@ -133,3 +133,20 @@ def test_min_input_size_is_exact(space, name):
         untrimmed = build_model(arch, 10, 1, network=space.family.network, trim_pad=False).eval()
         assert min_input_size(arch, space.family.network, trim_pad=False) == 1
         assert untrimmed(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+
+
+def test_squeeze_excite_and_drop_path_compute_what_torchvision_ops_do():
+    from torchvision.ops import SqueezeExcitation, StochasticDepth
+
+    torch.manual_seed(0)
+    ours, theirs = SqueezeExcite(16, 8, nn.SiLU), SqueezeExcitation(16, 8, nn.SiLU, nn.Hardsigmoid)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 16, 3, 3).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ours(x), theirs(x))
+    for p in (0.0, 0.3, 1.0):
+        torch.manual_seed(1)
+        a = DropPath(p).train()(x)
+        torch.manual_seed(1)
+        torch.testing.assert_close(a, StochasticDepth(p, "row").train()(x))
+    assert DropPath(0.3).eval()(x) is x

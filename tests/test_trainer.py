@@ -1,4 +1,5 @@
 """The trainer on real digits: learning, every recipe dimension acting, failures as statuses, CLI."""
+import copy
 import json
 from dataclasses import replace
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torchvision.ops import StochasticDepth
+from jointnas.families.mbconv_net import DropPath
 
 import jointnas.trainer as trainer
 from jointnas.space import Candidate
@@ -77,6 +78,19 @@ def test_each_curve_entry_is_reported_as_soon_as_measured(small_arch, tiny):
     result = train(cand(small_arch), tiny, epochs=2, on_epoch=lambda entry: seen.append((entry, len(seen))))
     assert result.status == "done"
     assert [entry for entry, _ in seen] == result.curve and [i for _, i in seen] == [0, 1]
+
+
+def test_validating_only_the_last_epoch_trains_the_same_model(small_arch, tiny, monkeypatch):
+    recipe = dict(mixup_alpha=0.3, dropout=0.2, stochastic_depth=0.1, ema=True, epochs=3)
+    every = train(cand(small_arch, **recipe), tiny, seed=3, test=True)
+    calls = []
+    monkeypatch.setattr(trainer, "recalibrate_bn", lambda *a: calls.append(1) or recalibrate_bn(*a))
+    seen = []
+    once = train(cand(small_arch, **recipe), tiny, seed=3, test=True, validate_every_epoch=False, on_epoch=seen.append)
+    assert once.status == every.status == "done"
+    assert len(calls) == 1 and once.curve == every.curve[-1:] == seen and once.curve[0]["epoch"] == 3
+    assert once.epochs_run == every.epochs_run == 3
+    assert (once.final_acc, once.test_acc) == (every.final_acc, every.test_acc)
 
 
 # --------------------------------------------------------------------------- failure is data
@@ -211,9 +225,9 @@ def test_label_smoothing_and_mixup_reach_the_loss(runs):
 def test_dropout_and_drop_path_rates_reach_the_model(runs):
     rich_model, plain_model = runs["rich"][0].model, runs["plain"][0].model
     assert rich_model.dropout.p == RICH["dropout"] and plain_model.dropout.p == 0.0
-    rates = [m.p for m in rich_model.modules() if isinstance(m, StochasticDepth)]
+    rates = [m.p for m in rich_model.modules() if isinstance(m, DropPath)]
     assert rates and max(rates) <= RICH["stochastic_depth"] and min(rates) > 0
-    assert not any(isinstance(m, StochasticDepth) for m in plain_model.modules())
+    assert not any(isinstance(m, DropPath) for m in plain_model.modules())
 
 
 def test_ema_weights_are_the_ones_evaluated(runs):
@@ -269,6 +283,28 @@ def test_build_optimizer_kinds_and_decay(space, small_arch):
         assert torch.allclose(p, before[n] * factor), n
     groups = param_groups(model, 0.5)
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd_plain", "adam", "adamw"])
+def test_fused_optimizer_steps_move_the_weights_as_the_per_tensor_loop_does(space, small_arch, name):
+    torch.manual_seed(0)
+    model = build_model(small_arch, 10, 1, network=space.family.network)
+    twin = copy.deepcopy(model)
+    recipe = dict(PLAIN, optimizer=name, lr=0.05, weight_decay=1e-3)
+    fused = build_optimizer(model, recipe)
+    assert fused.defaults["fused"]
+    loop = build_optimizer(twin, recipe)
+    for group in loop.param_groups:
+        group["fused"] = False
+    for _ in range(3):
+        grads = [torch.randn_like(p) for p in model.parameters()]
+        for net, opt in ((model, fused), (twin, loop)):
+            for p, g in zip(net.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for (n, a), b in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+    assert not build_optimizer(model, dict(recipe, optimizer="rmsprop")).defaults.get("fused")  # torch has none
 
 
 def test_label_smoothing_and_mixup_change_the_loss():

@@ -55,7 +55,7 @@ class _DepthwiseConv(torch.autograd.Function):
         return grad_x, grad_w, None, None
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() \
         or torch.onnx.is_in_onnx_export()
 
@@ -65,7 +65,7 @@ class DepthwiseConv2d(nn.Conv2d):
     and integer padding; trains faster on a CPU where the kernel exceeds the output map."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not torch.is_grad_enabled() or x.device.type != "cpu" or _exporting():
+        if not self.training or not torch.is_grad_enabled() or x.device.type != "cpu" or exporting():
             return super().forward(x)
         k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
         if self.bias is None and k > (x.shape[2] + 2 * p - k) // s + 1:

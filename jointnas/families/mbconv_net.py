@@ -12,13 +12,43 @@ from typing import List, Optional
 
 import torch
 from torch import nn
-from torchvision.ops import SqueezeExcitation, StochasticDepth
-from torchvision.ops.misc import Conv2dNormActivation
 
 from .depthwise import DepthwiseConv2d
+from .pointwise import PointwiseConv2d, conv_bn_act
 from .mbconv_cost import BlockSpec, Network, block_specs, round_to_8
 
 ACTIVATION_LAYERS = {"hswish": nn.Hardswish, "relu": nn.ReLU, "swish": nn.SiLU}
+
+
+# torchvision.ops' SqueezeExcitation and StochasticDepth("row") with the same state-dict keys and
+# the same draws from the random generator, here because importing torchvision costs every
+# process (the driver and each worker) about 2 s before its first trial.
+class SqueezeExcite(nn.Module):
+    """Channel gates from the pooled map: ``x * hardsigmoid(fc2(act(fc1(pool(x)))))``."""
+
+    def __init__(self, channels: int, squeezed: int, activation):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1, self.fc2 = PointwiseConv2d(channels, squeezed, True), PointwiseConv2d(squeezed, channels, True)
+        self.activation, self.scale_activation = activation(), nn.Hardsigmoid()
+
+    def forward(self, x):
+        return x * self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+
+
+class DropPath(nn.Module):
+    """In training, zero a residual branch per sample with probability ``p`` and scale the rest by ``1 / (1 - p)``."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * (mask.div_(keep) if keep > 0.0 else mask)
 
 
 class MBConv(nn.Module):
@@ -28,16 +58,16 @@ class MBConv(nn.Module):
         mid = spec.mid_channels
         layers: List[nn.Module] = []
         if mid != spec.in_channels:
-            layers.append(Conv2dNormActivation(spec.in_channels, mid, 1, activation_layer=act))
-        layers.append(nn.Sequential(  # Conv2dNormActivation's layout, with the depthwise conv of .depthwise
+            layers.append(conv_bn_act(spec.in_channels, mid, act))
+        layers.append(nn.Sequential(  # torchvision's Conv2dNormActivation layout, with the depthwise conv of .depthwise
             DepthwiseConv2d(mid, mid, spec.kernel, spec.stride, spec.padding, groups=mid, bias=False),
             nn.BatchNorm2d(mid), act(inplace=True)))
         if spec.se:
-            layers.append(SqueezeExcitation(mid, spec.se_channels, activation=act, scale_activation=nn.Hardsigmoid))
-        layers.append(Conv2dNormActivation(mid, spec.out_channels, 1, activation_layer=None))
+            layers.append(SqueezeExcite(mid, spec.se_channels, act))
+        layers.append(conv_bn_act(mid, spec.out_channels))
         self.body = nn.Sequential(*layers)
         self.residual = spec.residual
-        self.drop_path = StochasticDepth(drop_path, "row") if self.residual and drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path) if self.residual and drop_path > 0 else nn.Identity()
 
     def forward(self, x):
         y = self.body(x)
@@ -49,17 +79,17 @@ class MBConvNet(nn.Module):
                  dropout: float = 0.0, drop_path: float = 0.0, trim_pad: bool = True):
         super().__init__()
         specs = list(block_specs(arch, network, trim_pad))
-        self.stem = Conv2dNormActivation(in_channels, arch["stem_channels"], 3, network.stem_stride, 1,
-                                         activation_layer=nn.Hardswish)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, arch["stem_channels"], 3, network.stem_stride, 1, bias=False),
+                                  nn.BatchNorm2d(arch["stem_channels"]), nn.Hardswish(inplace=True))
         # Stochastic-depth rate grows linearly with block index (as in EfficientNet/timm).
         self.blocks = nn.Sequential(*[MBConv(s, drop_path * i / max(len(specs) - 1, 1))
                                       for i, s in enumerate(specs)])
         last = specs[-1].out_channels
         head_mid = round_to_8(last * network.head_expansion)
         self.head = nn.Sequential(
-            Conv2dNormActivation(last, head_mid, 1, activation_layer=nn.Hardswish),
+            conv_bn_act(last, head_mid, nn.Hardswish),
             nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(head_mid, network.head_channels, 1, bias=True),
+            PointwiseConv2d(head_mid, network.head_channels, bias=True),
             nn.Hardswish(),
         )
         self.dropout = nn.Dropout(dropout)

@@ -9,8 +9,13 @@ from typing import Any, Dict
 import numpy as np
 
 
+_PYTHON_SCALARS = frozenset((int, float, bool, str, type(None)))
+
+
 def _plain(v: Any) -> Any:
     """numpy scalars -> Python scalars, so JSON and hashing see one spelling of a value."""
+    if type(v) in _PYTHON_SCALARS:  # the common case, first: a pool makes millions of these
+        return v
     if isinstance(v, np.bool_):
         return bool(v)
     if isinstance(v, np.integer):

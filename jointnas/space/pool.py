@@ -60,13 +60,17 @@ def sample_pool(space, n: int, seed: int = 0) -> List[Candidate]:
     seen = set()
     block = sampler.random_base2(max(0, math.ceil(math.log2(n))))
     while True:
-        for c in unit_to_candidates(space, block):
-            k = c.key()
-            if k not in seen:
-                seen.add(k)
-                pool.append(c)
-                if len(pool) == n:
-                    return pool
+        start = 0
+        while start < len(block):  # rows in chunks of what is still missing: no candidate made in vain
+            rows = block[start:start + n - len(pool)]
+            start += len(rows)
+            for c in unit_to_candidates(space, rows):
+                k = c.key()
+                if k not in seen:
+                    seen.add(k)
+                    pool.append(c)
+            if len(pool) == n:
+                return pool
         if sampler.num_generated > 64 * n + 1024:
             raise UsageError(f"space {space.name} has fewer than {n} distinct candidates; sample a smaller pool")
         block = sampler.random(sampler.num_generated)  # doubling keeps the total a power of two
