@@ -60,7 +60,7 @@ def register(sub):
         "predictor-chosen batches to that epoch, refitting the predictor after each. The winner is then trained "
         "again at full fidelity and scored on the test split beside the space's default preset. Everything "
         "lives in the run directory; run the same command with --run DIR to continue an interrupted run.",
-        epilog="Defaults are sized for a 2-core laptop (9-10 minutes of search on digits, see BENCHMARKS.md). "
+        epilog="Defaults are sized for a 2-core laptop (about 7 minutes of search on digits, see BENCHMARKS.md). "
         "--workers, --device, --executor, --max-retries and a higher --iterations may change when continuing a "
         "run (--threads stays the run's, so its numbers do not change); other settings are the run's. One driver at a time: a second one "
         "on a run in progress exits with code 2. Paper scale "
