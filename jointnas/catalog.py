@@ -34,6 +34,8 @@ SURROGATES: Dict[str, Union[str, Callable]] = {
     "forest": "jointnas.predictor.forest",
 }
 SURROGATE_LOADERS: Dict[str, Union[str, Callable]] = {}   # kind -> ``load(path, space)``, where not above
+# kind -> ``load(path, space)`` of a scoring-only surrogate without torch (the fine stage); others: SURROGATE_LOADERS
+SCORER_LOADERS: Dict[str, Union[str, Callable]] = {"mlp": "jointnas.predictor.checkpoint:load_scorer"}
 # name -> coarse batch policy class, built as ``cls(explore=...)``
 POLICIES: Dict[str, Union[str, Callable]] = {
     "ucb": "jointnas.strategies.batch:DiverseThenUCB",
@@ -253,6 +255,13 @@ def surrogate_loader(kind: str) -> Callable:
     if not hasattr(entry, "load"):
         raise UsageError(f"surrogate {kind!r} is registered without a loader (add it to SURROGATE_LOADERS)")
     return entry.load
+
+
+def scorer_loader(kind: str) -> Callable:
+    """``load(path, space)`` of what scores checkpoints of ``kind`` (without torch where one is registered)."""
+    if kind in SCORER_LOADERS:
+        return resolve(SCORER_LOADERS, kind, "scorer kind")
+    return surrogate_loader(kind)
 
 
 def make_surrogate(name: str, space, **options):

@@ -150,7 +150,7 @@ def _measured_seeds(store) -> list:
 
 def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
     """(predictor, space, seeds, source description, store or None)."""
-    from ..predictor import load_surrogate
+    from ..predictor import load_scorer as load_surrogate  # numpy scoring: no torch import
 
     if args.predictor is not None:
         if not args.predictor.is_file():
@@ -277,8 +277,6 @@ def _g(v) -> str:
 
 
 def run(args):
-    import torch
-
     from ..catalog import make_strategy
     from ..fine import SearchSettings, fine_search
 
@@ -304,14 +302,8 @@ def run(args):
         if budget is None and _priced(space):
             raise UsageError(f"space {space.name} counts FLOPs: pass --budget, e.g. --budget 600MFLOPs ({FLOPS_HELP})")
         progress = not args.no_progress and sys.stderr.isatty()
-        # Scoring batches of a few hundred rows: extra torch threads only add synchronisation.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            result = fine_search(predictor, space, budget, seeds, settings, progress=progress,
-                                 strategy=make_strategy(args.strategy, settings))
-        finally:
-            torch.set_num_threads(threads)
+        result = fine_search(predictor, space, budget, seeds, settings, progress=progress,
+                             strategy=make_strategy(args.strategy, settings))
         payload = dict(result.to_dict(), space=space.name, flops_counting=FLOPS_HELP, **source,
                        measured_seeds=result.seeded)
         if store is not None:

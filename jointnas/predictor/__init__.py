@@ -6,10 +6,19 @@ checkpoints and k-fold quality measurement.
     p = Predictor(space).pretrain(pool, costs).fit(trained, accuracies)
     mean, std = p.predict(candidates)
 """
-from .base import Surrogate, load_surrogate
+from .base import PredictorError, Surrogate, load_scorer, load_surrogate
 from .checkpoint import FORMAT_VERSION
 from .evaluate import evaluate, ranking_metrics
-from .mlp_ensemble import Predictor, PredictorError
 
-__all__ = ["FORMAT_VERSION", "Predictor", "PredictorError", "Surrogate", "evaluate", "load_surrogate",
-           "ranking_metrics"]
+__all__ = ["FORMAT_VERSION", "Predictor", "PredictorError", "Surrogate", "evaluate", "load_scorer",
+           "load_surrogate", "ranking_metrics"]
+
+
+
+def __getattr__(name):
+    # The torch predictor on first use only: scoring a saved one (the fine stage) needs no torch.
+    if name == "Predictor":
+        from .mlp_ensemble import Predictor
+
+        return Predictor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

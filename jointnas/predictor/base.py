@@ -1,9 +1,9 @@
 """What ranks untried candidates: the :class:`Surrogate` protocol, and reading any kind of
 surrogate checkpoint back (:func:`load_surrogate`).
 
-A surrogate checkpoint is a torch file readable with ``torch.load(weights_only=True)`` (no code
-runs on load) whose top-level mapping names the surrogate's ``kind``; the catalog's
-``SURROGATES`` entry of that kind says how it is read.
+A surrogate checkpoint is a torch file readable with ``torch.load(weights_only=True)`` or
+:mod:`jointnas.tensorfile` (no code runs on load) whose top-level mapping names the surrogate's
+``kind``; the catalog's ``SURROGATES`` entry of that kind says how it is read.
 """
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from typing import Protocol, Sequence, Tuple, runtime_checkable
 import numpy as np
 
 from ..errors import UsageError
+
+
+class PredictorError(UsageError):
+    """A predictor cannot be built, fitted, used or loaded as asked; the message says why."""
 
 
 @runtime_checkable
@@ -36,20 +40,26 @@ class Surrogate(Protocol):
         """Write a checkpoint (atomically) that :func:`load_surrogate` reads back."""
 
 
-def checkpoint_kind(path) -> str:
-    """The ``kind`` a surrogate checkpoint names (files from before kinds existed are ``mlp``)."""
-    import torch
+def read_checkpoint(path) -> dict:
+    """The top-level mapping of a surrogate checkpoint, tensors as numpy arrays, read without torch
+    (:mod:`jointnas.tensorfile`: no code in the file runs)."""
+    from ..tensorfile import TensorFileError, load
 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no surrogate checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - damaged, truncated or not a torch file
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UsageError(f"{path} is not a readable surrogate checkpoint: {reason[:200]}") from None
+        state = load(path)
+    except TensorFileError as e:
+        raise UsageError(f"{path} is not a readable surrogate checkpoint: {e.reason[:200]}") from None
     if not isinstance(state, dict):
         raise UsageError(f"{path} is a torch file but not a jointnas surrogate checkpoint")
+    return state
+
+
+def checkpoint_kind(path) -> str:
+    """The ``kind`` a surrogate checkpoint names (files from before kinds existed are ``mlp``)."""
+    state = read_checkpoint(path)
     if "kind" in state:
         return str(state["kind"])
     if state.get("format") == "jointnas-predictor":
@@ -63,3 +73,11 @@ def load_surrogate(path, space=None):
 
     return surrogate_loader(checkpoint_kind(path))(path, space)
 
+
+
+def load_scorer(path, space=None):
+    """What the fine stage needs of the surrogate saved at ``path``: ``predict_encoded`` (and
+    ``predict``), without torch where its kind has a numpy scorer (the catalog's ``SCORER_LOADERS``)."""
+    from ..catalog import scorer_loader
+
+    return scorer_loader(checkpoint_kind(path))(path, space)

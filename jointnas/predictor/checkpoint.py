@@ -1,25 +1,32 @@
-"""Predictor checkpoints: one file of tensors and plain Python values, read with
-``torch.load(weights_only=True)`` (no code runs on load), guarded by format version, the
-space's fingerprint and a content checksum."""
+"""Predictor checkpoints: one file of tensors and plain Python values, written with ``torch.save``
+and read without torch by :mod:`jointnas.tensorfile` (no code in the file runs), guarded by
+format version, the space's fingerprint and a content checksum. :func:`load_predictor` gives
+the torch predictor (to fit again); :func:`load_scorer` only its numpy scoring (the fine stage,
+which then never imports torch)."""
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from ..errors import SpaceError
 from ..space import SearchSpace
-from .mlp_ensemble import Predictor, PredictorError
-from .network import ProxyModel
+from .base import PredictorError
 
 FORMAT = "jointnas-predictor"
 FORMAT_VERSION = 1
 
 
 def _digest(obj, h) -> None:
-    if isinstance(obj, torch.Tensor):
+    if isinstance(obj, np.ndarray):  # a tensor read back by jointnas.tensorfile: the same bytes
+        from ..tensorfile import TORCH_DTYPE_NAMES
+
+        t = np.ascontiguousarray(obj)
+        h.update(f"T{TORCH_DTYPE_NAMES[t.dtype]}{tuple(t.shape)}".encode())
+        h.update(t.tobytes())
+    elif hasattr(obj, "detach"):  # a torch tensor
         t = obj.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.numpy().tobytes())
@@ -48,7 +55,7 @@ def _plain_state_dict(module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
-def predictor_state(p: Predictor) -> dict:
+def predictor_state(p) -> dict:
     space = p.space
     state = {
         "format": FORMAT,
@@ -67,13 +74,15 @@ def predictor_state(p: Predictor) -> dict:
     return state
 
 
-def save_predictor(p: Predictor, path) -> None:
+def save_predictor(p, path) -> None:
     save_state(predictor_state(p), path)
 
 
 def save_state(state: dict, path) -> None:
     """Write a checkpoint atomically: a crash mid-write leaves any previous file at ``path``
     intact; a full disk is a StoreError naming the file."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -100,23 +109,23 @@ def _schema_difference(saved: list, current: list) -> str:
     return "same encoding, but the network or deploy settings (what FLOPs and params refer to) differ"
 
 
-def load_predictor(path, space=None) -> Predictor:
+def checked_state(path, space=None):
+    """(state, space) of the predictor checkpoint at ``path``, tensors as numpy arrays, after every
+    check: a jointnas predictor, this format version, an intact checksum, ``space``'s fingerprint
+    (default: the space the file names)."""
+    from ..tensorfile import Refused, TensorFileError, load
+
     path = Path(path)
     if not path.is_file():
         raise PredictorError(f"no predictor checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for damaged files
-        if "weights_only" in str(e):
-            # torch's safe unpickler refused it; its message suggests the unsafe way round (weights_only=False
-            # runs the file's code), which is not passed on. What it refused is.
-            lines = [ln.strip() for ln in str(e).splitlines()
-                     if ln.strip() and not any(w in ln for w in ("weights_only", "Please file", "documentation"))]
-            raise PredictorError(f"{path} is not a jointnas checkpoint ({(lines or ['not a tensor file'])[0][:120]}); "
-                                 "it was refused without running any of its contents") from None
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        state = load(path)
+    except Refused as e:
+        raise PredictorError(f"{path} is not a jointnas checkpoint ({e.reason[:120]}); "
+                             "it was refused without running any of its contents") from None
+    except TensorFileError as e:
         raise PredictorError(f"{path} is not a readable predictor checkpoint (damaged, truncated or not a "
-                             f"torch file): {reason[:200]}") from None
+                             f"torch file): {e.reason[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise PredictorError(f"{path} is a torch file but not a jointnas predictor checkpoint")
     version = state.get("format_version")
@@ -143,18 +152,48 @@ def load_predictor(path, space=None) -> Predictor:
             f"space {space.name!r} (fingerprint {space.fingerprint()}): "
             f"{_schema_difference(saved['encoding_schema'], space.encoding_schema())}; "
             "use the space it was trained on, or retrain the predictor")
+    return state, space
+
+
+def _inconsistent(path, e: Exception) -> PredictorError:
+    return PredictorError(f"{path} is inconsistent with predictor format {FORMAT_VERSION} "
+                          f"({type(e).__name__}: {str(e)[:200]}); retrain the predictor")
+
+
+def load_predictor(path, space=None):
+    """The torch :class:`~jointnas.predictor.Predictor` saved at ``path`` (to score or fit again)."""
+    import torch
+
+    from .mlp_ensemble import Predictor
+    from .network import ProxyModel
+
+    state, space = checked_state(path, space)
+
+    def tensors(sd):
+        return {k: torch.from_numpy(v) for k, v in sd.items()}
+
     try:
         p = Predictor(space, **state["config"])
         p.target_stats, p.cost_stats, p.info = state["target_stats"], state["cost_stats"], state["info"]
         if state["proxy_model"] is not None:
             p.proxy_model = ProxyModel(space.arch_width, p.config["hidden"], p.config["encoder_layers"])
-            p.proxy_model.load_state_dict(state["proxy_model"])
+            p.proxy_model.load_state_dict(tensors(state["proxy_model"]))
             p.proxy_model.requires_grad_(False).eval()
         for sd in state["members"]:
             member = p._new_member()
-            member.load_state_dict(sd)
+            member.load_state_dict(tensors(sd))
             p.members.append(member.requires_grad_(False).eval())
     except (KeyError, TypeError, RuntimeError) as e:
-        raise PredictorError(f"{path} is inconsistent with predictor format {FORMAT_VERSION} "
-                             f"({type(e).__name__}: {str(e)[:200]}); retrain the predictor") from None
+        raise _inconsistent(path, e) from None
     return p
+
+
+def load_scorer(path, space=None):
+    """The scoring of the predictor saved at ``path`` in numpy only (:class:`~.stacked.StackedScorer`)."""
+    from .stacked import StackedScorer
+
+    state, space = checked_state(path, space)
+    try:
+        return StackedScorer(space, state["config"], state["target_stats"], state["members"], state["info"])
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise _inconsistent(path, e) from None

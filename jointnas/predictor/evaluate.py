@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from .mlp_ensemble import Predictor, PredictorError
+from .base import PredictorError
 
 
 def _corr(fn, a, b) -> float:
@@ -37,6 +37,8 @@ def evaluate(space, candidates, accuracies, k: int = 5, seed: int = 0, *, pretra
     with ``*_std`` over folds), the same metrics on the pooled out-of-fold predictions
     (``*_pooled``), the out-of-fold ``predictions`` and ``fit_seconds`` per fold.
     """
+    from .mlp_ensemble import Predictor
+
     if isinstance(pretrain, Predictor):
         if predictor_kwargs:
             raise PredictorError("pass predictor settings either to the pretrained Predictor or to evaluate, not both")

@@ -224,7 +224,7 @@ class ForestSurrogate:
     def from_state(cls, state: dict, space) -> "ForestSurrogate":
         f = cls(space, **state["config"])
         f.cost_stats, f.target_stats, f.info = state["cost_stats"], state["target_stats"], dict(state["info"])
-        f._arrays = {k: v.numpy() for k, v in state["trees"].items()} or None
+        f._arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in state["trees"].items()} or None
         return f
 
     def __repr__(self):

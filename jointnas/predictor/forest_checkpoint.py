@@ -1,4 +1,5 @@
-"""Forest checkpoints: tensors and plain values only, read with ``torch.load(weights_only=True)``."""
+"""Forest checkpoints: tensors and plain values only, written with ``torch.save`` and read without
+torch by :mod:`jointnas.tensorfile` (no code in the file runs)."""
 from __future__ import annotations
 
 from .forest import KIND, ForestError, ForestSurrogate
@@ -15,14 +16,14 @@ def save_forest(forest: ForestSurrogate, path) -> None:
 
 
 def load_forest(path, space) -> ForestSurrogate:
-    import torch
+    from ..tensorfile import TensorFileError, load
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ForestError(f"no surrogate checkpoint at {path}") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ForestError(f"{path} is not a readable surrogate checkpoint ({type(e).__name__})") from None
+        state = load(path)
+    except TensorFileError as e:
+        if e.reason == "no such file":
+            raise ForestError(f"no surrogate checkpoint at {path}") from None
+        raise ForestError(f"{path} is not a readable surrogate checkpoint ({e.reason[:160]})") from None
     if not isinstance(state, dict) or state.get("kind") != KIND:
         raise ForestError(f"{path} holds a surrogate of kind {state.get('kind') if isinstance(state, dict) else None!r}, "
                           f"not {KIND!r}")

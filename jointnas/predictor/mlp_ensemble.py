@@ -12,14 +12,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..errors import SpaceError, UsageError
+from ..errors import SpaceError
 from ..space import SearchSpace
+from .base import PredictorError
 from .network import Member, ProxyModel
-from .stacked import StackedMembers
-
-
-class PredictorError(UsageError):
-    """A predictor cannot be built, fitted, used or loaded as asked; the message says why."""
+from .stacked import DEFAULT_SCORE_BOUNDS, StackedMembers, ensemble_stats
 
 
 class Predictor:
@@ -49,7 +46,7 @@ class Predictor:
                  encoder_layers: int = 2, head_layers: int = 2, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 16, val_fraction: float = 0.2,
                  patience: int = 20, bootstrap: bool = False, huber_delta: float = 1.0,
-                 early_stopping_from: int = 100, score_bounds=(0.0, 1.0)):
+                 early_stopping_from: int = 100, score_bounds=DEFAULT_SCORE_BOUNDS):
         if not isinstance(space, SearchSpace):
             from ..catalog import load_space  # a name or file at this public entry point
 
@@ -293,13 +290,7 @@ class Predictor:
         out = np.empty((len(self.members), len(x)), dtype=np.float32)
         for s in range(0, len(x), batch_size):
             out[:, s:s + batch_size] = stacked.outputs(x[s:s + batch_size])
-        acc = out.astype(np.float64) * self.target_stats["std"] + self.target_stats["mean"]
-        # An accuracy is a fraction: each member's extrapolation is cut at 0 and 1 (the score
-        # bounds) before the ensemble statistics, or a search would chase "accuracies" above 100 %.
-        bounds = self.config["score_bounds"]
-        if bounds is not None:
-            np.clip(acc, bounds[0], bounds[1], out=acc)
-        return acc.mean(0), acc.std(0)
+        return ensemble_stats(out, self.target_stats, self.config["score_bounds"])
 
     def predict(self, candidates, batch_size: int = 65536):
         """(mean, std) predicted accuracy of candidates (or encoded rows)."""

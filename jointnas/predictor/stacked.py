@@ -16,6 +16,7 @@ import numpy as np
 
 # Rows per chunk: keeps the (members, rows, hidden) intermediates in cache-sized pieces.
 CHUNK = 2048
+DEFAULT_SCORE_BOUNDS = (0.0, 1.0)  # the predictor's, and a checkpoint's that saved none
 
 
 def _linears(sequential) -> list:
@@ -36,12 +37,30 @@ class StackedMembers:
         # Tensors made under torch.inference_mode() keep no version counter: then restack each time.
         self._tracked = not any(t.is_inference() for t in self._weights)
         self._versions = self._weight_versions() if self._tracked else None
-        first = members[0]
-        self.arch_width = int(first.arch_width)
-        enc = [[_arrays(l) for l in _linears(m.encoder.body)] for m in members]
-        head = [[_arrays(l) for l in _linears(m.head.body)] for m in members]
-        out = [_arrays(m.head.out) for m in members]
-        n = len(members)
+        self._stack([[_arrays(l) for l in _linears(m.encoder.body)] for m in members],
+                    [[_arrays(l) for l in _linears(m.head.body)] for m in members],
+                    [_arrays(m.head.out) for m in members], int(members[0].arch_width))
+
+    @classmethod
+    def from_state_dicts(cls, state_dicts: Sequence[dict], arch_width: int) -> "StackedMembers":
+        """The same from the members' saved state dicts of numpy arrays (no torch needed)."""
+        self = cls.__new__(cls)
+        self._sources, self._tracked = [], False
+
+        def layers(sd, prefix):
+            idx = sorted({int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix)})
+            return [(np.asarray(sd[f"{prefix}{i}.weight"], np.float32), np.asarray(sd[f"{prefix}{i}.bias"], np.float32))
+                    for i in idx]
+
+        self._stack([layers(sd, "encoder.body.") for sd in state_dicts], [layers(sd, "head.body.") for sd in state_dicts],
+                    [(np.asarray(sd["head.out.weight"], np.float32), np.asarray(sd["head.out.bias"], np.float32))
+                     for sd in state_dicts], int(arch_width))
+        return self
+
+    def _stack(self, enc: list, head: list, out: list, arch_width: int) -> None:
+        """Stack per-member (weight, bias) arrays: ``enc``/``head`` per member a list of layers."""
+        n = len(enc)
+        self.arch_width = arch_width
         # First encoder layer of every member as one (arch_width, members * hidden) matrix.
         w0 = np.stack([e[0][0] for e in enc])                        # (M, H, A)
         self.hidden0 = w0.shape[1]
@@ -104,3 +123,41 @@ def _layers(h: np.ndarray, layers: List[tuple]) -> np.ndarray:
         h += b
         np.maximum(h, 0.0, out=h)
     return h
+
+
+def ensemble_stats(out: np.ndarray, target_stats: dict, bounds) -> tuple:
+    """(mean, std) over members of their standardised outputs ``out`` (members, rows) in score
+    units. Each member's prediction is clipped to the score bounds first: an accuracy is a
+    fraction, so each member's extrapolation is cut at 0 and 1 before the ensemble statistics,
+    or a search would chase "accuracies" above 100 %."""
+    acc = out.astype(np.float64) * target_stats["std"] + target_stats["mean"]
+    if bounds is not None:
+        np.clip(acc, bounds[0], bounds[1], out=acc)
+    return acc.mean(0), acc.std(0)
+
+
+class StackedScorer:
+    """A saved MLP-ensemble predictor reduced to its scoring, numpy only: what the fine stage uses
+    (``predict_encoded``, ``predict``), read by :func:`jointnas.predictor.checkpoint.load_scorer`."""
+
+    kind = "mlp"
+
+    def __init__(self, space, config: dict, target_stats: dict, members: Sequence[dict], info=None):
+        if not members:
+            raise ValueError("the checkpoint holds no fitted members")
+        self.space, self.config, self.target_stats, self.info = space, dict(config), dict(target_stats), info
+        self.config.setdefault("score_bounds", list(DEFAULT_SCORE_BOUNDS))
+        self.stacked = StackedMembers.from_state_dicts(members, space.arch_width)
+
+    def predict_encoded(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.space.encoding_width:
+            raise ValueError(f"encoded rows for space {self.space.name} must have shape "
+                             f"(n, {self.space.encoding_width}), got {x.shape}")
+        return ensemble_stats(self.stacked.outputs(x), self.target_stats, self.config.get("score_bounds"))
+
+    def predict(self, candidates):
+        return self.predict_encoded(self.space.encode(list(candidates)))
+
+    def __repr__(self):
+        return f"StackedScorer(space={self.space.name!r}, ensemble={self.stacked.members}, numpy scoring only)"
