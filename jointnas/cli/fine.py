@@ -150,13 +150,13 @@ def _measured_seeds(store) -> list:
 
 def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
     """(predictor, space, seeds, source description, store or None)."""
-    from ..predictor import load_scorer as load_surrogate  # numpy scoring: no torch import
+    from ..predictor import load_scorer  # numpy scoring: no torch import
 
     if args.predictor is not None:
         if not args.predictor.is_file():
             raise UsageError(f"--predictor {args.predictor}: no such file; pass a checkpoint written by "
                              "'jointnas coarse' (RUN/predictors/iter<k>.pt) or a shipped one (predictors/*.pt)")
-        predictor = load_surrogate(args.predictor, space=args.space)
+        predictor = load_scorer(args.predictor, space=args.space)
         return predictor, predictor.space, [], {"predictor": str(args.predictor)}, None
     run_dir = args.run if args.run is not None else latest_run()
     if run_dir is None:
@@ -166,7 +166,7 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
             raise UsageError(f"no run under runs/ and no shipped predictor for space {space_name}; run "
                              "'jointnas coarse' first, or pass --run DIR or --predictor FILE.pt")
         sys.stderr.write(f"no run under runs/: scoring with the shipped predictor {path}\n")
-        predictor = load_surrogate(path, space=args.space)
+        predictor = load_scorer(path, space=args.space)
         return predictor, predictor.space, [], {"predictor": str(path)}, None
     from ..catalog import load_space
     from ..coarse_config import run_space
@@ -183,7 +183,7 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
         store.close()
         raise UsageError(f"--space {args.space}: run {run_dir} searched space {store.config['space']}; drop --space "
                          "or pass --predictor")
-    predictor = load_surrogate(path, space=space)
+    predictor = load_scorer(path, space=space)
     return predictor, space, _measured_seeds(store), {"run": str(run_dir), "predictor": str(path)}, store
 
 

@@ -14,7 +14,6 @@ __all__ = ["FORMAT_VERSION", "Predictor", "PredictorError", "Surrogate", "evalua
            "load_surrogate", "ranking_metrics"]
 
 
-
 def __getattr__(name):
     # The torch predictor on first use only: scoring a saved one (the fine stage) needs no torch.
     if name == "Predictor":

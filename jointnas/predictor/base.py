@@ -74,7 +74,6 @@ def load_surrogate(path, space=None):
     return surrogate_loader(checkpoint_kind(path))(path, space)
 
 
-
 def load_scorer(path, space=None):
     """What the fine stage needs of the surrogate saved at ``path``: ``predict_encoded`` (and
     ``predict``), without torch where its kind has a numpy scorer (the catalog's ``SCORER_LOADERS``)."""
