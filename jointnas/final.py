@@ -66,7 +66,7 @@ def retrain_winner(search, trial, expected: Optional[float] = None) -> dict:
     winner = trial.candidate
     epochs = winner.recipe.get("epochs")
     save_to = str(search.store.run_dir / WINNER_DIR)
-    # Only the end of these trainings is reported, so they validate once (BENCHMARKS.md, "Result stage").
+    # Only the end of these trainings is reported, so they validate once (BENCHMARKS.md, "Small-map paths", part 3).
     jobs = [Job(WINNER_ID, winner.to_dict(), search.space, search.evaluator, epochs, search.config.seed, test=True,
                 save_to=save_to, validate_every_epoch=False)]
     base = baseline_of(search.space, search.config.baseline)

@@ -52,7 +52,8 @@ class StackedMembers:
             return [(np.asarray(sd[f"{prefix}{i}.weight"], np.float32), np.asarray(sd[f"{prefix}{i}.bias"], np.float32))
                     for i in idx]
 
-        self._stack([layers(sd, "encoder.body.") for sd in state_dicts], [layers(sd, "head.body.") for sd in state_dicts],
+        self._stack([layers(sd, "encoder.body.") for sd in state_dicts],
+                    [layers(sd, "head.body.") for sd in state_dicts],
                     [(np.asarray(sd["head.out.weight"], np.float32), np.asarray(sd["head.out.bias"], np.float32))
                      for sd in state_dicts], int(arch_width))
         return self
