@@ -98,6 +98,7 @@ class CoarseSearch:
         from .run_clock import RunClock
 
         self.clock = RunClock()
+        self._extrapolator = (None, None)  # (epoch, its ScheduleExtrapolator or None), fitted once per epoch
 
     # ---- starting and continuing
     @classmethod
@@ -225,7 +226,7 @@ class CoarseSearch:
         epoch = (self.calibration() or {}).get("chosen_epoch")
         if not self.config.prior_pairs or epoch is None or self.chosen_fidelity() is not None:
             return None
-        if getattr(self, "_extrapolator", (None,))[0] != epoch:
+        if self._extrapolator[0] != epoch:
             from .extrapolate import from_pairs
 
             self._extrapolator = (epoch, from_pairs(self.config.prior_pairs, self.space, epoch,

@@ -40,21 +40,35 @@ class Surrogate(Protocol):
         """Write a checkpoint (atomically) that :func:`load_surrogate` reads back."""
 
 
-def read_checkpoint(path) -> dict:
-    """The top-level mapping of a surrogate checkpoint, tensors as numpy arrays, read without torch
-    (:mod:`jointnas.tensorfile`: no code in the file runs)."""
-    from ..tensorfile import TensorFileError, load
+def read_checkpoint(path, error=UsageError, what: str = "surrogate") -> dict:
+    """The top-level mapping of a ``what`` checkpoint, tensors as numpy arrays, read without torch
+    (:mod:`jointnas.tensorfile`: no code in the file runs); any problem is an ``error`` naming the file."""
+    from ..tensorfile import Refused, TensorFileError, load
 
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"no surrogate checkpoint at {path}")
+        raise error(f"no {what} checkpoint at {path}")
     try:
         state = load(path)
+    except Refused as e:
+        raise error(f"{path} is not a jointnas checkpoint ({e.reason[:120]}); "
+                    "it was refused without running any of its contents") from None
     except TensorFileError as e:
-        raise UsageError(f"{path} is not a readable surrogate checkpoint: {e.reason[:200]}") from None
+        raise error(f"{path} is not a readable {what} checkpoint (damaged, truncated or not a "
+                    f"torch file): {e.reason[:200]}") from None
     if not isinstance(state, dict):
-        raise UsageError(f"{path} is a torch file but not a jointnas surrogate checkpoint")
+        raise error(f"{path} is a torch file but not a jointnas {what} checkpoint")
     return state
+
+
+def encoded_rows(space, rows, arch_only_ok: bool = False) -> np.ndarray:
+    """``rows`` (already encoded with ``space.encode``) as contiguous float32, or a PredictorError
+    when they do not have the space's width (or, with ``arch_only_ok``, its arch part's)."""
+    width = space.encoding_width
+    ok = rows.ndim == 2 and (rows.shape[1] == width or (arch_only_ok and rows.shape[1] == space.arch_width))
+    if not ok:
+        raise PredictorError(f"encoded rows for space {space.name} must have shape (n, {width}), got {rows.shape}")
+    return np.ascontiguousarray(rows, dtype=np.float32)
 
 
 def checkpoint_kind(path) -> str:

@@ -113,20 +113,10 @@ def checked_state(path, space=None):
     """(state, space) of the predictor checkpoint at ``path``, tensors as numpy arrays, after every
     check: a jointnas predictor, this format version, an intact checksum, ``space``'s fingerprint
     (default: the space the file names)."""
-    from ..tensorfile import Refused, TensorFileError, load
+    from .base import read_checkpoint
 
-    path = Path(path)
-    if not path.is_file():
-        raise PredictorError(f"no predictor checkpoint at {path}")
-    try:
-        state = load(path)
-    except Refused as e:
-        raise PredictorError(f"{path} is not a jointnas checkpoint ({e.reason[:120]}); "
-                             "it was refused without running any of its contents") from None
-    except TensorFileError as e:
-        raise PredictorError(f"{path} is not a readable predictor checkpoint (damaged, truncated or not a "
-                             f"torch file): {e.reason[:200]}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    state = read_checkpoint(path, PredictorError, "predictor")
+    if state.get("format") != FORMAT:
         raise PredictorError(f"{path} is a torch file but not a jointnas predictor checkpoint")
     version = state.get("format_version")
     if version != FORMAT_VERSION:

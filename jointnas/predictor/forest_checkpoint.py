@@ -16,17 +16,11 @@ def save_forest(forest: ForestSurrogate, path) -> None:
 
 
 def load_forest(path, space) -> ForestSurrogate:
-    from ..tensorfile import TensorFileError, load
+    from .base import read_checkpoint
 
-    try:
-        state = load(path)
-    except TensorFileError as e:
-        if e.reason == "no such file":
-            raise ForestError(f"no surrogate checkpoint at {path}") from None
-        raise ForestError(f"{path} is not a readable surrogate checkpoint ({e.reason[:160]})") from None
-    if not isinstance(state, dict) or state.get("kind") != KIND:
-        raise ForestError(f"{path} holds a surrogate of kind {state.get('kind') if isinstance(state, dict) else None!r}, "
-                          f"not {KIND!r}")
+    state = read_checkpoint(path, ForestError)
+    if state.get("kind") != KIND:
+        raise ForestError(f"{path} holds a surrogate of kind {state.get('kind')!r}, not {KIND!r}")
     if space is None or isinstance(space, str):
         from ..catalog import load_space
 

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from ..errors import SpaceError
 from ..space import SearchSpace
-from .base import PredictorError
+from .base import PredictorError, encoded_rows
 from .network import Member, ProxyModel
 from .stacked import DEFAULT_SCORE_BOUNDS, StackedMembers, ensemble_stats
 
@@ -88,16 +88,10 @@ class Predictor:
 
     def encode(self, candidates, *, arch_only_ok: bool = False) -> np.ndarray:
         """Candidates, or already-encoded rows (numpy/torch, ``space.encoding_width`` columns), as float32."""
-        width = self.space.encoding_width
         if isinstance(candidates, torch.Tensor):
             candidates = candidates.detach().cpu().numpy()
         if isinstance(candidates, np.ndarray):
-            ok = candidates.ndim == 2 and (candidates.shape[1] == width
-                                           or (arch_only_ok and candidates.shape[1] == self.space.arch_width))
-            if not ok:
-                raise PredictorError(f"encoded rows for space {self.space.name} must have shape (n, {width}), "
-                                     f"got {candidates.shape}")
-            return np.ascontiguousarray(candidates, dtype=np.float32)
+            return encoded_rows(self.space, candidates, arch_only_ok)
         try:
             return self.space.encode(list(candidates))
         except SpaceError:

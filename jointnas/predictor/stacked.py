@@ -14,6 +14,8 @@ from typing import List, Sequence
 
 import numpy as np
 
+from .base import encoded_rows
+
 # Rows per chunk: keeps the (members, rows, hidden) intermediates in cache-sized pieces.
 CHUNK = 2048
 DEFAULT_SCORE_BOUNDS = (0.0, 1.0)  # the predictor's, and a checkpoint's that saved none
@@ -151,10 +153,7 @@ class StackedScorer:
         self.stacked = StackedMembers.from_state_dicts(members, space.arch_width)
 
     def predict_encoded(self, x):
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != self.space.encoding_width:
-            raise ValueError(f"encoded rows for space {self.space.name} must have shape "
-                             f"(n, {self.space.encoding_width}), got {x.shape}")
+        x = encoded_rows(self.space, np.asarray(x))
         return ensemble_stats(self.stacked.outputs(x), self.target_stats, self.config.get("score_bounds"))
 
     def predict(self, candidates):
