@@ -194,7 +194,7 @@ def build_optimizer(model: nn.Module, recipe: Mapping) -> torch.optim.Optimizer:
     groups = param_groups(model, float(recipe["weight_decay"]))
     lr, name, momentum = float(recipe["lr"]), recipe["optimizer"], float(recipe["momentum"])
     # One fused kernel over all parameters instead of a Python loop over tensors: on a CPU an
-    # AdamW step of a 7 M-parameter net takes 8 ms instead of 57 (BENCHMARKS.md, "Small-map paths").
+    # AdamW step of FBNetV3_A takes 9 ms instead of 50 (BENCHMARKS.md, "Small-map paths", part 4).
     # torch has no fused RMSprop.
     fused = {"fused": True} if _fusable(model) else {}
     if name in ("sgd", "sgd_plain"):  # Nesterov needs a momentum; without one both are plain SGD
