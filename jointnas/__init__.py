@@ -21,17 +21,17 @@ _EXPORTS = {
     "CategoricalDim": "space", "BoolDim": "space", "sample_pool": "space",
     "load_space": "catalog", "space_from_dict": "catalog", "register_family": "catalog",
     # families and costs
-    "ModelFamily": "families.base", "Cost": "families.base", "count_cost": "cost", "count_costs": "cost",
-    "count_cost_fvcore": "cost", "build_model": "families.mbconv_net",
+    "ModelFamily": "families.base", "Cost": "families.base", "count_cost": "families.cost", "count_costs": "families.cost",
+    "count_cost_fvcore": "families.cost", "build_model": "families.mbconv_net",
     # evaluation
-    "Evaluator": "evaluators", "TrainEvaluator": "evaluators", "FunctionEvaluator": "evaluators",
-    "TrialResult": "trial", "Task": "data", "load_task": "data", "task_resolution": "data",
-    "TrainResult": "trainer", "train": "trainer",
+    "Evaluator": "evaluation.evaluators", "TrainEvaluator": "evaluation.evaluators", "FunctionEvaluator": "evaluation.evaluators",
+    "TrialResult": "trial", "Task": "evaluation.data", "load_task": "evaluation.data", "task_resolution": "evaluation.data",
+    "TrainResult": "evaluation.trainer", "train": "evaluation.trainer",
     # search
-    "Predictor": "predictor", "Surrogate": "predictor.base", "load_surrogate": "predictor.base",
-    "CoarseSearch": "coarse", "CoarseConfig": "coarse", "Study": "study", "Budget": "budget",
-    "fine_search": "fine", "SearchSettings": "fine",
-    "SerialExecutor": "executor", "LocalExecutor": "executor",
+    "Predictor": "surrogates", "Surrogate": "surrogates.base", "load_surrogate": "surrogates.base",
+    "CoarseSearch": "coarse.search", "CoarseConfig": "coarse.search", "Study": "coarse.study", "Budget": "budget",
+    "fine_search": "fine.problem", "SearchSettings": "fine.problem",
+    "SerialExecutor": "execution.local", "LocalExecutor": "execution.local",
     # errors
     "JointnasError": "errors", "UsageError": "errors", "SpaceError": "errors",
 }

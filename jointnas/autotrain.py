@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence
 import yaml
 
 from .errors import UsageError
-from .ranking import ranked_in
+from .coarse.ranking import ranked_in
 
 # The fine stage's pick is an extrapolation of the predictor; it is taken only when the predictor
 # ranked the trained recipes it had not seen (k-fold, out of fold) at least this well. Below it,
@@ -95,7 +95,7 @@ def _label(arch: dict) -> str:
 def default_config(**settings):
     """The coarse settings of an autotrain run: :class:`CoarseConfig` with :data:`SURROGATE`
     unless ``settings`` name another ``surrogate``."""
-    from .coarse import CoarseConfig
+    from .coarse.search import CoarseConfig
 
     return CoarseConfig(**{"surrogate": SURROGATE, **settings})
 
@@ -107,10 +107,10 @@ def autotrain(run_dir, space, evaluator, config=None, *, fine_settings=None, exe
     :func:`default_config`); ``epochs``: the schedule length held fixed by the space (written
     into the recipe for humans)."""
     from .budget import Budget
-    from .coarse import CoarseSearch
-    from .fine import SearchSettings, fine_search
-    from .predictor import load_surrogate
-    from .store import RunStore
+    from .coarse.search import CoarseSearch
+    from .fine.problem import SearchSettings, fine_search
+    from .surrogates import load_surrogate
+    from .store.run_store import RunStore
 
     run_dir = Path(run_dir)
     config = config if config is not None else default_config()
@@ -164,7 +164,7 @@ def choose(fine_pick, best_trained, predictor_eval: Optional[list]):
 
 
 def _measured_seeds(search) -> List[tuple]:
-    """(candidate, score) of the run's trained candidates, best first (:mod:`jointnas.ranking`)."""
+    """(candidate, score) of the run's trained candidates, best first (:mod:`jointnas.coarse.ranking`)."""
     return [(t.candidate, s) for t, s in ranked_in(search.store)]
 
 

@@ -30,36 +30,36 @@ FAMILIES: Dict[str, Union[str, Callable]] = {
 # and ``load(path, space)`` for its checkpoints (or "module:factory", with the loader in
 # SURROGATE_LOADERS). The name is also the ``kind`` its checkpoints carry.
 SURROGATES: Dict[str, Union[str, Callable]] = {
-    "mlp": "jointnas.predictor.mlp_ensemble",
-    "forest": "jointnas.predictor.forest",
+    "mlp": "jointnas.surrogates.mlp.ensemble",
+    "forest": "jointnas.surrogates.forest",
 }
 SURROGATE_LOADERS: Dict[str, Union[str, Callable]] = {}   # kind -> ``load(path, space)``, where not above
 # kind -> ``load(path, space)`` of a scoring-only surrogate without torch (the fine stage); others: SURROGATE_LOADERS
-SCORER_LOADERS: Dict[str, Union[str, Callable]] = {"mlp": "jointnas.predictor.checkpoint:load_scorer"}
+SCORER_LOADERS: Dict[str, Union[str, Callable]] = {"mlp": "jointnas.surrogates.mlp.checkpoint:load_scorer"}
 # name -> coarse batch policy class, built as ``cls(explore=...)``
 POLICIES: Dict[str, Union[str, Callable]] = {
-    "ucb": "jointnas.strategies.batch:DiverseThenUCB",
-    "ei": "jointnas.strategies.batch:DiverseThenEI",
-    "thompson": "jointnas.strategies.batch:DiverseThenThompson",
+    "ucb": "jointnas.coarse.policies:DiverseThenUCB",
+    "ei": "jointnas.coarse.policies:DiverseThenEI",
+    "thompson": "jointnas.coarse.policies:DiverseThenThompson",
 }
 # name -> fine-stage strategy class, built as ``cls(settings: SearchSettings)``
 STRATEGIES: Dict[str, Union[str, Callable]] = {
-    "evolution": "jointnas.strategies.evolution:Evolution",
-    "random": "jointnas.strategies.random:RandomSearch",
+    "evolution": "jointnas.fine.evolution:Evolution",
+    "random": "jointnas.fine.random:RandomSearch",
 }
 # name -> executor class, built as ``cls(workers=..., device=...)``
 EXECUTORS: Dict[str, Union[str, Callable]] = {
-    "local": "jointnas.executor:LocalExecutor",
-    "serial": "jointnas.executor:SerialExecutor",
-    "ray": "jointnas.executor_ray:RayExecutor",        # optional extra jointnas[ray]
+    "local": "jointnas.execution.local:LocalExecutor",
+    "serial": "jointnas.execution.local:SerialExecutor",
+    "ray": "jointnas.execution.ray:RayExecutor",        # optional extra jointnas[ray]
 }
 # evaluator kind (the part of a spec before ':') -> ``make(argument, **options) -> Evaluator``;
 # a spec whose kind is not here is ``module:function``, a Python objective.
 EVALUATORS: Dict[str, Union[str, Callable]] = {
-    "train": "jointnas.evaluators:TrainEvaluator.from_spec",
-    "tabular": "jointnas.tabular:TabularEvaluator.from_spec",
+    "train": "jointnas.evaluation.evaluators:TrainEvaluator.from_spec",
+    "tabular": "jointnas.evaluation.tabular:TabularEvaluator.from_spec",
 }
-FUNCTION_EVALUATOR = "jointnas.evaluators:FunctionEvaluator.from_spec"
+FUNCTION_EVALUATOR = "jointnas.evaluation.evaluators:FunctionEvaluator.from_spec"
 
 
 def resolve(registry: Dict[str, Union[str, Callable]], name: str, what: str) -> Callable:

@@ -12,7 +12,7 @@
 - ``model.ts``        optionally, the same as TorchScript (deprecated in current torch).
 
 ``candidate.json``'s ``meta.target`` says what the predicted accuracy means (data, split, epoch,
-epoch cap, training subset, seed; :mod:`jointnas.target`), so that ``jointnas train`` can
+epoch cap, training subset, seed; :mod:`jointnas.evaluation.target`), so that ``jointnas train`` can
 compare it like for like.
 
 An ``index.json`` in the export directory lists the candidates best first.
@@ -58,7 +58,7 @@ def _builder_python(key: str, arch: dict, network: dict, num_classes: int, in_ch
 Trained weights: `jointnas train --candidate candidate.json --save DIR` writes DIR/weights.pt for
 the training data's classes and channels; load them with
 
-    from jointnas.saved_model import load_trained
+    from jointnas.evaluation.saved_model import load_trained
     model, candidate = load_trained("DIR")
 
 Run this file to check that the model builds: python build_model.py
@@ -83,7 +83,7 @@ if __name__ == "__main__":
 
 def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: bool = False, onnx: bool = False,
                       context: Optional[dict] = None) -> List[Path]:
-    """Write each of ``entries`` (:class:`jointnas.fine.Scored`, best first) under ``out_dir``.
+    """Write each of ``entries`` (:class:`jointnas.fine.problem.Scored`, best first) under ``out_dir``.
 
     ``context`` (budget, predictor, seed...) is copied into every candidate's ``meta``; its
     ``target`` (what the prediction means) is found from its ``run``/``predictor`` when absent.
@@ -91,7 +91,7 @@ def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: 
     """
     context = dict(context or {})
     if "target" not in context:
-        from .target import source_target
+        from .evaluation.target import source_target
 
         target = source_target(context)
         context["target"] = target.to_dict() if target is not None else None

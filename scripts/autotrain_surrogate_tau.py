@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 def jointnas_pairs(model: str, args):
     """(candidates, scores) of a jointnas run: the coarse stage's own training set (calibrated epoch)."""
     import bench_autotrain as bench
-    from jointnas.coarse import CoarseSearch
+    from jointnas.coarse.search import CoarseSearch
 
     with CoarseSearch.open(args.out / f"jointnas-{model}", bench.evaluator_for(args)) as search:
         trials, y = search.training_set()
@@ -47,7 +47,7 @@ def tpe_pairs(model: str, args):
 
 def tau(name: str, space, cands, y, fold_seed: int) -> dict:
     from jointnas import catalog
-    from jointnas.predictor.evaluate import cross_validate
+    from jointnas.surrogates.evaluate import cross_validate
 
     template = catalog.make_surrogate(name, space, seed=0, ensemble=5, score_bounds=(0.0, 1.0))
     start = time.process_time()

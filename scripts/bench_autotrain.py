@@ -83,7 +83,7 @@ def space_for(model: str, args):
 
 
 def evaluator_for(args):
-    from jointnas.evaluators import TrainEvaluator
+    from jointnas.evaluation.evaluators import TrainEvaluator
 
     class SubsetEvaluator(TrainEvaluator):
         """Scores on the first --val-subset validation images (every epoch of every trial is evaluated)."""
@@ -95,7 +95,7 @@ def evaluator_for(args):
 
 
 def task_for(args, seed: int):
-    from jointnas.data import load_task
+    from jointnas.evaluation.data import load_task
 
     return load_task(args.data, seed=seed).shrink(train=args.train_subset, val=args.val_subset,
                                                   test=args.test_subset)
@@ -120,7 +120,7 @@ def fine_pick(model: str, args) -> dict:
 
 def jointnas_recipe(model: str, args):
     from jointnas.autotrain import autotrain, default_config
-    from jointnas.executor import SerialExecutor
+    from jointnas.execution.local import SerialExecutor
 
     config = default_config(pool=args.pool, seed=args.seed, batch=args.batch, iterations=args.trials // args.batch,
                             epoch_cap=args.epochs, rank_threshold=1.0,
@@ -201,7 +201,7 @@ class Results:
 
 def retrain(model: str, label: str, recipe: dict, args) -> list:
     from jointnas.space import Candidate
-    from jointnas.trainer import train
+    from jointnas.evaluation.trainer import train
 
     space = space_for(model, args)
     results = Results(args.out / f"results-{model}.jsonl")

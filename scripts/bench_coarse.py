@@ -59,8 +59,8 @@ def run_command(extra) -> dict:
 
 def breakdown(run_dir: Path, start: float) -> dict:
     """Where the time went, from the timestamps the run's store keeps."""
-    from jointnas.executor import usable_cpus
-    from jointnas.store import RunStore
+    from jointnas.execution.local import usable_cpus
+    from jointnas.store.run_store import RunStore
 
     with RunStore.open(run_dir) as store:
         trials = store.trials()

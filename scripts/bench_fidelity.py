@@ -4,7 +4,7 @@
 """
 import time, json, os
 from jointnas.catalog import load_space
-from jointnas.evaluators import TrainEvaluator
+from jointnas.evaluation.evaluators import TrainEvaluator
 s = load_space('fbnetv3'); c = s.preset('FBNetV3_A')
 e = TrainEvaluator('digits', device='cpu')
 e.evaluate(c, s, epochs=1, seed=0, fidelity={'data': 1/64})   # warm: imports, data

@@ -79,8 +79,8 @@ def fit_synthetic_predictor(path: Path) -> None:
     import torch
 
     from jointnas import load_space, sample_pool
-    from jointnas.predictor import Predictor
-    from jointnas.cost import count_costs
+    from jointnas.surrogates import Predictor
+    from jointnas.families.cost import count_costs
 
     torch.set_num_threads(1)
     space = load_space("fbnetv3")
@@ -97,8 +97,8 @@ def cpu_rates(payload: dict, seed: int, population) -> tuple:
     import torch
 
     from jointnas.budget import Budget
-    from jointnas.fine import SearchSettings, fine_search
-    from jointnas.predictor import Predictor
+    from jointnas.fine.problem import SearchSettings, fine_search
+    from jointnas.surrogates import Predictor
 
     torch.set_num_threads(1)
     predictor = Predictor.load(payload["predictor"])
@@ -125,7 +125,7 @@ def cpu_rates(payload: dict, seed: int, population) -> tuple:
 
 def true_synthetic(candidate) -> float:
     from jointnas import load_space
-    from jointnas.cost import count_costs
+    from jointnas.families.cost import count_costs
 
     space = load_space(candidate.space)
     return float(synthetic_accuracy(space, [candidate], count_costs([candidate], space))[0])

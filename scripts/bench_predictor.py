@@ -103,7 +103,7 @@ def ridge_predictions(x_train, y_train, x_test):
 
 
 def learning_curve(space, x, y, log_flops, sizes, repeats, n_test, pretrained_for, ensemble, label):
-    from jointnas.predictor import Predictor, ranking_metrics
+    from jointnas.surrogates import Predictor, ranking_metrics
 
     results = []
     for n in sizes:
@@ -129,7 +129,7 @@ def learning_curve(space, x, y, log_flops, sizes, repeats, n_test, pretrained_fo
 def confirm_early_stopping_choice(space, x, y, n_first, pretrained_for, ensemble, seeds=5):
     """Kendall tau on rows [n_first:] of predictors fitted on rows [:n_first]: early stopping
     from 10 pairs (the earlier default) vs from 100 (the current one), with and without pretraining."""
-    from jointnas.predictor import Predictor, ranking_metrics
+    from jointnas.surrogates import Predictor, ranking_metrics
 
     out = {"n_fit": n_first, "n_test": int(len(y) - n_first)}
     for key, early_from in (("early_stop_from_10", 10), ("early_stop_from_100", 100)):
@@ -155,8 +155,8 @@ def main(argv=None) -> int:
     import copy
 
     from jointnas import sample_pool
-    from jointnas.predictor import Predictor, evaluate
-    from jointnas.cost import count_costs
+    from jointnas.surrogates import Predictor, evaluate
+    from jointnas.families.cost import count_costs
     from jointnas.catalog import load_space
 
     space = load_space(args.space)

@@ -186,7 +186,7 @@ def run_jointnas(table, ev, seed, pool=None, policy="ucb", explore=1.0, batch=1,
     of it, one seed each) ranks the first batch and is one more input feature.
     ``candidates``: score only that many random untried rows plus every one-column neighbour
     of the 10 best evaluated rows (SMAC's random + local candidates) instead of the whole pool."""
-    from jointnas.strategies import batch as policies
+    from jointnas.coarse import policies
 
     x, feats = pool["x"], pool["features"] if proxies else pool["x"]
     rng = np.random.default_rng(seed)
@@ -214,7 +214,7 @@ def run_jointnas(table, ev, seed, pool=None, policy="ucb", explore=1.0, batch=1,
     else:
         evaluate([int(r) for r in rng.choice(len(table), first, replace=False)])
     while True:
-        from jointnas.predictor.forest import ForestSurrogate
+        from jointnas.surrogates.forest import ForestSurrogate
 
         # features are the space's encoding (+ proxies, + the warm-start prior): fitted directly
         model = ForestSurrogate(None, trees=trees, method=forest, min_leaf=min_leaf, seed=seed + len(rows))
@@ -252,8 +252,8 @@ def neighbours(table, row: int) -> list:
 def warm_prior(table, warm: str, n: int, seed: int, feats, trees: int) -> np.ndarray:
     """Predicted score of every row by a forest fitted on ``n`` random one-seed evaluations of
     the related task ``warm`` (same configurations, another dataset)."""
-    from jointnas.predictor.forest import ForestSurrogate
-    from jointnas.tabular import load_table
+    from jointnas.surrogates.forest import ForestSurrogate
+    from jointnas.evaluation.tabular import load_table
 
     other = load_table(TASKS[warm])
     if other.keys != table.keys:
@@ -335,7 +335,7 @@ DEFAULT_METHODS = ["random", "evolution", "optuna-tpe", "optuna-tpe-independent"
 
 def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict, stop_at_top01: bool = False) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from jointnas.tabular import load_table
+    from jointnas.evaluation.tabular import load_table
 
     table = load_table(TASKS[task])
     fn, kw = METHODS[method]
@@ -346,7 +346,7 @@ def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict, s
         if task not in _POOL_CACHE:
             _POOL_CACHE[task] = pool_arrays(table)
         kw["pool"] = _POOL_CACHE[task]
-        import jointnas.predictor.forest  # noqa: F401 - imports are not the search's time
+        import jointnas.surrogates.forest  # noqa: F401 - imports are not the search's time
         import sklearn.tree  # noqa: F401
     seed = 1000 * repeat + 17
     ev = Repeat(table, cap, seed, stop_at_top01)

@@ -4,7 +4,7 @@ Side by side in one run, on the same model (a preset, task-shaped) and the same 
 
 * naive: ``DataLoader`` over a dataset applying per-sample transforms (resize, padded random
   crop, normalise), NCHW fp32 model, plain SGD loop;
-* jointnas: :func:`jointnas.trainer.train` (tensors on the device, batched augmentation,
+* jointnas: :func:`jointnas.evaluation.trainer.train` (tensors on the device, batched augmentation,
   channels-last; bf16 autocast on CUDA), measured as its training-phase images/s.
 
 Then, with ``--full N``, the wall time of one complete training (the recipe's epochs) of the
@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torchvision import transforms as T
 
 from jointnas import load_space, sample_pool
-from jointnas.data import load_task, task_resolution
+from jointnas.evaluation.data import load_task, task_resolution
 from jointnas.families.mbconv_net import build_model
-from jointnas.trainer import resolve_device, train
+from jointnas.evaluation.trainer import resolve_device, train
 
 
 class PerSampleDataset(torch.utils.data.Dataset):

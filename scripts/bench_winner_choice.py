@@ -1,4 +1,4 @@
-"""Which trial to retrain: the early score's best vs the one jointnas.extrapolate expects to end best.
+"""Which trial to retrain: the early score's best vs the one jointnas.coarse.extrapolate expects to end best.
 
 On the shipped digits pairs (whole curves of 134 fbnetv3 candidates trained to the end of their
 recipes): each draw takes N pairs as "the run" (known up to the early-stop epoch) and the rest as
@@ -13,10 +13,10 @@ import argparse
 
 import numpy as np
 
-from jointnas.calibration import rank_correlation
+from jointnas.coarse.calibration import rank_correlation
 from jointnas.catalog import load_space
-from jointnas.extrapolate import ScheduleExtrapolator, whole_curves
-from jointnas.predictor.prior import read_prior_rows
+from jointnas.coarse.extrapolate import ScheduleExtrapolator, whole_curves
+from jointnas.surrogates.prior import read_prior_rows
 
 
 def main() -> None:

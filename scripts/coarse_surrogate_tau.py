@@ -37,17 +37,17 @@ def surrogates(kinds, space, pool, costs):
 
 
 def held_out_tau(template, prior, candidates, y, seed):
-    from jointnas.predictor.evaluate import cross_validate
-    from jointnas.predictor.prior import WithPrior
+    from jointnas.surrogates.evaluate import cross_validate
+    from jointnas.surrogates.prior import WithPrior
 
     tmpl = WithPrior(copy.deepcopy(template), *prior) if prior else copy.deepcopy(template)
     return cross_validate(tmpl, candidates, y, k=5, seed=seed)["kendall_tau_pooled"]
 
 
 def from_run(args):
-    from jointnas.coarse import CoarseSearch
-    from jointnas.predictor.prior import load_prior_pairs
-    from jointnas.store import RunStore
+    from jointnas.coarse.search import CoarseSearch
+    from jointnas.surrogates.prior import load_prior_pairs
+    from jointnas.store.run_store import RunStore
 
     with RunStore.open(args.run) as store:
         config = store.config
@@ -70,7 +70,7 @@ def from_run(args):
 
 def from_draws(args):
     from jointnas import load_space
-    from jointnas.predictor.prior import load_prior_pairs
+    from jointnas.surrogates.prior import load_prior_pairs
 
     space = load_space("fbnetv3")
     cands, y = load_prior_pairs(PAIRS, space, args.epoch, 0.1)

@@ -44,8 +44,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from jointnas import Candidate, load_space, sample_pool
-    from jointnas.predictor import Predictor, evaluate
-    from jointnas.cost import count_costs
+    from jointnas.surrogates import Predictor, evaluate
+    from jointnas.families.cost import count_costs
 
     space = load_space("fbnetv3")
     rows = [json.loads(line) for line in args.pairs.read_text().splitlines() if line.strip()][:args.rows]

@@ -98,10 +98,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     from jointnas import sample_pool
-    from jointnas.data import load_task
-    from jointnas.cost import count_costs
+    from jointnas.evaluation.data import load_task
+    from jointnas.families.cost import count_costs
     from jointnas.catalog import load_space
-    from jointnas.trainer import train
+    from jointnas.evaluation.trainer import train
 
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     epochs = None if args.epochs == "recipe" else int(args.epochs)

@@ -19,10 +19,10 @@ def test_a_torchvision_model_trains_on_digits_with_every_new_recipe_dimension():
 
     from jointnas.autotrain import fixed_arch_space
     from jointnas.catalog import load_space
-    from jointnas.data import load_task
+    from jointnas.evaluation.data import load_task
     from jointnas.families.torchvision import TorchvisionFamily
     from jointnas.space import Candidate
-    from jointnas.trainer import train
+    from jointnas.evaluation.trainer import train
 
     base = load_space("autotrain")
     space = fixed_arch_space(base, TorchvisionFamily(), {"model": "resnet18"})
@@ -43,7 +43,7 @@ AUTOTRAIN = ["autotrain", "--arch", "mobilenet_v3_small", "--data", "digits", "-
 
 def test_autotrain_on_digits_runs_coarse_and_fine_and_ends_with_a_recipe_and_its_train_command(tmp_path, capsys):
     from jointnas.catalog import load_space
-    from jointnas.store import RunStore
+    from jointnas.store.run_store import RunStore
 
     run = tmp_path / "run"
     assert main(AUTOTRAIN + ["--run", str(run), "--json"]) == 0
@@ -81,7 +81,7 @@ def test_with_the_arch_fixed_the_predictor_ranks_recipes_from_their_features_alo
     import math
 
     from jointnas.autotrain import fixed_arch_space
-    from jointnas.calibration import rank_correlation
+    from jointnas.coarse.calibration import rank_correlation
     from jointnas.catalog import load_space, make_surrogate
     from jointnas.families.torchvision import TorchvisionFamily
 
@@ -124,11 +124,11 @@ def _recipe_objective(candidate, report):
 def test_autotrain_ranks_recipes_with_a_forest_unless_the_config_names_the_mlp(tmp_path):
     from jointnas.autotrain import autotrain, default_config, fixed_arch_space
     from jointnas.catalog import load_space
-    from jointnas.evaluators import FunctionEvaluator
-    from jointnas.executor import SerialExecutor
+    from jointnas.evaluation.evaluators import FunctionEvaluator
+    from jointnas.execution.local import SerialExecutor
     from jointnas.families.torchvision import TorchvisionFamily
-    from jointnas.fine import SearchSettings
-    from jointnas.predictor import load_surrogate
+    from jointnas.fine.problem import SearchSettings
+    from jointnas.surrogates import load_surrogate
 
     space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"}, epochs=1)
     evaluator = FunctionEvaluator(_recipe_objective, score_bounds=(0.0, 1.0))

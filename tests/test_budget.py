@@ -5,7 +5,7 @@ import pytest
 from jointnas import count_cost, count_cost_fvcore, sample_pool
 from jointnas.budget import Budget, check_budget, cheapest_arch, cost_ordered_values, parse_flops, parse_params
 from jointnas.errors import UsageError
-from jointnas.cost import count_costs
+from jointnas.families.cost import count_costs
 
 VALID_FLOPS = [
     ("600MFLOPs", 600_000_000),

@@ -14,9 +14,9 @@ import yaml
 
 from jointnas import load_space, sample_pool
 from jointnas.cli import main
-from jointnas.coarse import acquisition_batch, calibrate, diverse_batch
-from jointnas.predictor import load_surrogate
-from jointnas.store import RunStore, Trial
+from jointnas.coarse.search import acquisition_batch, calibrate, diverse_batch
+from jointnas.surrogates import load_surrogate
+from jointnas.store.run_store import RunStore, Trial
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, ITERATIONS = 4, 2
@@ -105,8 +105,8 @@ def test_batch_choices():
 
 
 def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
-    from jointnas.evaluators import TrainEvaluator
-    from jointnas.executor import Job, LocalExecutor
+    from jointnas.evaluation.evaluators import TrainEvaluator
+    from jointnas.execution.local import Job, LocalExecutor
 
     space = load_space(tiny)
     cands = sample_pool(space, 2, seed=0)
@@ -132,8 +132,8 @@ def epochs_seen_while_running(ex, space, poll: float):
     over; the tiny space's epochs could all land within one poll."""
     from jointnas import Candidate
     from jointnas.budget import cheapest_arch
-    from jointnas.evaluators import TrainEvaluator
-    from jointnas.executor import Job
+    from jointnas.evaluation.evaluators import TrainEvaluator
+    from jointnas.execution.local import Job
 
     cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3), space=space.name)
     ex.submit(Job(7, cand.to_dict(), space, TrainEvaluator("digits", train_subset=256), 3, 0))
@@ -147,7 +147,7 @@ def epochs_seen_while_running(ex, space, poll: float):
 
 
 def test_a_running_job_reports_its_epochs(space):
-    from jointnas.executor import LocalExecutor
+    from jointnas.execution.local import LocalExecutor
 
     with LocalExecutor(1, "cpu") as ex:
         done, progress = epochs_seen_while_running(ex, space, poll=0.02)

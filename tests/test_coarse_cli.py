@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from jointnas.ranking import best_trials
-from jointnas.saved_model import load_trained
-from jointnas.store import RunStore
+from jointnas.coarse.ranking import best_trials
+from jointnas.evaluation.saved_model import load_trained
+from jointnas.store.run_store import RunStore
 from test_coarse import tiny_space_doc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_coarse_summary_ranks_by_the_rule_the_report_uses(json_run):
         epoch = store.results("calibration")[-1]["chosen_epoch"]
         expected = best_trials(store.trials(), epoch, top=5)
     assert [(b["trial"], b["score"]) for b in summary["best"]] == [(t.id, s) for t, s in expected]
-    from jointnas.coarse_summary import format_summary
+    from jointnas.coarse.summary import format_summary
 
     assert f"ranked by score at epoch {epoch}, the run's calibrated early stop" in format_summary(summary)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import jointnas.data as data
-from jointnas.data import load_task, read_idx, task_resolution
+import jointnas.evaluation.data as data
+from jointnas.evaluation.data import load_task, read_idx, task_resolution
 from jointnas.errors import UsageError
 from jointnas.families.mbconv_cost import min_input_size
 from jointnas.families.mbconv_net import build_model

@@ -16,9 +16,9 @@ import yaml
 
 from jointnas import load_space, sample_pool
 from jointnas.cli import main
-from jointnas.evaluators import TrainEvaluator
-from jointnas.executor import Job
-from jointnas.store import RunStore
+from jointnas.evaluation.evaluators import TrainEvaluator
+from jointnas.execution.local import Job
+from jointnas.store.run_store import RunStore
 from test_coarse import coarse_args, epochs_seen_while_running, tiny_space_doc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def _wait(ex, timeout=300):
 
 
 def test_a_trial_whose_ray_worker_is_killed_runs_again_on_a_new_worker(local_ray, tiny):
-    from jointnas.executor_ray import RayExecutor
+    from jointnas.execution.ray import RayExecutor
 
     jobs = _jobs(tiny, 2)
     with RayExecutor(1, max_retries=1) as ex:
@@ -179,8 +179,8 @@ def test_a_run_whose_ray_worker_dies_mid_trial_retries_that_trial_and_finishes_a
 
     from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, SerialExecutor
     from jointnas.catalog import space_from_dict
-    from jointnas.coarse import Progress
-    from jointnas.executor_ray import RayExecutor
+    from jointnas.coarse.search import Progress
+    from jointnas.execution.ray import RayExecutor
 
     space = space_from_dict(toy_objective.SPACE)
     config = dict(pool=16, batch=3, iterations=2, epoch_cap=None, ensemble=2, seed=0)
@@ -202,7 +202,7 @@ def test_a_run_whose_ray_worker_dies_mid_trial_retries_that_trial_and_finishes_a
 
 
 def test_a_trial_is_recorded_failed_once_its_retries_are_spent(local_ray, tiny):
-    from jointnas.executor_ray import RayExecutor
+    from jointnas.execution.ray import RayExecutor
 
     with RayExecutor(1, max_retries=0) as ex:
         ex.submit(_jobs(tiny, 1)[0])
@@ -213,7 +213,7 @@ def test_a_trial_is_recorded_failed_once_its_retries_are_spent(local_ray, tiny):
 
 
 def test_a_running_ray_trial_reports_its_epochs_to_the_driver(local_ray, space):
-    from jointnas.executor_ray import RayExecutor
+    from jointnas.execution.ray import RayExecutor
 
     with RayExecutor(1) as ex:
         done, progress = epochs_seen_while_running(ex, space, poll=0.05)
@@ -274,7 +274,7 @@ def test_ray_flags_without_executor_ray_exit_2(tmp_path, capsys, tiny):
 
 def test_the_core_package_never_imports_ray():
     # Not even the catalog's entry for the Ray executor: ray is imported when a RayExecutor is made.
-    code = ("import sys, jointnas, jointnas.cli, jointnas.coarse, jointnas.executor, jointnas.cli.coarse; "
+    code = ("import sys, jointnas, jointnas.cli, jointnas.coarse.search, jointnas.execution.local, jointnas.cli.coarse; "
             "from jointnas import catalog; from jointnas.cli import build_parser; build_parser(); "
             "catalog.resolve(catalog.EXECUTORS, 'ray', 'executor'); "
             "assert 'ray' not in sys.modules, 'ray imported'")

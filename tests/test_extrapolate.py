@@ -7,8 +7,8 @@ import pytest
 import schedule_objective as so
 from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, SerialExecutor
 from jointnas.catalog import space_from_dict
-from jointnas.coarse import Progress, format_summary
-from jointnas.extrapolate import MIN_CURVES, ScheduleExtrapolator, from_pairs, whole_curves
+from jointnas.coarse.search import Progress, format_summary
+from jointnas.coarse.extrapolate import MIN_CURVES, ScheduleExtrapolator, from_pairs, whole_curves
 
 SPACE = space_from_dict(so.SPACE)
 
@@ -40,7 +40,7 @@ def test_the_extrapolator_ranks_schedule_ends_better_than_the_early_score(tmp_pa
 def test_curves_stopped_before_their_schedules_end_are_not_taught_as_ends(tmp_path):
     cands = SPACE.sample(30, seed=2)
     pairs = write_pairs(tmp_path / "cut.jsonl", cands, curve=lambda c: whole_curve(c)[:2])
-    from jointnas.predictor.prior import read_prior_rows
+    from jointnas.surrogates.prior import read_prior_rows
 
     kept, _, _ = whole_curves(read_prior_rows(pairs, SPACE), 2, None)
     assert kept == [c for c in cands if c.recipe["epochs"] == 2]

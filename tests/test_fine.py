@@ -16,11 +16,11 @@ from jointnas import Candidate, count_cost, count_cost_fvcore, sample_pool
 from jointnas.budget import Budget, cheapest_arch
 from jointnas.cli import main
 from jointnas.export import export_candidates
-from jointnas.cost import count_costs
+from jointnas.families.cost import count_costs
 from jointnas.families.mbconv_cost_arrays import mbconv_costs
-from jointnas.fine import Board, FineProblem, SearchSettings, fine_search, random_rows
+from jointnas.fine.problem import Board, FineProblem, SearchSettings, fine_search, random_rows
 from jointnas.errors import UsageError
-from jointnas.strategies.random import RandomSearch
+from jointnas.fine.random import RandomSearch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,7 +41,7 @@ def synthetic_accuracy(space, candidates):
 
 @pytest.fixture(scope="module")
 def predictor(space):
-    from jointnas.predictor import Predictor
+    from jointnas.surrogates import Predictor
 
     pool = sample_pool(space, 600, seed=21)
     p = Predictor(space, hidden=48, ensemble=3, seed=0)
@@ -147,7 +147,7 @@ def test_measured_seeds_start_the_population_infeasible_ones_skipped(predictor, 
 
 def test_run_seeds_ranked_at_the_calibrated_epoch_not_by_final_accuracy(space, tmp_path):
     from jointnas.cli.fine import _measured_seeds
-    from jointnas.store import RunStore
+    from jointnas.store.run_store import RunStore
 
     pool = sample_pool(space, 3, seed=2)
     store = RunStore.create(tmp_path / "run", {})
@@ -343,7 +343,7 @@ def test_cli_with_predictor_file_json_out_and_export(capsys, predictor_file, tmp
 
 
 def test_cli_table_from_a_run_saves_the_result_into_it(capsys, predictor, space, tmp_path, monkeypatch):
-    from jointnas.store import RunStore
+    from jointnas.store.run_store import RunStore
 
     run = tmp_path / "runs" / "coarse-1"
     pool = sample_pool(space, 60, seed=2)
@@ -418,9 +418,9 @@ def test_cli_refuses_absurd_sizes_with_one_line(capsys, predictor_file, flag, va
 @pytest.mark.parametrize("case", ["out_is_a_folder", "out_under_a_file", "export_is_a_file", "export_under_a_file",
                                   "out_in_proc"])
 def test_cli_refuses_unusable_output_paths_before_searching(capsys, predictor_file, tmp_path, monkeypatch, case):
-    import jointnas.fine
+    import jointnas.fine.problem
 
-    monkeypatch.setattr(jointnas.fine, "fine_search", lambda *a, **k: pytest.fail("searched before refusing"))
+    monkeypatch.setattr(jointnas.fine.problem, "fine_search", lambda *a, **k: pytest.fail("searched before refusing"))
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("x")
     flag, path = {"out_is_a_folder": ("--out", tmp_path), "out_under_a_file": ("--out", a_file / "r.json"),
@@ -458,7 +458,7 @@ def test_a_space_without_family_is_searched_without_a_budget():
 def test_cli_fine_on_a_space_without_family_needs_no_budget_and_refuses_one(capsys, tmp_path):
     import toy_objective
     from jointnas.catalog import space_from_dict
-    from jointnas.predictor import Predictor
+    from jointnas.surrogates import Predictor
 
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(toy_objective.SPACE, sort_keys=False))
@@ -501,7 +501,7 @@ def test_fine_prices_a_torchvision_space_with_the_familys_own_costs():
 
 def test_cli_fine_imports_neither_torch_nor_scikit_learn_nor_the_coarse_stage(predictor_file, tmp_path):
     """Start-up time: a fine search from a checkpoint needs none of these (torch alone is 2-3 s)."""
-    unused = ('torch', 'torchvision', 'sklearn', 'jointnas.coarse', 'jointnas.store', 'jointnas.executor')
+    unused = ('torch', 'torchvision', 'sklearn', 'jointnas.coarse.search', 'jointnas.store.run_store', 'jointnas.execution.local')
     code = ("import sys; from jointnas.cli import main; "
             f"main(['fine', '--budget', '600M', '--predictor', {str(predictor_file)!r}, '--population', '8', "
             "'--generations', '1', '--json']); "

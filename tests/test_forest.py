@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jointnas.predictor.forest import ForestError, ForestSurrogate
+from jointnas.surrogates.forest import ForestError, ForestSurrogate
 
 
 def _space():
@@ -52,7 +52,7 @@ def test_an_unfitted_forest_says_so():
 
 def test_rows_scored_with_the_prices_the_fine_stage_has_score_as_rows_whose_costs_are_counted():
     from jointnas.catalog import load_space
-    from jointnas.fine import FineProblem
+    from jointnas.fine.problem import FineProblem
 
     space = load_space("fbnetv3")
     cands = space.sample(60, seed=3)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jointnas.errors import SpaceError
-from jointnas.predictor import Predictor
+from jointnas.surrogates import Predictor
 
 SHIPPED = Path(__file__).resolve().parents[1] / "predictors" / "fbnetv3-digits.pt"
 

@@ -8,8 +8,8 @@ import yaml
 
 from jointnas import sample_pool
 from jointnas.errors import UsageError
-from jointnas.predictor import FORMAT_VERSION, Predictor, PredictorError, evaluate, ranking_metrics
-from jointnas.cost import count_costs
+from jointnas.surrogates import FORMAT_VERSION, Predictor, PredictorError, evaluate, ranking_metrics
+from jointnas.families.cost import count_costs
 from jointnas.catalog import space_from_dict, spaces_dir as recipes_dir
 
 

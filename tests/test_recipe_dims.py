@@ -8,13 +8,13 @@ import torch
 import yaml
 from torch import nn
 
-import jointnas.trainer as trainer
+import jointnas.evaluation.trainer as trainer
 from jointnas.catalog import load_space
-from jointnas.data import TensorSplit, load_task
+from jointnas.evaluation.data import TensorSplit, load_task
 from jointnas.errors import SpaceError, UsageError
-from jointnas.evaluators import TrainEvaluator
+from jointnas.evaluation.evaluators import TrainEvaluator
 from jointnas.space import Candidate
-from jointnas.trainer import RECIPE_KEYS, build_optimizer, check_recipe_dims, cutout, full_recipe, train
+from jointnas.evaluation.trainer import RECIPE_KEYS, build_optimizer, check_recipe_dims, cutout, full_recipe, train
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = dict(optimizer="sgd_plain", lr=0.05, epochs=2)

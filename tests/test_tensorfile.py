@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from jointnas import tensorfile
-from jointnas.predictor import load_scorer
-from jointnas.predictor.checkpoint import load_predictor
+from jointnas.surrogates import tensorfile
+from jointnas.surrogates import load_scorer
+from jointnas.surrogates.mlp.checkpoint import load_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "predictors" / "fbnetv3-digits.pt"

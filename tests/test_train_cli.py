@@ -9,10 +9,10 @@ import torch
 from jointnas.budget import cheapest_arch
 from jointnas.space import Candidate
 from jointnas.cli import main
-from jointnas.data import load_task
-from jointnas.saved_model import load_trained, save_trained
-from jointnas.target import Target, compare, format_check
-from jointnas.trainer import train
+from jointnas.evaluation.data import load_task
+from jointnas.evaluation.saved_model import load_trained, save_trained
+from jointnas.evaluation.target import Target, compare, format_check
+from jointnas.evaluation.trainer import train
 
 @pytest.fixture(scope="module")
 def quick(space):
@@ -105,7 +105,7 @@ def test_exported_onnx_model_computes_what_the_torch_model_does(space, tmp_path)
     from onnx.reference import ReferenceEvaluator
 
     from jointnas.export import export_candidates
-    from jointnas.fine import Scored
+    from jointnas.fine.problem import Scored
 
     arch = dict(cheapest_arch(space), resolution=space.arch["resolution"].low)
     cand = space.candidate(arch, space.default_recipe())
@@ -186,10 +186,10 @@ def test_a_failed_download_leaves_no_empty_cache_folder(tmp_path, monkeypatch):
 
 
 def test_exported_candidates_say_what_their_prediction_means(quick, space, tmp_path):
-    from jointnas.coarse import CoarseConfig
+    from jointnas.coarse.search import CoarseConfig
     from jointnas.export import export_candidates
-    from jointnas.fine import Scored
-    from jointnas.store import RunStore
+    from jointnas.fine.problem import Scored
+    from jointnas.store.run_store import RunStore
 
     config = CoarseConfig(evaluator="train:digits", evaluator_options={"train_subset": 200}, epoch_cap=3,
                           seed=4).to_dict()

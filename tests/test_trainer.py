@@ -10,15 +10,15 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from jointnas.families.mbconv_net import DropPath
 
-import jointnas.trainer as trainer
+import jointnas.evaluation.trainer as trainer
 from jointnas.space import Candidate
 from jointnas.cli import main
-from jointnas.data import TensorSplit, load_task
+from jointnas.evaluation.data import TensorSplit, load_task
 from jointnas.errors import UsageError
 from jointnas.families.mbconv_net import build_model
 from jointnas.space import CategoricalDim, IntDim, SpaceError
-from jointnas.trainer import (ModelEma, TrainResult, build_optimizer, ema_decay, init_weights, lr_at, mixed_loss,
-                              mixup_batch, param_groups, random_flip, random_shift, recalibrate_bn, train)
+from jointnas.evaluation.trainer import (ModelEma, TrainResult, build_optimizer, ema_decay, init_weights,
+    lr_at, mixed_loss, mixup_batch, param_groups, random_flip, random_shift, recalibrate_bn, train)
 
 PLAIN = dict(optimizer="sgd", lr=0.1, weight_decay=1e-5, label_smoothing=0.0, mixup_alpha=0.0, dropout=0.0,
              stochastic_depth=0.0, ema=False, epochs=6, warmup_epochs=0)

@@ -111,9 +111,9 @@ def resolve_arch(text: str, resolution=None):
 def run(args):
     from .. import catalog
     from ..autotrain import autotrain, default_config, fixed_arch_space, train_command
-    from ..coarse import Progress
-    from ..evaluators import TrainEvaluator
-    from ..fine import SearchSettings
+    from ..coarse.search import Progress
+    from ..evaluation.evaluators import TrainEvaluator
+    from ..fine.problem import SearchSettings
     from .coarse import _executor
 
     d = DEFAULTS

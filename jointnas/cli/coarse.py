@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from ..budget import parse_flops, parse_params
-from ..coarse_config import CoarseConfig
+from ..coarse.config import CoarseConfig
 from ..errors import UsageError
-from ..paths import check_writable_dir
+from ..io import check_writable_dir
 
 # The run-defining settings and their defaults, as flags see them. The space, data set and
 # surrogate names are defaults of the command line only; the library takes objects.
@@ -211,7 +211,7 @@ def _requested(args) -> dict:
 
 def _evaluator(requested: dict, device: str):
     from .. import catalog
-    from ..evaluators import FunctionEvaluator, TrainEvaluator
+    from ..evaluation.evaluators import FunctionEvaluator, TrainEvaluator
 
     if "objective" in requested:
         spec = requested["objective"]
@@ -249,7 +249,7 @@ def _conflicts(requested: dict, search) -> list:
 def _check_device(device: str) -> None:
     import torch
 
-    from ..trainer import resolve_device
+    from ..evaluation.trainer import resolve_device
 
     dev = resolve_device(device)  # UsageError for an unknown or absent device
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -259,7 +259,7 @@ def _check_device(device: str) -> None:
 def _default_workers(device: str) -> int:
     import torch
 
-    from ..executor import usable_cpus
+    from ..execution.local import usable_cpus
 
     if device in ("auto", "cuda") and torch.cuda.device_count() > 1:
         return torch.cuda.device_count()
@@ -313,7 +313,7 @@ def _executor(args, threads=lambda: None):
 
 
 def _ray_executor(args, cls):
-    from ..executor_ray import import_ray
+    from ..execution.ray import import_ray
 
     try:
         import_ray()
@@ -332,8 +332,8 @@ def _ray_executor(args, cls):
 
 def run(args):
     from ..catalog import SURROGATES, load_space, resolve
-    from ..coarse import CoarseSearch, Progress, format_summary, found_line
-    from ..store import RunStore
+    from ..coarse.search import CoarseSearch, Progress, format_summary, found_line
+    from ..store.run_store import RunStore
 
     requested = _requested(args)
     _check_device(args.device)
@@ -379,7 +379,7 @@ def run(args):
         settings = {k: v for k, v in {**DEFAULTS, **requested}.items() if k in CoarseConfig.__dataclass_fields__
                     and k != "space"}
         if settings.get("threads") is None and args.executor == "local":
-            from ..executor import DEFAULT_THREADS
+            from ..execution.local import DEFAULT_THREADS
 
             settings["threads"] = DEFAULT_THREADS
         run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")

@@ -42,7 +42,7 @@ def run(args):
             raise UsageError(f"cannot read candidate {args.candidate}: {e}") from None
         space.validate(cand.arch, cand.recipe)
         label = str(args.candidate)
-    from ..cost import count_cost  # imports torch: only when a cost is asked for
+    from ..families.cost import count_cost  # imports torch: only when a cost is asked for
 
     cost = count_cost(cand.arch, space)
     deploy = space.family.deploy

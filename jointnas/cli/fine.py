@@ -29,7 +29,7 @@ def _number(kind, low, what, high=float("inf")):
 
 def register(sub):
     from ..catalog import STRATEGIES
-    from ..fine import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
+    from ..fine.problem import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
 
     d = SearchSettings()
     p = sub.add_parser(
@@ -117,7 +117,7 @@ def latest_run(root: Path = Path("runs")) -> Optional[Path]:
     """The run under ``root`` whose store was written last, or None."""
     if not root.is_dir():
         return None
-    from ..store import DB_NAME, RunStore
+    from ..store.run_store import DB_NAME, RunStore
 
     runs = [d for d in root.iterdir() if d.is_dir() and RunStore.is_run(d)]
     return max(runs, key=lambda d: ((d / DB_NAME).stat().st_mtime, d.name)) if runs else None
@@ -150,7 +150,7 @@ def _measured_seeds(store) -> list:
 
 def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
     """(predictor, space, seeds, source description, store or None)."""
-    from ..predictor import load_scorer  # numpy scoring: no torch import
+    from ..surrogates import load_scorer  # numpy scoring: no torch import
 
     if args.predictor is not None:
         if not args.predictor.is_file():
@@ -169,8 +169,8 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
         predictor = load_scorer(path, space=args.space)
         return predictor, predictor.space, [], {"predictor": str(path)}, None
     from ..catalog import load_space
-    from ..coarse_config import run_space
-    from ..store import RunStore
+    from ..coarse.config import run_space
+    from ..store.run_store import RunStore
 
     store = RunStore.open(run_dir)
     path = store.predictor_path()
@@ -278,7 +278,7 @@ def _g(v) -> str:
 
 def run(args):
     from ..catalog import make_strategy
-    from ..fine import SearchSettings, fine_search
+    from ..fine.problem import SearchSettings, fine_search
 
     if (args.torchscript or args.onnx) and args.export is None:
         raise UsageError(f"--{'onnx' if args.onnx else 'torchscript'} goes with --export DIR")

@@ -18,7 +18,7 @@ def register(sub):
 
 
 def run(args):
-    from ..report import build_report
+    from ..report.page import build_report
 
     report = build_report(args.run_dir, args.out)
     line = f"wrote {report.html_path} ({len(report.plots)} plots in {report.html_path.stem}_plots/)"

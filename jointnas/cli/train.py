@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from ..catalog import load_space
-from ..data import TASK_NAMES, load_task
+from ..evaluation.data import TASK_NAMES, load_task
 from ..errors import UsageError
-from ..paths import check_writable_dir
-from ..saved_model import save_trained
+from ..io import check_writable_dir
+from ..evaluation.saved_model import save_trained
 from ..space import Candidate
 
 
@@ -85,8 +85,8 @@ def _names_space(name_or_path: str, space) -> bool:
 
 
 def run(args):
-    from ..target import Target, compare, format_check
-    from ..trainer import resolve_device, train
+    from ..evaluation.target import Target, compare, format_check
+    from ..evaluation.trainer import resolve_device, train
 
     cand, space, label = load_candidate(args)
     if args.epochs is not None and args.epochs < 1:

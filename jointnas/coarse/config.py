@@ -1,0 +1,122 @@
+"""What defines a coarse run (:class:`CoarseConfig`), the space it stores, and its pool: the
+Sobol sample with each candidate's cost, those over the budget dropped."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
+
+import numpy as np
+
+from ..errors import BudgetError, UsageError
+from ..space import SearchSpace
+
+
+@dataclass
+class CoarseConfig:
+    """What defines a coarse run (stored in the run; execution settings such as workers are not)."""
+
+    space: str = ""                    # the space's name (the space itself is stored whole)
+    evaluator: Optional[str] = None    # catalog spec (train:digits, module:function); None: not rebuildable
+    evaluator_options: dict = field(default_factory=dict)
+    pool: int = 20000
+    seed: int = 0
+    budget: Optional[int] = None       # FLOPs of the deployable model (fvcore count)
+    max_params: Optional[int] = None
+    # batch/iterations/epoch_cap: sized for the default run on 2 CPU cores
+    # (BENCHMARKS.md, "The README's main command"); paper scale is batch 48, 4 iterations, no cap.
+    batch: int = 6
+    first_batch: Optional[int] = None  # the first (calibration) batch's size; None: ``batch``
+    iterations: int = 2
+    epoch_cap: Optional[int] = 2       # None: every candidate's full recipe schedule
+    rank_threshold: float = 0.9
+    explore: float = 1.0
+    ensemble: int = 5
+    # forest: on digits with the shipped pairs its held-out tau was 0.40 against the MLP's 0.16, at a
+    # hundredth of the fitting time (BENCHMARKS.md, "The README's main command"); "mlp" is FBNetV3's predictor
+    surrogate: str = "forest"
+    policy: str = "ucb"
+    fidelities: Optional[list] = None  # cheaper training settings to calibrate (Fidelity dicts); None: the evaluator's
+    final: bool = True                 # train the winner again at full fidelity (+ test score) beside the baseline
+    baseline: Optional[str] = None     # preset trained beside the winner; None: the space's first preset
+    prior_pairs: Optional[str] = None  # JSONL of pairs trained before on this space and task: a warm start
+    diverged_score: Optional[float] = None   # a diverged trial's score (chance level for a classifier)
+    score_bounds: Optional[list] = None      # the evaluator's score range, e.g. [0, 1] for accuracies
+    # torch CPU threads per trial: a trial's numbers depend on it, so it is the run's, not a resume's
+    # (None: the executor's default, which may follow --workers)
+    threads: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def first_batch_size(self) -> int:
+        return self.first_batch or self.batch
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CoarseConfig":
+        d = dict(d)
+        if "data" in d:  # a run made before evaluators: its trainer settings become the evaluator's
+            d["evaluator"] = f"train:{d.pop('data')}"
+            d["evaluator_options"] = {"data_root": d.pop("data_root", None), "train_subset": d.pop("train_subset", None)}
+            classes = d.pop("num_classes", None)
+            d.setdefault("diverged_score", 1.0 / classes if classes else None)
+            d.setdefault("score_bounds", [0.0, 1.0])
+        d.setdefault("surrogate", "mlp")  # runs from before surrogates were named were fitted with the MLP
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise UsageError(f"the run's settings have unknown key(s) {', '.join(sorted(unknown))}; "
+                             "it was made by another version of jointnas")
+        return cls(**d)
+
+
+def run_space(store) -> SearchSpace:
+    """The space a run searched, as the run stored it (runs from before spaces were stored: by name)."""
+    from .. import catalog
+
+    stored = store.get_meta("space")
+    if stored is not None:
+        return catalog.space_from_dict(json.loads(stored), f"the space stored in run {store.run_dir}")
+    return catalog.load_space(store.config["space"])
+
+
+def check_budget(space: SearchSpace, budget: Optional[int], max_params: Optional[int]) -> None:
+    """UsageError (naming the space's minimum) if no candidate of the space can meet the budget."""
+    if budget is None and max_params is None:
+        return
+    from ..budget import Budget, check_budget as check
+
+    check(space, Budget(budget if budget is not None else sys.maxsize, max_params))
+
+
+def build_pool(space: SearchSpace, config: CoarseConfig, progress: bool = True):
+    """(feasible candidates, their (n, 2) [flops, params], number sampled); UsageError if none fits.
+    A space without a family has no costs: they are all 0 and nothing is dropped."""
+    pool = space.sample(config.pool, seed=config.seed)
+    if space.family is None:
+        return pool, np.zeros((len(pool), 2), dtype=np.int64), len(pool)
+    costs = space.family.costs([c.arch for c in pool], progress=progress)
+    keep = np.ones(len(pool), dtype=bool)
+    if config.budget is not None:
+        keep &= costs[:, 0] <= config.budget
+    if config.max_params is not None:
+        keep &= costs[:, 1] <= config.max_params
+    if not keep.any():
+        raise BudgetError(f"none of the {len(pool)} pool candidates fits the budget (cheapest in the pool: "
+                          f"{costs[:, 0].min() / 1e6:.1f} MFLOPs, {costs[:, 1].min() / 1e6:.2f} M params); "
+                          "raise the budget or sample a larger pool")
+    idx = np.flatnonzero(keep)
+    return [pool[i] for i in idx], costs[idx], len(pool)
+
+
+def writable(run_dir, make):
+    """``make()``, with an OS refusal (read-only place, /proc, ...) turned into a UsageError."""
+    try:
+        return make()
+    except OSError as e:
+        raise UsageError(f"cannot make a run directory at {run_dir}: {e.strerror or e}; choose a directory "
+                         "you can write to") from None
+
+

@@ -1,0 +1,1 @@
+"""What a trial measures: evaluators, the built-in trainer, its data, recorded tables."""

@@ -1,0 +1,1 @@
+"""Where a trial runs: executors (serial, local worker processes, Ray)."""

@@ -1,0 +1,278 @@
+"""Trials on Ray: one long-lived actor per concurrent trial, on this machine or on a cluster.
+
+Each actor asks Ray for ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs (a fraction lets
+several small candidates share one GPU). A job carries the space and evaluator objects, so a
+user's objective runs on the cluster as it does locally; the actor process keeps the data sets
+its evaluators loaded, so a data set is read once per actor, not once per trial. Results come
+back to the driver as plain dicts and the driver alone writes the store; per-epoch progress is
+a counter on the actor that :meth:`poll` asks for without waiting.
+
+A worker or node that dies mid-trial loses the actor: it is replaced and the trial runs again,
+up to ``max_retries`` times, then comes back ``failed`` with the error. ``close(kill=True)``
+(Ctrl-C) kills the actors at once; the store still says which trials were running, so the run
+resumes from it.
+
+Ray is an optional dependency: this module imports it only when an executor is made.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from ..errors import UsageError
+from .local import Executor, Job, JobDone, run_job, usable_cpus
+from ..trial import failed
+
+INSTALL = "pip install 'jointnas[ray]'"
+
+
+def import_ray():
+    """The ray module, or a UsageError that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"Ray is not installed; install it with: {INSTALL}") from None
+    return ray
+
+
+def fitting_workers(resources: dict, cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials the cluster's resources (``ray.cluster_resources()``) hold at once."""
+    fits = int(resources.get("CPU", 0) / cpus_per_trial + 1e-9) if cpus_per_trial > 0 else None
+    if gpus_per_trial > 0:
+        by_gpu = int(resources.get("GPU", 0) / gpus_per_trial + 1e-9)
+        fits = by_gpu if fits is None else min(fits, by_gpu)
+    return 0 if fits is None else fits
+
+
+class TrialWorker:
+    """The actor: trains one trial at a time; a second thread answers progress questions."""
+
+    def __init__(self, threads: int, device: str):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.device = device
+        self.epochs: Dict[int, int] = {}  # trial id -> epochs finished, while it trains
+        self.trained = 0
+
+    def run(self, job: Job) -> dict:
+        self.epochs[job.trial_id] = 0
+
+        def report(entry):
+            self.epochs[job.trial_id] = entry["epoch"]
+
+        try:
+            return run_job(job, self.device, on_epoch=report)
+        finally:
+            self.epochs.pop(job.trial_id, None)
+            self.trained += 1
+
+    def progress(self) -> Dict[int, int]:
+        return dict(self.epochs)
+
+    def info(self) -> dict:
+        from ..evaluation import evaluators
+
+        return {"pid": os.getpid(), "trained": self.trained, "datasets_loaded": len(evaluators._TASKS)}
+
+
+@dataclass
+class _Running:
+    job: Job
+    ref: object        # ObjectRef of TrialWorker.run
+    attempt: int
+
+
+class RayExecutor(Executor):
+    """``workers`` actors (default: as many as the cluster's CPUs/GPUs hold at the per-trial request),
+    each training with ``threads`` torch threads (default: the whole part of ``cpus_per_trial``).
+
+    ``address`` None starts a private local Ray instance (``init_options`` go to ``ray.init``);
+    "auto" or "ray://HOST:PORT" joins an existing cluster. Where Ray is already initialised in
+    this process, that instance is used and left running on close.
+    """
+
+    def __init__(self, workers: Optional[int] = None, device: Optional[str] = "auto", *,
+                 address: Optional[str] = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                 threads: Optional[int] = None, max_retries: int = 2, init_options: Optional[dict] = None):
+        if cpus_per_trial < 0 or gpus_per_trial < 0 or cpus_per_trial + gpus_per_trial <= 0:
+            raise UsageError("a Ray trial needs a positive number of CPUs or GPUs "
+                             f"(got cpus {cpus_per_trial}, gpus {gpus_per_trial})")
+        wanted = "cuda" if gpus_per_trial > 0 else "cpu"
+        if device not in (None, "auto", wanted):
+            raise UsageError(f"device {device!r}: Ray trials train on {wanted} here, as the GPUs per trial "
+                             f"({gpus_per_trial:g}) ask")
+        if max_retries < 0:
+            raise UsageError(f"max_retries must be >= 0, got {max_retries}")
+        ray = import_ray()
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            _init(ray, address, init_options)
+        if workers is None:
+            workers = fitting_workers(ray.cluster_resources(), cpus_per_trial, gpus_per_trial)
+            if workers < 1:
+                res = ray.cluster_resources()
+                self._shutdown()
+                raise UsageError(f"the Ray cluster has {res.get('CPU', 0):g} CPU(s) and {res.get('GPU', 0):g} "
+                                 f"GPU(s), too few for one trial asking {cpus_per_trial:g} CPU(s) and "
+                                 f"{gpus_per_trial:g} GPU(s)")
+        self.max_retries = max_retries
+        self.device = wanted
+        self._threads = threads or max(1, int(cpus_per_trial))  # a trial's numbers on a CPU depend on it
+        self._actor_class = ray.remote(TrialWorker).options(
+            num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_concurrency=2, max_restarts=0)
+        self._actors: List = [self._new_actor() for _ in range(workers)]
+        self._busy: Dict[int, _Running] = {}     # actor slot -> its trial
+        self._epochs: Dict[int, int] = {}        # trial id -> epochs finished, as last heard
+        self._asked: Dict[int, object] = {}      # actor slot -> pending ObjectRef of progress()
+
+    def _new_actor(self):
+        return self._actor_class.remote(self._threads, self.device)
+
+    # ---- Executor
+    @property
+    def capacity(self) -> int:
+        return len(self._actors)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._busy)
+
+    def label(self, slot: int) -> str:
+        return f"ray-{slot}:{self.device}"
+
+    def submit(self, job: Job) -> str:
+        free = [i for i in range(self.capacity) if i not in self._busy]
+        if not free:
+            raise RuntimeError("no free worker; submit only while free_slots > 0")
+        slot = free[0]
+        self._busy[slot] = _Running(job, self._actors[slot].run.remote(job), attempt=1)
+        return self.label(slot)
+
+    def poll(self, timeout: Optional[float] = None) -> List[JobDone]:
+        ray = self._ray
+        self._collect_progress()
+        events: List[JobDone] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._busy and not events:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            by_ref = {r.ref: slot for slot, r in self._busy.items()}
+            ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=wait)
+            if ready:  # and whatever else is finished already
+                ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
+            for ref in ready:
+                event = self._finish(by_ref[ref])
+                if event is not None:
+                    events.append(event)
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return events
+
+    def epochs_done(self, trial_id: int) -> int:
+        return self._epochs.get(trial_id, 0)
+
+    def close(self, kill: bool = False) -> None:
+        ray = self._ray
+        if not kill and self._busy:  # as the local executor does: running trials end first
+            ray.wait([r.ref for r in self._busy.values()], num_returns=len(self._busy))
+        for actor in self._actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - an actor already gone is what we want
+                pass
+        self._actors, self._busy, self._asked = [], {}, {}
+        self._epochs.clear()
+        self._shutdown()
+
+    # ---- inside
+    def worker_info(self) -> List[dict]:
+        """pid, trials trained and data sets loaded of each actor (waits for busy ones to answer)."""
+        return self._ray.get([a.info.remote() for a in self._actors])
+
+    def _finish(self, slot: int) -> Optional[JobDone]:
+        """The JobDone of the trial in ``slot``, or None where its lost worker gets another try."""
+        ray = self._ray
+        running = self._busy[slot]
+        try:
+            result = ray.get(running.ref)
+        except ray.exceptions.RayTaskError as e:  # raised inside the actor, outside run_job's guard
+            result = failed(_brief(e), self.device).to_dict()
+        except ray.exceptions.RayError as e:      # the actor's process or node is gone
+            self._replace(slot)
+            if running.attempt <= self.max_retries:
+                running.attempt += 1
+                running.ref = self._actors[slot].run.remote(running.job)
+                self._epochs.pop(running.job.trial_id, None)
+                return None
+            result = failed(f"Ray worker lost on each of {running.attempt} attempt(s); last: "
+                            f"{type(e).__name__}: {_brief(e)}", self.device).to_dict()
+        del self._busy[slot]
+        self._asked.pop(slot, None)
+        self._epochs.pop(running.job.trial_id, None)
+        done = JobDone(running.job.trial_id, result, self.label(slot))
+        done.attempts = running.attempt  # starts it took (the local executor's JobDone.attempts)
+        return done
+
+    def _replace(self, slot: int) -> None:
+        try:
+            self._ray.kill(self._actors[slot], no_restart=True)
+        except Exception:  # noqa: BLE001 - already dead
+            pass
+        self._actors[slot] = self._new_actor()
+        self._asked.pop(slot, None)
+
+    def _collect_progress(self) -> None:
+        """Read the progress answers that have arrived and ask the busy actors again (no waiting)."""
+        ray = self._ray
+        if self._asked:
+            ready, _ = ray.wait(list(self._asked.values()), num_returns=len(self._asked), timeout=0)
+            ready = set(ready)
+            for slot, ref in list(self._asked.items()):
+                if ref not in ready:
+                    continue
+                del self._asked[slot]
+                try:
+                    progress = ray.get(ref)
+                except ray.exceptions.RayError:
+                    continue  # the actor died; _finish deals with its trial
+                running = self._busy.get(slot)
+                if running is not None and running.job.trial_id in progress:
+                    self._epochs[running.job.trial_id] = progress[running.job.trial_id]
+        for slot in self._busy:
+            if slot not in self._asked:
+                self._asked[slot] = self._actors[slot].progress.remote()
+
+    def _shutdown(self) -> None:
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns_ray = False
+
+
+def _init(ray, address: Optional[str], options: Optional[dict]) -> None:
+    """ray.init, keeping this process's SIGTERM handler (ray.init replaces it with sys.exit)."""
+    import logging
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        if address is None:
+            kwargs = {"num_cpus": usable_cpus(), "include_dashboard": False, "logging_level": logging.WARNING}
+            ray.init(**{**kwargs, **(options or {})})
+        else:
+            ray.init(address=address, logging_level=logging.WARNING, **(options or {}))
+    except ConnectionError as e:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {_brief(e)}") from None
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _brief(e: BaseException, limit: int = 400) -> str:
+    """Ray's message on one line, cut short (its messages run to tracebacks and advice)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

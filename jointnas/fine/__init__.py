@@ -1,0 +1,1 @@
+"""The fine stage: a search over candidates scored by a fitted predictor."""

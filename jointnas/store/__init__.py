@@ -1,0 +1,1 @@
+"""A run's directory: its SQLite store, files and lock."""

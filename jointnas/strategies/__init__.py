@@ -1,1 +1,0 @@
-"""What to try next: coarse batch policies (``batch``) and fine-stage strategies."""

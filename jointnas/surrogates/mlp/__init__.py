@@ -1,0 +1,1 @@
+"""The FBNetV3 predictor: an MLP encoder pretrained on proxies, a Huber-loss head, an ensemble."""
