@@ -24,14 +24,15 @@ _EXPORTS = {
     "ModelFamily": "families.base", "Cost": "families.base", "count_cost": "families.cost", "count_costs": "families.cost",
     "count_cost_fvcore": "families.cost", "build_model": "families.mbconv_net",
     # evaluation
-    "Evaluator": "evaluation.evaluators", "TrainEvaluator": "evaluation.evaluators", "FunctionEvaluator": "evaluation.evaluators",
+    "Evaluator": "evaluation.base", "TrialRequest": "evaluation.base", "TrainEvaluator": "evaluation.train",
+    "FunctionEvaluator": "evaluation.function",
     "TrialResult": "trial", "Task": "evaluation.data", "load_task": "evaluation.data", "task_resolution": "evaluation.data",
     "TrainResult": "evaluation.trainer", "train": "evaluation.trainer",
     # search
-    "Predictor": "surrogates", "Surrogate": "surrogates.base", "load_surrogate": "surrogates.base",
+    "Predictor": "surrogates", "Surrogate": "surrogates.base", "load_surrogate": "catalog",
     "CoarseSearch": "coarse.search", "CoarseConfig": "coarse.search", "Study": "coarse.study", "Budget": "budget",
-    "fine_search": "fine.problem", "SearchSettings": "fine.problem",
-    "SerialExecutor": "execution.local", "LocalExecutor": "execution.local",
+    "fine_search": "fine.search", "SearchSettings": "fine.problem",
+    "SerialExecutor": "execution.serial", "LocalExecutor": "execution.local",
     # errors
     "JointnasError": "errors", "UsageError": "errors", "SpaceError": "errors",
 }

@@ -24,8 +24,15 @@ from typing import List, Optional, Sequence
 
 import yaml
 
-from .errors import UsageError
+from .budget import Budget
+from .catalog import load_surrogate, space_from_dict
 from .coarse.ranking import ranked_in
+from .coarse.search import CoarseConfig, CoarseSearch
+from .errors import UsageError
+from .fine.problem import SearchSettings
+from .fine.search import fine_search
+from .io import atomic_write_text
+from .store import RunStore
 
 # The fine stage's pick is an extrapolation of the predictor; it is taken only when the predictor
 # ranked the trained recipes it had not seen (k-fold, out of fold) at least this well. Below it,
@@ -69,8 +76,6 @@ def fixed_arch_space(base, arch_family, arch: Optional[dict] = None, models: Seq
     holds the schedule length fixed: the ``epochs`` dimension is dropped, and every recipe is
     trained for that many epochs.
     """
-    from .catalog import space_from_dict
-
     recipe = {k: v for k, v in base.to_dict()["recipe"].items() if not (epochs is not None and k == "epochs")}
     if arch is not None:
         family = {"name": "fixed", "family": arch_family.to_dict(), "arch": dict(arch)}
@@ -95,8 +100,6 @@ def _label(arch: dict) -> str:
 def default_config(**settings):
     """The coarse settings of an autotrain run: :class:`CoarseConfig` with :data:`SURROGATE`
     unless ``settings`` name another ``surrogate``."""
-    from .coarse.search import CoarseConfig
-
     return CoarseConfig(**{"surrogate": SURROGATE, **settings})
 
 
@@ -106,12 +109,6 @@ def autotrain(run_dir, space, evaluator, config=None, *, fine_settings=None, exe
     candidate.json, recipe.yaml) and returns the recipe. ``config``: the coarse settings (default:
     :func:`default_config`); ``epochs``: the schedule length held fixed by the space (written
     into the recipe for humans)."""
-    from .budget import Budget
-    from .coarse.search import CoarseSearch
-    from .fine.problem import SearchSettings, fine_search
-    from .surrogates import load_surrogate
-    from .store.run_store import RunStore
-
     run_dir = Path(run_dir)
     config = config if config is not None else default_config()
     with warnings.catch_warnings():  # an empty arch part gives the predictor a zero-width input layer
@@ -170,8 +167,6 @@ def _measured_seeds(search) -> List[tuple]:
 
 def write_outputs(folder: Path, space, result: AutoTrainResult) -> dict:
     """space.yaml (the searched space), candidate.json (what `jointnas train` reads) and recipe.yaml."""
-    from .export import _write as atomic_write_text  # temporary file + rename
-
     folder.mkdir(parents=True, exist_ok=True)
     files = {"space": folder / "space.yaml", "candidate": folder / "candidate.json", "recipe": folder / "recipe.yaml"}
     atomic_write_text(files["space"], yaml.safe_dump(space.to_dict(), sort_keys=False))

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from .errors import BudgetError, UsageError
+from .families.cost import require_family
+from .io import FLOPS_NOTE
 
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _NUMBER = r"(\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+(?:e[+-]?\d+)?)"
 _FLOPS = re.compile(rf"^\s*{_NUMBER}\s*([kmgt]?)\s*(flops?)?\s*$", re.IGNORECASE)
 _COUNT = re.compile(rf"^\s*{_NUMBER}\s*([kmgt]?)\s*(params?)?\s*$", re.IGNORECASE)
 
-FLOPS_FORMS = "600MFLOPs, 600M, 0.6GFLOPs, 6e8 (fvcore count of the deployable model; 1 multiply-add = 1 flop)"
+FLOPS_FORMS = f"600MFLOPs, 600M, 0.6GFLOPs, 6e8 ({FLOPS_NOTE})"
 PARAMS_FORMS = "5M, 5.5M, 500K, 5e6"
 
 
@@ -77,12 +79,6 @@ def cheapest_arch(space) -> dict:
         order = cost_ordered_values(space, name)
         arch[name] = order[0] if order is not None else dim.choices[0]
     return arch
-
-
-def require_family(space, what: str = "a FLOPs or parameter budget") -> None:
-    if space.family is None:
-        raise BudgetError(f"space {space.name} has no model family, so it has no FLOPs or params to bound; "
-                          f"{what} does not apply to it")
 
 
 def check_budget(space, budget: Budget):

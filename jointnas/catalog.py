@@ -1,86 +1,153 @@
 """The one place where names become objects: space files, model families, evaluators,
 surrogates, batch policies, fine strategies and executors.
 
-Each registry maps a name to ``"module:attribute"`` (imported on first use, so that listing
-names costs nothing); adding an implementation is one line here, or a call to ``register``
-from the user's own code.
+Each seam has a :class:`Registry` of names: its built-ins below (``"module:attribute"``, imported
+on first use, so that listing names costs nothing), the implementations that installed packages
+declare in the seam's entry-point group (``jointnas.families``, ``jointnas.surrogates``, ...),
+and those registered with :func:`register` from the user's own code. Entry points are read the
+first time a registry is listed or looked into, in whichever process does so (the command
+line's, a worker's), so an installed plug-in needs no code run by its user.
 """
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import MutableMapping
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Type, Union
 
 import yaml
 
 from .errors import SpaceError, UsageError
+from .evaluation.function import FunctionEvaluator
+from .families.fixed import FixedArch
 from .space.core import SearchSpace
+from .surrogates.base import PredictorError, Scorer, Surrogate
+from .surrogates.checkpoint import Checkpoint
 from .space.dims import parse_dim
 
-# name -> "module:factory". A family factory takes the space file's ``family`` mapping.
-FAMILIES: Dict[str, Union[str, Callable]] = {
+Entry = Union[str, Callable]
+
+
+class Registry(MutableMapping):
+    """Names -> implementations of one seam: objects, or ``"module:attribute"`` that
+    :func:`resolve` imports. The names that installed distributions declare in the entry-point
+    group ``group`` join the built-ins the first time the registry is read; a name declared
+    twice (by jointnas and a distribution, or by two distributions) is refused."""
+
+    def __init__(self, group: Optional[str], builtins: Dict[str, Entry]):
+        self.group = group
+        self._entries: Dict[str, Entry] = dict(builtins)
+        self._read = group is None
+
+    def _all(self) -> Dict[str, Entry]:
+        if not self._read:
+            self._entries.update(installed(self.group, taken=set(self._entries)))
+            self._read = True
+        return self._entries
+
+    def __getitem__(self, name: str) -> Entry:
+        return self._all()[name]
+
+    def __setitem__(self, name: str, entry: Entry) -> None:
+        self._all()[name] = entry
+
+    def __delitem__(self, name: str) -> None:
+        del self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._all()))
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def installed(group: str, taken: Set[str]) -> Dict[str, str]:
+    """``name -> "module:attribute"`` of the entry points that installed distributions declare in
+    ``group``; a UsageError naming the distribution for a name in ``taken`` or declared twice."""
+    found: Dict[str, str] = {}
+    owners: Dict[str, str] = {}
+    for ep, dist in _entry_points(group):
+        if ep.name in taken or ep.name in found:
+            raise UsageError(f"distribution {dist} declares {ep.name!r} in entry-point group {group}, a name that "
+                             f"{owners.get(ep.name, 'jointnas itself')} already uses: one of them must be renamed")
+        found[ep.name] = ep.module + (f":{ep.attr}" if ep.attr else "")
+        owners[ep.name] = f"distribution {dist}"
+    return found
+
+
+def _entry_points(group: str) -> list:
+    """(entry point, the name of the distribution declaring it) of each entry point in ``group``."""
+    if sys.version_info >= (3, 10):
+        return [(ep, ep.dist.name if ep.dist is not None else "?") for ep in entry_points(group=group)]
+    return [(ep, "?") for ep in entry_points().get(group, ())]  # Python 3.9: no selection, no distribution
+
+
+# name -> factory ``(spec, where) -> ModelFamily``, given the space file's ``family`` mapping
+FAMILIES = Registry("jointnas.families", {
     "mbconv": "jointnas.families.mbconv:MBConvFamily.from_spec",
     "torchvision": "jointnas.families.torchvision:TorchvisionFamily.from_spec",
-    "fixed": "jointnas.families.fixed:FixedArch.from_spec",
+    "fixed": "jointnas.catalog:fixed_family",   # names its inner family, so it is made here
     "cell": "jointnas.families.cell:CellFamily.from_spec",
     "mlp": "jointnas.families.mlp:MLPFamily.from_spec",
-}
-# name -> surrogate module, which has ``make(space, *, seed, ensemble, score_bounds) -> Surrogate``
-# and ``load(path, space)`` for its checkpoints (or "module:factory", with the loader in
-# SURROGATE_LOADERS). The name is also the ``kind`` its checkpoints carry.
-SURROGATES: Dict[str, Union[str, Callable]] = {
-    "mlp": "jointnas.surrogates.mlp.ensemble",
-    "forest": "jointnas.surrogates.forest",
-}
-SURROGATE_LOADERS: Dict[str, Union[str, Callable]] = {}   # kind -> ``load(path, space)``, where not above
-# kind -> ``load(path, space)`` of a scoring-only surrogate without torch (the fine stage); others: SURROGATE_LOADERS
-SCORER_LOADERS: Dict[str, Union[str, Callable]] = {"mlp": "jointnas.surrogates.mlp.checkpoint:load_scorer"}
-# name -> coarse batch policy class, built as ``cls(explore=...)``
-POLICIES: Dict[str, Union[str, Callable]] = {
+})
+# name -> Surrogate subclass (jointnas.surrogates.base), made by its ``create(space, *, seed, ensemble,
+# score_bounds)``. The name is its ``kind``, which its checkpoints carry and load_surrogate reads back.
+SURROGATES = Registry("jointnas.surrogates", {
+    "mlp": "jointnas.surrogates.mlp.ensemble:Predictor",
+    "forest": "jointnas.surrogates.forest:ForestSurrogate",
+})
+# kind -> ``load(path, space)`` for checkpoints that no Surrogate subclass wrote (read as they are)
+SURROGATE_LOADERS = Registry(None, {})
+# name -> coarse batch policy class (a jointnas.coarse.policies.BatchPolicy), built as ``cls(explore=...)``
+POLICIES = Registry("jointnas.policies", {
     "ucb": "jointnas.coarse.policies:DiverseThenUCB",
     "ei": "jointnas.coarse.policies:DiverseThenEI",
     "thompson": "jointnas.coarse.policies:DiverseThenThompson",
-}
-# name -> fine-stage strategy class, built as ``cls(settings: SearchSettings)``
-STRATEGIES: Dict[str, Union[str, Callable]] = {
+})
+# name -> fine-stage strategy class (a jointnas.fine.base.Strategy), built as ``cls(settings: SearchSettings)``
+STRATEGIES = Registry("jointnas.strategies", {
     "evolution": "jointnas.fine.evolution:Evolution",
     "random": "jointnas.fine.random:RandomSearch",
-}
-# name -> executor class, built as ``cls(workers=..., device=...)``
-EXECUTORS: Dict[str, Union[str, Callable]] = {
+})
+# name -> executor class (a jointnas.execution.base.Executor), built as ``cls(workers=..., device=...)``
+EXECUTORS = Registry("jointnas.executors", {
     "local": "jointnas.execution.local:LocalExecutor",
-    "serial": "jointnas.execution.local:SerialExecutor",
+    "serial": "jointnas.execution.serial:SerialExecutor",
     "ray": "jointnas.execution.ray:RayExecutor",        # optional extra jointnas[ray]
-}
+})
 # evaluator kind (the part of a spec before ':') -> ``make(argument, **options) -> Evaluator``;
-# a spec whose kind is not here is ``module:function``, a Python objective.
-EVALUATORS: Dict[str, Union[str, Callable]] = {
-    "train": "jointnas.evaluation.evaluators:TrainEvaluator.from_spec",
+# a spec whose kind is not here is ``module:function``, a Python objective (FunctionEvaluator).
+EVALUATORS = Registry("jointnas.evaluators", {
+    "train": "jointnas.evaluation.train:TrainEvaluator.from_spec",
     "tabular": "jointnas.evaluation.tabular:TabularEvaluator.from_spec",
-}
-FUNCTION_EVALUATOR = "jointnas.evaluation.evaluators:FunctionEvaluator.from_spec"
+})
 
 
-def resolve(registry: Dict[str, Union[str, Callable]], name: str, what: str) -> Callable:
+def resolve(registry: MutableMapping, name: str, what: str) -> Callable:
     """The object registered under ``name`` (importing it on first use); UsageError listing names."""
     if name not in registry:
         raise UsageError(f"unknown {what} {name!r}; known: {', '.join(sorted(registry)) or 'none'}")
     entry = registry[name]
     if isinstance(entry, str):
         module, _, attr = entry.partition(":")
-        obj: Any = importlib.import_module(module)
-        for part in attr.split(".") if attr else ():
-            obj = getattr(obj, part)
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in attr.split(".") if attr else ():
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise UsageError(f"{what} {name!r} is registered as {entry!r}, which cannot be imported: {e}") from None
         registry[name] = entry = obj
     return entry
 
 
-def register(registry: Dict[str, Union[str, Callable]], name: str, factory: Union[str, Callable]) -> None:
+def register(registry: MutableMapping, name: str, factory: Entry) -> None:
+    """Register ``factory`` (an object or ``"module:attribute"``) as ``name`` in this process."""
     registry[name] = factory
 
 
-def register_family(name: str, factory: Union[str, Callable]) -> None:
+def register_family(name: str, factory: Entry) -> None:
     """``factory(spec: dict, where: str) -> ModelFamily``, where ``spec`` is the ``family`` mapping."""
     register(FAMILIES, name, factory)
 
@@ -131,6 +198,12 @@ def make_family(spec, where: str = "family"):
     if spec["name"] not in FAMILIES:
         raise SpaceError(f"{where}: unknown family {spec['name']!r}; known: {', '.join(sorted(FAMILIES))}")
     return resolve(FAMILIES, spec["name"], "family")(spec, where)
+
+
+def fixed_family(spec, where: str = "family") -> FixedArch:
+    """The ``fixed`` family: one arch of an inner family, whose ``family`` value is made by
+    :func:`make_family` too."""
+    return FixedArch.from_spec(spec, where, make_family)
 
 
 def space_from_dict(doc: dict, source: str = "<memory>") -> SearchSpace:
@@ -225,6 +298,19 @@ def load_space(name_or_path: Union[str, Path, SearchSpace]) -> SearchSpace:
     return _CACHE[key]
 
 
+def load_trained(path, space=None):
+    """(model with the saved weights in eval mode, its :class:`Candidate`) from a directory that
+    :func:`jointnas.evaluation.saved_model.save_trained` wrote; its space is ``space`` (a name, a
+    file or a SearchSpace) or the one the directory records."""
+    from .evaluation import saved_model  # torch: only where a saved model is read
+
+    build, candidate, state = saved_model.read_trained(path)
+    space = load_space(space) if space is not None else space_from_dict(build["space"])
+    model = saved_model.build_untrained(build, space)
+    model.load_state_dict(state)
+    return model, candidate
+
+
 # ---------------------------------------------------------------------- evaluators, surrogates, ...
 def make_evaluator(spec: str, **options):
     """An evaluator from a spec string: ``train:digits``, ``module:function`` (a Python objective
@@ -235,37 +321,57 @@ def make_evaluator(spec: str, **options):
     kind, arg = spec.split(":", 1)
     if kind in EVALUATORS:
         return resolve(EVALUATORS, kind, "evaluator")(arg, **options)
-    return resolve({"function": FUNCTION_EVALUATOR}, "function", "evaluator")(spec, **options)
+    return FunctionEvaluator.from_spec(spec, **options)
+
+
+def surrogate_class(name: str) -> Type[Surrogate]:
+    """The Surrogate subclass registered as ``name``."""
+    cls = resolve(SURROGATES, name, "surrogate")
+    if not (isinstance(cls, type) and issubclass(cls, Surrogate)):
+        raise UsageError(f"surrogate {name!r} is registered as {cls!r}, which is not a subclass of "
+                         "jointnas.surrogates.base.Surrogate")
+    return cls
 
 
 def surrogate_factory(name: str) -> Callable:
-    """``make(space, *, seed, ensemble, score_bounds)`` of the surrogate registered as ``name``."""
-    entry = resolve(SURROGATES, name, "surrogate")
-    return getattr(entry, "make", entry)
+    """``create(space, *, seed, ensemble, score_bounds)`` of the surrogate registered as ``name``."""
+    return surrogate_class(name).create
 
 
-def surrogate_loader(kind: str) -> Callable:
-    """``load(path, space)`` for checkpoints of ``kind``."""
+def make_surrogate(name: str, space, **options) -> Surrogate:
+    return surrogate_factory(name)(space, **options)
+
+
+def load_surrogate(path, space=None) -> Surrogate:
+    """The surrogate saved at ``path``, of the kind the file names, checked against ``space`` (a
+    SearchSpace, a space name or file; default: the space the file names)."""
+    return _load_checkpoint(path, space, scorer=False)
+
+
+def load_scorer(path, space=None) -> Scorer:
+    """What the fine stage needs of the surrogate saved at ``path`` (``predict_encoded``, ``predict``):
+    its class's ``scorer_from_checkpoint``, which for the MLP predictor needs no torch."""
+    return _load_checkpoint(path, space, scorer=True)
+
+
+def _load_checkpoint(path, space, scorer: bool):
+    checkpoint = Checkpoint.read(path, PredictorError)
+    kind = checkpoint.kind
     if kind in SURROGATE_LOADERS:
-        return resolve(SURROGATE_LOADERS, kind, "surrogate kind")
+        return resolve(SURROGATE_LOADERS, kind, "surrogate kind")(path, space)
     if kind not in SURROGATES:
         raise UsageError(f"a checkpoint of surrogate kind {kind!r}, which this jointnas does not know; known: "
                          f"{', '.join(sorted(SURROGATES))}")
-    entry = resolve(SURROGATES, kind, "surrogate")
-    if not hasattr(entry, "load"):
-        raise UsageError(f"surrogate {kind!r} is registered without a loader (add it to SURROGATE_LOADERS)")
-    return entry.load
-
-
-def scorer_loader(kind: str) -> Callable:
-    """``load(path, space)`` of what scores checkpoints of ``kind`` (without torch where one is registered)."""
-    if kind in SCORER_LOADERS:
-        return resolve(SCORER_LOADERS, kind, "scorer kind")
-    return surrogate_loader(kind)
-
-
-def make_surrogate(name: str, space, **options):
-    return surrogate_factory(name)(space, **options)
+    cls = surrogate_class(kind)
+    if not isinstance(space, SearchSpace):
+        try:
+            space = load_space(space or checkpoint.space_name)
+        except SpaceError:
+            if space is not None:
+                raise
+            raise PredictorError(f"{path} was trained on space {checkpoint.space_name!r}, which is not available "
+                                 "here; pass that space (space=...)") from None
+    return cls.scorer_from_checkpoint(checkpoint, space) if scorer else cls.from_checkpoint(checkpoint, space)
 
 
 def make_policy(name: str, **options):

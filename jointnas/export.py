@@ -12,33 +12,26 @@
 - ``model.ts``        optionally, the same as TorchScript (deprecated in current torch).
 
 ``candidate.json``'s ``meta.target`` says what the predicted accuracy means (data, split, epoch,
-epoch cap, training subset, seed; :mod:`jointnas.evaluation.target`), so that ``jointnas train`` can
+epoch cap, training subset, seed; :mod:`jointnas.coarse.target`), so that ``jointnas train`` can
 compare it like for like.
 
 An ``index.json`` in the export directory lists the candidates best first.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import yaml
 
 from .errors import UsageError
+from .coarse.target import source_target
+from .io import FLOPS_NOTE, replacing
+from .io import atomic_write_text as _write  # an interrupted export never leaves half a file
 from .space import Space
-
-FLOPS_NOTE = "fvcore count of the deployable model; one multiply-add = one flop"
-
-
-def _write(path: Path, text: str) -> None:
-    """Write via a temporary file, so an interrupted export never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _literal(d: dict) -> str:
@@ -58,7 +51,7 @@ def _builder_python(key: str, arch: dict, network: dict, num_classes: int, in_ch
 Trained weights: `jointnas train --candidate candidate.json --save DIR` writes DIR/weights.pt for
 the training data's classes and channels; load them with
 
-    from jointnas.evaluation.saved_model import load_trained
+    from jointnas.catalog import load_trained
     model, candidate = load_trained("DIR")
 
 Run this file to check that the model builds: python build_model.py
@@ -91,8 +84,6 @@ def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: 
     """
     context = dict(context or {})
     if "target" not in context:
-        from .evaluation.target import source_target
-
         target = source_target(context)
         context["target"] = target.to_dict() if target is not None else None
     if onnx:
@@ -101,16 +92,16 @@ def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: 
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"export directory {out_dir} is a file; give a directory (it is created if missing)")
     family = space.family
-    if family is None or not hasattr(family, "network"):
+    calls = [family.build_model_call(s.candidate.arch) for s in entries] if family is not None else [None]
+    if None in calls:
         raise UsageError(f"exporting builds mbconv models; space {space.name} has family "
                          f"{family.name if family else None!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    network = asdict(family.network)
-    classes, channels = family.deploy.num_classes, family.deploy.in_channels
     dirs, index = [], []
-    for rank, s in enumerate(entries, 1):
+    for rank, (s, call) in enumerate(zip(entries, calls), 1):
         cand = s.candidate
         key = cand.key()
+        network, classes, channels = call["network"], call["num_classes"], call["in_channels"]
         d = out_dir / f"rank{rank}-{key}"
         d.mkdir(exist_ok=True)
         meta = dict(context or {}, rank=rank, predicted_acc=s.mean, predicted_std=s.std, score=s.score,
@@ -121,9 +112,7 @@ def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: 
         _write(d / "candidate.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
         _write(d / "recipe.yaml", f"# training recipe of candidate {key} (jointnas fine, rank {rank})\n"
                + yaml.safe_dump(dict(cand.recipe), sort_keys=False))
-        build = {"function": "jointnas.build_model", "arch": cand.arch, "network": network,
-                 "num_classes": classes, "in_channels": channels, "space": cand.space,
-                 "flops": s.flops, "params": s.params, "flops_counting": FLOPS_NOTE}
+        build = dict(call, space=cand.space, flops=s.flops, params=s.params, flops_counting=FLOPS_NOTE)
         _write(d / "build.json", json.dumps(build, indent=2, sort_keys=True) + "\n")
         summary = (f"Predicted accuracy {s.mean:.4f} +- {s.std:.4f}; {s.flops / 1e6:.1f} MFLOPs ({FLOPS_NOTE}), "
                    f"{s.params / 1e6:.2f} M params at {cand.arch['resolution']} px, {classes} classes.")
@@ -141,17 +130,14 @@ def export_candidates(entries: Sequence, out_dir, space: Space, *, torchscript: 
 
 
 def _write_torchscript(path: Path, arch: dict, space: Space) -> None:
-    import torch
+    import torch  # only when a model is written: the export of build files needs none
 
-    deploy = space.family.deploy
-    model = space.family.build(arch, num_classes=deploy.num_classes, in_channels=deploy.in_channels,
-                               input_size=arch["resolution"], trim_pad=True).eval()
+    model, _ = space.family.deployable(arch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream but still works
         scripted = torch.jit.script(model)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.jit.save(scripted, str(tmp))
-    os.replace(tmp, path)
+        with replacing(path) as tmp:
+            torch.jit.save(scripted, str(tmp))
 
 
 def check_onnx() -> None:
@@ -165,21 +151,14 @@ def _write_onnx(path: Path, arch: dict, space: Space) -> None:
     """The deployable model as ONNX, input ``image`` (N x C x H x W, batch size free), output ``logits``.
     torch's export through ``torch.export`` needs onnxscript; without it the older TorchScript-based
     exporter writes the same graph."""
-    import importlib.util
+    import torch  # see _write_torchscript
 
-    import torch
-
-    deploy = space.family.deploy
-    res = arch["resolution"]
-    model = space.family.build(arch, num_classes=deploy.num_classes, in_channels=deploy.in_channels,
-                               input_size=res, trim_pad=True).eval()
-    x = torch.zeros(1, deploy.in_channels, res, res)
+    model, shape = space.family.deployable(arch)
+    x = torch.zeros(*shape)
     dynamo = importlib.util.find_spec("onnxscript") is not None
-    tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), replacing(path) as tmp:
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter is deprecated
         kwargs = ({"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo
                   else {"dynamic_axes": {"image": {0: "batch"}, "logits": {0: "batch"}}})
         torch.onnx.export(model, (x,), str(tmp), input_names=["image"], output_names=["logits"], dynamo=dynamo,
                           **kwargs)
-    os.replace(tmp, path)

@@ -1,11 +1,17 @@
-"""Checks that an output path can be written, made before any work whose result would go there
-(a search or a training run should not end in "permission denied"). Nothing is created."""
+"""Writing files: checks that an output path can be written, made before any work whose result
+would go there (a search or a training run should not end in "permission denied"; nothing is
+created), and the one way a file is written atomically. Also the one note on what FLOPs count."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Iterator
 
 from .errors import UsageError
+
+FLOPS_NOTE = "fvcore's count of the deployable model, one multiply-add = one flop"
+FLOPS_NOTE_SHORT = "fvcore count, 1 multiply-add = 1 flop"  # the same, where a line is short (axes, tables)
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -44,3 +50,43 @@ def check_writable_file(path, what: str = "output file") -> Path:
     if not path.exists():
         _check_can_write_in(path.parent, what)
     return path
+
+
+@contextmanager
+def replacing(path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer to fill: when the block ends without an error
+    it is flushed to disk (fsync) and renamed over ``path`` in one step, so a reader, or a process
+    killed at any moment, sees the old file or the new one, never half of one. On an error the
+    temporary file is removed and ``path`` is left as it was. The temporary name carries the pid:
+    two processes may write the same file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextmanager
+def atomic_file(path, mode: str = "wb") -> Iterator[IO]:
+    """A file object whose contents replace ``path`` atomically (see :func:`replacing`)."""
+    with replacing(path) as tmp:
+        with open(tmp, mode) as f:
+            yield f
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path, text: str) -> None:
+    with atomic_file(path, "w") as f:
+        f.write(text)

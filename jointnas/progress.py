@@ -5,6 +5,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
+from tqdm import tqdm
+
 
 @dataclass
 class Progress:
@@ -15,8 +17,6 @@ class Progress:
 
     def __post_init__(self):
         if self.log is None:
-            from tqdm import tqdm
-
             self.log = lambda line: tqdm.write(line, file=sys.stdout)
 
     @property
@@ -25,6 +25,4 @@ class Progress:
         return self.bars and sys.stderr.isatty()
 
     def bar(self, **kw):
-        from tqdm import tqdm
-
         return tqdm(disable=not self.shown, file=sys.stderr, dynamic_ncols=True, **kw)

@@ -28,7 +28,7 @@ def jointnas_pairs(model: str, args):
     from jointnas.coarse.search import CoarseSearch
 
     with CoarseSearch.open(args.out / f"jointnas-{model}", bench.evaluator_for(args)) as search:
-        trials, y = search.training_set()
+        trials, y = search.loop.training_set()
         return [t.candidate for t in trials], list(map(float, y)), search.space
 
 

@@ -83,7 +83,8 @@ def space_for(model: str, args):
 
 
 def evaluator_for(args):
-    from jointnas.evaluation.evaluators import TrainEvaluator
+    from jointnas.evaluation.base import TrialRequest
+    from jointnas.evaluation.train import TrainEvaluator
 
     class SubsetEvaluator(TrainEvaluator):
         """Scores on the first --val-subset validation images (every epoch of every trial is evaluated)."""
@@ -120,7 +121,7 @@ def fine_pick(model: str, args) -> dict:
 
 def jointnas_recipe(model: str, args):
     from jointnas.autotrain import autotrain, default_config
-    from jointnas.execution.local import SerialExecutor
+    from jointnas.execution.serial import SerialExecutor
 
     config = default_config(pool=args.pool, seed=args.seed, batch=args.batch, iterations=args.trials // args.batch,
                             epoch_cap=args.epochs, rank_threshold=1.0,
@@ -159,7 +160,7 @@ def tpe_recipe(model: str, args):
 
     def objective(trial):
         recipe = suggest(trial)
-        r = evaluator.evaluate(Candidate({}, recipe), space, epochs=args.epochs, seed=args.seed)
+        r = evaluator.evaluate(Candidate({}, recipe), space, TrialRequest(args.epochs, args.seed))
         trial.set_user_attr("status", r.status)
         return r.final_score if r.final_score is not None else evaluator.diverged_score
 

@@ -60,7 +60,7 @@ def run_command(extra) -> dict:
 def breakdown(run_dir: Path, start: float) -> dict:
     """Where the time went, from the timestamps the run's store keeps."""
     from jointnas.execution.local import usable_cpus
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     with RunStore.open(run_dir) as store:
         trials = store.trials()

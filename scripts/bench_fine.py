@@ -97,11 +97,12 @@ def cpu_rates(payload: dict, seed: int, population) -> tuple:
     import torch
 
     from jointnas.budget import Budget
-    from jointnas.fine.problem import SearchSettings, fine_search
-    from jointnas.surrogates import Predictor
+    from jointnas.fine.problem import SearchSettings
+    from jointnas.fine.search import fine_search
+    from jointnas.catalog import load_surrogate
 
     torch.set_num_threads(1)
-    predictor = Predictor.load(payload["predictor"])
+    predictor = load_surrogate(payload["predictor"])
     budget = Budget(payload["budget"]["max_flops"], payload["budget"]["max_params"])
     settings = SearchSettings(seed=seed, **({"population": population} if population else {}))
     fine_search(predictor, predictor.space, budget, settings=settings)

@@ -50,7 +50,7 @@ def loadavg() -> str:
 
 
 def coarse(executor: str, runs: Path) -> dict:
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     run = runs / f"{executor}-{time.strftime('%H%M%S')}"
     cmd = [sys.executable, "-m", "jointnas", *COARSE, "--run", str(run), *EXECUTORS[executor]]

@@ -65,7 +65,7 @@ def part_layers(shapes, batch: int, repeats: int) -> None:
 
 
 def part_result_stage(space, archs, repeats: int) -> None:
-    from jointnas.evaluation.evaluators import TrainEvaluator
+    from jointnas.evaluation.train import TrainEvaluator
     from jointnas.space import Candidate
     from jointnas.evaluation.trainer import train
 
@@ -84,7 +84,7 @@ def part_result_stage(space, archs, repeats: int) -> None:
 
 
 def part_optimizers(space, arch, repeats: int = 10) -> None:
-    from jointnas.evaluation.trainer import param_groups
+    from jointnas.evaluation.optim import param_groups
 
     model = space.family.build(arch, num_classes=10, in_channels=1, input_size=56).to(memory_format=torch.channels_last)
     params = list(model.parameters())
@@ -113,8 +113,9 @@ def part_optimizers(space, arch, repeats: int = 10) -> None:
 def part_eval_batch(space, arch, rounds: int = 3) -> None:
     import resource
 
-    from jointnas.evaluation.evaluators import TrainEvaluator
-    from jointnas.evaluation.trainer import evaluate, init_weights, make_batches, recalibrate_bn
+    from jointnas.evaluation.train import TrainEvaluator
+    from jointnas.evaluation.batches import make_batches
+    from jointnas.evaluation.trainer import evaluate, init_weights, recalibrate_bn
 
     task, dev = TrainEvaluator("digits").task(0), torch.device("cpu")
     model = init_weights(space.family.build(arch, num_classes=10, in_channels=1, input_size=56))

@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     naive, fast = [], []
     for rep in range(args.repeats):  # interleaved, so background load hits both alike
         naive.append(naive_images_per_s(cand, task, space, device, args.epochs, args.seed + rep))
-        r = train(cand, task, epochs=args.epochs, device=device, seed=args.seed + rep)
+        r = train(cand, task, epochs=args.epochs, device=device, seed=args.seed + rep, space=space)
         fast.append(r.images_per_s)
         print(f"repeat {rep + 1}: naive {naive[-1]:.1f} img/s, jointnas {fast[-1]:.1f} img/s "
               f"({fast[-1] / naive[-1]:.2f}x)", flush=True)
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         cands = [(args.preset, cand)] + [(f"pool#{i}", c) for i, c in
                                          enumerate(sample_pool(space, args.full, seed=args.seed))]
         for label, c in cands:
-            r = train(c, task, device=device, seed=args.seed)
+            r = train(c, task, device=device, seed=args.seed, space=space)
             row = {"candidate": label, "epochs": c.recipe["epochs"], "resolution": r.resolution,
                    "optimizer": c.recipe["optimizer"], "lr": c.recipe["lr"], "status": r.status,
                    "final_acc": r.final_acc, "wall_time": r.wall_time, "images_per_s": r.images_per_s,

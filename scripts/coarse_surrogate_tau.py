@@ -45,15 +45,15 @@ def held_out_tau(template, prior, candidates, y, seed):
 
 
 def from_run(args):
-    from jointnas.coarse.search import CoarseSearch
+    from jointnas.coarse.loop import CoarseLoop
     from jointnas.surrogates.prior import load_prior_pairs
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     with RunStore.open(args.run) as store:
         config = store.config
-    search = CoarseSearch.open(args.run)
-    search._load_pool(None)
-    epoch = search.calibration()["chosen_epoch"]
+    search = CoarseLoop.open(args.run)
+    search.start()
+    epoch = search.calibration().chosen_epoch
     trials, y = search.training_set()
     cands = [t.candidate for t in trials]
     prior = load_prior_pairs(PAIRS, search.space, epoch, config.get("diverged_score"),

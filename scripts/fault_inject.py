@@ -75,7 +75,7 @@ def alive(pid: int) -> bool:
 
 def running(run: Path) -> bool:
     from jointnas.errors import UsageError
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     try:
         with RunStore.open(run) as store:
@@ -88,7 +88,7 @@ def snapshot(run: Path) -> dict:
     """What a finished run holds, in comparable form."""
     import torch
 
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     with RunStore.open(run) as store:
         trials = store.trials()

@@ -43,7 +43,7 @@ AUTOTRAIN = ["autotrain", "--arch", "mobilenet_v3_small", "--data", "digits", "-
 
 def test_autotrain_on_digits_runs_coarse_and_fine_and_ends_with_a_recipe_and_its_train_command(tmp_path, capsys):
     from jointnas.catalog import load_space
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     run = tmp_path / "run"
     assert main(AUTOTRAIN + ["--run", str(run), "--json"]) == 0
@@ -124,11 +124,11 @@ def _recipe_objective(candidate, report):
 def test_autotrain_ranks_recipes_with_a_forest_unless_the_config_names_the_mlp(tmp_path):
     from jointnas.autotrain import autotrain, default_config, fixed_arch_space
     from jointnas.catalog import load_space
-    from jointnas.evaluation.evaluators import FunctionEvaluator
-    from jointnas.execution.local import SerialExecutor
+    from jointnas.evaluation.function import FunctionEvaluator
+    from jointnas.execution.serial import SerialExecutor
     from jointnas.families.torchvision import TorchvisionFamily
     from jointnas.fine.problem import SearchSettings
-    from jointnas.surrogates import load_surrogate
+    from jointnas.catalog import load_surrogate
 
     space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"}, epochs=1)
     evaluator = FunctionEvaluator(_recipe_objective, score_bounds=(0.0, 1.0))

@@ -14,9 +14,10 @@ import yaml
 
 from jointnas import load_space, sample_pool
 from jointnas.cli import main
-from jointnas.coarse.search import acquisition_batch, calibrate, diverse_batch
-from jointnas.surrogates import load_surrogate
-from jointnas.store.run_store import RunStore, Trial
+from jointnas.coarse.calibration import calibrate
+from jointnas.coarse.policies import acquisition_batch, diverse_batch
+from jointnas.catalog import load_surrogate
+from jointnas.store import RunStore, Trial
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, ITERATIONS = 4, 2
@@ -105,13 +106,15 @@ def test_batch_choices():
 
 
 def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
-    from jointnas.evaluation.evaluators import TrainEvaluator
-    from jointnas.execution.local import Job, LocalExecutor
+    from jointnas.evaluation.train import TrainEvaluator
+    from jointnas.evaluation.base import TrialRequest
+    from jointnas.execution.base import Job
+    from jointnas.execution.local import LocalExecutor
 
     space = load_space(tiny)
     cands = sample_pool(space, 2, seed=0)
     evaluator = TrainEvaluator("digits", train_subset=64)
-    jobs = [Job(i, c.to_dict(), space, evaluator, 1, 0) for i, c in enumerate(cands)]
+    jobs = [Job(i, c.to_dict(), space, evaluator, TrialRequest(1, 0)) for i, c in enumerate(cands)]
     with LocalExecutor(1, "cpu", max_retries=0) as ex:  # retries: tests/test_reliability.py
         ex.submit(jobs[0])
         first = ex.pids[0]
@@ -132,11 +135,12 @@ def epochs_seen_while_running(ex, space, poll: float):
     over; the tiny space's epochs could all land within one poll."""
     from jointnas import Candidate
     from jointnas.budget import cheapest_arch
-    from jointnas.evaluation.evaluators import TrainEvaluator
-    from jointnas.execution.local import Job
+    from jointnas.evaluation.train import TrainEvaluator
+    from jointnas.evaluation.base import TrialRequest
+    from jointnas.execution.base import Job
 
     cand = Candidate(cheapest_arch(space), dict(space.default_recipe(), epochs=3), space=space.name)
-    ex.submit(Job(7, cand.to_dict(), space, TrainEvaluator("digits", train_subset=256), 3, 0))
+    ex.submit(Job(7, cand.to_dict(), space, TrainEvaluator("digits", train_subset=256), TrialRequest(3, 0)))
     progress, finished = [], []
     deadline = time.monotonic() + 600
     while not finished and time.monotonic() < deadline:

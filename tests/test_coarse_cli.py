@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from jointnas.coarse.ranking import best_trials
-from jointnas.evaluation.saved_model import load_trained
-from jointnas.store.run_store import RunStore
+from jointnas.catalog import load_trained
+from jointnas.store import RunStore
 from test_coarse import tiny_space_doc
 
 REPO = Path(__file__).resolve().parents[1]

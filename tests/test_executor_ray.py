@@ -16,9 +16,10 @@ import yaml
 
 from jointnas import load_space, sample_pool
 from jointnas.cli import main
-from jointnas.evaluation.evaluators import TrainEvaluator
-from jointnas.execution.local import Job
-from jointnas.store.run_store import RunStore
+from jointnas.evaluation.train import TrainEvaluator
+from jointnas.evaluation.base import TrialRequest
+from jointnas.execution.base import Job
+from jointnas.store import RunStore
 from test_coarse import coarse_args, epochs_seen_while_running, tiny_space_doc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +142,7 @@ def test_ctrl_c_on_a_ray_run_stops_its_actors_and_the_run_resumes_to_the_same_re
 def _jobs(tiny, n):
     space = load_space(tiny)
     evaluator = TrainEvaluator("digits", train_subset=64)
-    return [Job(i, c.to_dict(), space, evaluator, 2, 0) for i, c in enumerate(sample_pool(space, n, seed=0))]
+    return [Job(i, c.to_dict(), space, evaluator, TrialRequest(2, 0)) for i, c in enumerate(sample_pool(space, n, seed=0))]
 
 
 def _wait(ex, timeout=300):

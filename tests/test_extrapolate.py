@@ -7,8 +7,9 @@ import pytest
 import schedule_objective as so
 from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, SerialExecutor
 from jointnas.catalog import space_from_dict
-from jointnas.coarse.search import Progress, format_summary
+from jointnas.coarse.summary import format_summary
 from jointnas.coarse.extrapolate import MIN_CURVES, ScheduleExtrapolator, from_pairs, whole_curves
+from jointnas.progress import Progress
 
 SPACE = space_from_dict(so.SPACE)
 

@@ -7,9 +7,10 @@ import fidelity_objective
 from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, SerialExecutor
 from jointnas.catalog import space_from_dict
 from jointnas.cli import main
-from jointnas.coarse.search import Progress
-from jointnas.evaluation.fidelity import Fidelity, calibrate_fidelity
-from jointnas.store.run_store import RunStore
+from jointnas.coarse.calibration import calibrate_fidelity
+from jointnas.evaluation.fidelity import Fidelity
+from jointnas.progress import Progress
+from jointnas.store import RunStore
 from jointnas.trial import score_at
 
 HALF_DATA, HALF_WIDTH = {"data": 0.5}, {"width": 0.5}
@@ -97,7 +98,7 @@ def test_the_winners_full_fidelity_retraining_is_stored_in_the_run_and_shown_by_
 
 
 def test_a_predictor_at_chance_gets_a_line_saying_how_many_more_trials_it_needs():
-    from jointnas.coarse.search import PAIRS_FOR_USEFUL_TAU, chance_line
+    from jointnas.coarse.held_out import PAIRS_FOR_USEFUL_TAU, chance_line
 
     line = chance_line(-0.2, 18, 6, 3)
     assert f"about {PAIRS_FOR_USEFUL_TAU - 18} more trials" in line and "to 9 iterations" in line

@@ -2,11 +2,13 @@
 than random search on the same predictor; the array form of candidates and of their cost;
 diverse top-k with ties broken by spread and FLOPs; export; the `jointnas fine` command and its
 output hygiene."""
+import dataclasses
 import json
 import os
 import runpy
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -18,7 +20,10 @@ from jointnas.cli import main
 from jointnas.export import export_candidates
 from jointnas.families.cost import count_costs
 from jointnas.families.mbconv_cost_arrays import mbconv_costs
-from jointnas.fine.problem import Board, FineProblem, SearchSettings, fine_search, random_rows
+from jointnas.fine.base import Strategy
+from jointnas.fine.problem import Board, FineProblem, SearchSettings, finish
+from jointnas.fine.sampling import random_rows
+from jointnas.fine.search import fine_search
 from jointnas.errors import UsageError
 from jointnas.fine.random import RandomSearch
 
@@ -147,7 +152,7 @@ def test_measured_seeds_start_the_population_infeasible_ones_skipped(predictor, 
 
 def test_run_seeds_ranked_at_the_calibrated_epoch_not_by_final_accuracy(space, tmp_path):
     from jointnas.cli.fine import _measured_seeds
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     pool = sample_pool(space, 3, seed=2)
     store = RunStore.create(tmp_path / "run", {})
@@ -343,7 +348,7 @@ def test_cli_with_predictor_file_json_out_and_export(capsys, predictor_file, tmp
 
 
 def test_cli_table_from_a_run_saves_the_result_into_it(capsys, predictor, space, tmp_path, monkeypatch):
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     run = tmp_path / "runs" / "coarse-1"
     pool = sample_pool(space, 60, seed=2)
@@ -352,7 +357,8 @@ def test_cli_table_from_a_run_saves_the_result_into_it(capsys, predictor, space,
     with RunStore.create(run, {"space": "fbnetv3", "seed": 0}) as store:
         ids = store.add_trials(1, [(i, c, int(f), int(p)) for i, (c, (f, p)) in enumerate(zip(pool, costs))])
         for i, acc in zip(ids, accs):
-            store.record_result(i, {"status": "done", "curve": [], "final_acc": float(acc), "epochs_run": 1})
+            store.record_result(i, {"status": "done", "curve": [{"epoch": 1, "val_acc": float(acc)}],
+                                    "final_acc": float(acc), "epochs_run": 1})
         path = store.predictor_file(1)
         predictor.save(path)
         store.register_predictor(1, path)
@@ -404,6 +410,38 @@ def test_cli_draws_no_progress_bar_when_stderr_is_not_a_terminal(predictor_file,
     json.loads(proc.stdout)  # stdout is the JSON document and nothing else
 
 
+class FirstDraws(Strategy):
+    """A strategy from outside the package: one batch of random rows within the budget."""
+
+    name = "first-draws"
+    label = "one batch of random draws"
+
+    def search(self, problem, seeds=(), *, seed=0, top_k=5, progress=False):
+        settings = dataclasses.replace(self.settings, seed=seed, top_k=top_k)
+        start, board = time.perf_counter(), Board(problem)
+        rows, costs = random_rows(problem, settings.population, np.random.default_rng(seed), board)
+        board.score(rows, costs)
+        return finish(problem, board, strategy=self.name, settings=settings, start=start, initial_best=board.best(),
+                      history=[], generations=1, stop_reason="one batch drawn", seeded=0)
+
+
+def test_cli_names_a_registered_strategy_by_its_own_label(capsys, predictor_file):
+    from jointnas import catalog
+
+    catalog.register(catalog.STRATEGIES, FirstDraws.name, FirstDraws)
+    try:
+        with pytest.raises(SystemExit):
+            main(["fine", "--help"])
+        assert FirstDraws.name in capsys.readouterr().out.split("--strategy")[-1]
+        code, out, err = _run(capsys, "--budget", "600M", "--predictor", str(predictor_file), "--strategy",
+                              FirstDraws.name, "--population", "20")
+    finally:
+        catalog.STRATEGIES.pop(FirstDraws.name)
+    assert code == 0, err
+    assert f"fine search ({FirstDraws.name})" in out and f"{FirstDraws.label}, 20 candidates scored" in out
+    assert "random search" not in out and "generations" not in out
+
+
 @pytest.mark.parametrize("flag,value", [("--population", "1000000000"), ("--population", "1e9"),
                                         ("--generations", "1000000000"), ("--evaluations", "1e12"),
                                         ("--top-k", "100000000"), ("--min-distance", "2")])
@@ -418,9 +456,9 @@ def test_cli_refuses_absurd_sizes_with_one_line(capsys, predictor_file, flag, va
 @pytest.mark.parametrize("case", ["out_is_a_folder", "out_under_a_file", "export_is_a_file", "export_under_a_file",
                                   "out_in_proc"])
 def test_cli_refuses_unusable_output_paths_before_searching(capsys, predictor_file, tmp_path, monkeypatch, case):
-    import jointnas.fine.problem
+    import jointnas.fine.search
 
-    monkeypatch.setattr(jointnas.fine.problem, "fine_search", lambda *a, **k: pytest.fail("searched before refusing"))
+    monkeypatch.setattr(jointnas.fine.search, "fine_search", lambda *a, **k: pytest.fail("searched before refusing"))
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("x")
     flag, path = {"out_is_a_folder": ("--out", tmp_path), "out_under_a_file": ("--out", a_file / "r.json"),

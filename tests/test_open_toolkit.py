@@ -11,9 +11,11 @@ import toy_objective
 from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, SerialExecutor, TrainEvaluator
 from jointnas.catalog import load_space, space_from_dict
 from jointnas.cli import main
-from jointnas.coarse.search import Progress, run_space
+from jointnas.coarse.config import run_space
+from jointnas.coarse.search import Progress
 from jointnas.errors import SpaceError, UsageError
-from jointnas.store.run_store import RunStore
+from jointnas.store import RunStore
+from jointnas.evaluation.base import TrialRequest
 
 TRAINER_RECIPE = {  # what the trainer acts on for these models (no dropout/drop path: shufflenet takes neither)
     "optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
@@ -74,8 +76,9 @@ def test_a_torchvision_choice_of_models_is_searched_and_costed_by_fvcore(torchvi
 
 def test_the_torchvision_runs_predictor_drives_the_fine_search(torchvision_run):
     from jointnas.budget import Budget
-    from jointnas.fine.problem import SearchSettings, fine_search
-    from jointnas.surrogates import load_surrogate
+    from jointnas.fine.problem import SearchSettings
+    from jointnas.fine.search import fine_search
+    from jointnas.catalog import load_surrogate
 
     run, space, _ = torchvision_run
     predictor = load_surrogate(run / "predictor.pt", space)
@@ -144,7 +147,7 @@ def test_a_python_objective_drives_a_coarse_run_and_resumes(tmp_path):
 
 
 def test_the_objective_flag_runs_the_same_search_and_the_report_shows_its_curves(tmp_path, capsys, monkeypatch):
-    from jointnas.report.page import build_report
+    from jointnas.report import build_report
 
     space_file = tmp_path / "toy.yaml"
     space_file.write_text(yaml.safe_dump(toy_objective.SPACE))
@@ -174,9 +177,9 @@ def test_a_failing_objective_is_a_failed_trial_not_a_crash():
         raise RuntimeError("out of ideas")
 
     space = space_from_dict(toy_objective.SPACE)
-    result = FunctionEvaluator(broken).evaluate(space.sample(1)[0], space, epochs=None, seed=0)
+    result = FunctionEvaluator(broken).evaluate(space.sample(1)[0], space, TrialRequest(None, 0))
     assert result.status == "failed" and "out of ideas" in result.error and result.curve[0]["score"] == 0.5
-    nan = FunctionEvaluator(lambda c, r: float("nan")).evaluate(space.sample(1)[0], space, epochs=None, seed=0)
+    nan = FunctionEvaluator(lambda c, r: float("nan")).evaluate(space.sample(1)[0], space, TrialRequest(None, 0))
     assert nan.status == "diverged"
 
 
@@ -255,7 +258,8 @@ def test_a_run_in_a_read_only_directory_is_one_line_and_exit_2(tmp_path, capsys,
 # ---------------------------------------------------------------------- surrogates and old runs
 def test_checkpoints_name_their_kind_and_load_through_the_catalog(tmp_path):
     from jointnas import Predictor
-    from jointnas.surrogates.base import checkpoint_kind, load_surrogate
+    from jointnas.catalog import load_surrogate
+    from jointnas.surrogates.checkpoint import checkpoint_kind
 
     space = space_from_dict(toy_objective.SPACE)
     pool = space.sample(12, seed=0)

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from jointnas.errors import SpaceError
-from jointnas.surrogates import Predictor
+from jointnas.catalog import load_surrogate
 
 SHIPPED = Path(__file__).resolve().parents[1] / "predictors" / "fbnetv3-digits.pt"
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    return Predictor.load(SHIPPED)
+    return load_surrogate(SHIPPED)
 
 
 def test_plain_dicts_are_scored_like_candidates(shipped):

@@ -10,7 +10,7 @@ from jointnas import sample_pool
 from jointnas.errors import UsageError
 from jointnas.surrogates import FORMAT_VERSION, Predictor, PredictorError, evaluate, ranking_metrics
 from jointnas.families.cost import count_costs
-from jointnas.catalog import space_from_dict, spaces_dir as recipes_dir
+from jointnas.catalog import load_surrogate, space_from_dict, spaces_dir as recipes_dir
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -229,7 +229,7 @@ def test_a_predictor_loaded_under_inference_mode_scores_and_follows_changes(smal
     small_fit.save(tmp_path / "p.pt")
     x = encoded[:50]
     with torch.inference_mode():  # its weights are inference tensors: no version counter to watch
-        p = Predictor.load(tmp_path / "p.pt")
+        p = load_surrogate(tmp_path / "p.pt")
         before = p.predict_encoded(x)[0]
         np.testing.assert_allclose(before, small_fit.predict_encoded(x)[0], atol=1e-6)
         p.members[0].head.out.bias += 1.0
@@ -282,7 +282,7 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, space, pretr
     p = copy.deepcopy(pretrained).fit(encoded[:50], y, frozen_epochs=5, full_epochs=5)
     path = tmp_path / "sub" / "p.pt"
     p.save(path)
-    for q in (Predictor.load(path), Predictor.load(path, space=space), Predictor.load(str(path), space="fbnetv3")):
+    for q in (load_surrogate(path), Predictor.load(path, space=space), load_surrogate(str(path), space="fbnetv3")):
         assert q.config == p.config and q.pretrained and q.fitted
         for a, b in zip(p.predict_encoded(encoded[100:300]), q.predict_encoded(encoded[100:300])):
             np.testing.assert_array_equal(a, b)
@@ -298,7 +298,7 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, space, pretr
 def test_pretrained_only_predictor_round_trips(tmp_path, pretrained, encoded):
     path = tmp_path / "pretrained.pt"
     pretrained.save(path)
-    q = Predictor.load(path)
+    q = load_surrogate(path)
     assert q.pretrained and not q.fitted
     np.testing.assert_array_equal(q.predict_costs(encoded[:20]), pretrained.predict_costs(encoded[:20]))
     with pytest.raises(PredictorError, match="not fitted"):

@@ -12,9 +12,12 @@ import jointnas.evaluation.trainer as trainer
 from jointnas.catalog import load_space
 from jointnas.evaluation.data import TensorSplit, load_task
 from jointnas.errors import SpaceError, UsageError
-from jointnas.evaluation.evaluators import TrainEvaluator
+from jointnas.evaluation.train import TrainEvaluator
 from jointnas.space import Candidate
-from jointnas.evaluation.trainer import RECIPE_KEYS, build_optimizer, check_recipe_dims, cutout, full_recipe, train
+from jointnas.evaluation.batches import TensorBatches, cutout
+from jointnas.evaluation.optim import build_optimizer
+from jointnas.evaluation.recipe import OPTIMIZERS, RECIPE_DEFAULTS, RECIPE_KEYS, check_recipe_dims, full_recipe
+from jointnas.evaluation.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = dict(optimizer="sgd_plain", lr=0.05, epochs=2)
@@ -36,7 +39,7 @@ def space_file(tmp_path, recipe: dict, name="rich") -> Path:
 
 @pytest.fixture(scope="module")
 def rich_space(tmp_path_factory):
-    recipe = {"optimizer": {"type": "categorical", "choices": list(trainer.OPTIMIZERS)},
+    recipe = {"optimizer": {"type": "categorical", "choices": list(OPTIMIZERS)},
               "lr": {"type": "float", "low": 0.001, "high": 0.2, "log": True},
               "epochs": {"type": "int", "low": 1, "high": 4}, **NEW_DIMS}
     return str(space_file(tmp_path_factory.mktemp("space"), recipe))
@@ -144,12 +147,12 @@ def test_cutout_zeroes_one_square_per_sample():
 def test_cutout_is_in_pixels_of_the_stored_images_and_only_in_training():
     task = load_task("digits")  # 8x8 images, trained at 56 px: a 2-px cutout is a 14-px square
     split = TensorSplit(task.train.images[:64], task.train.labels[:64])
-    train_b = trainer.TensorBatches(split, task, 56, torch.device("cpu"), 64, True,
-                                    torch.Generator().manual_seed(0), cutout=2)
+    train_b = TensorBatches(split, task, 56, torch.device("cpu"), 64, True,
+                            torch.Generator().manual_seed(0), cutout=2)
     x, _ = next(iter(train_b))
     assert train_b.cutout == 14 and (x == 0).all(dim=1).sum(dim=(1, 2)).max() == 14 * 14
-    eval_b = trainer.TensorBatches(split, task, 56, torch.device("cpu"), 64, False, cutout=2)
-    plain = trainer.TensorBatches(split, task, 56, torch.device("cpu"), 64, False)
+    eval_b = TensorBatches(split, task, 56, torch.device("cpu"), 64, False, cutout=2)
+    plain = TensorBatches(split, task, 56, torch.device("cpu"), 64, False)
     assert torch.equal(next(iter(eval_b))[0], next(iter(plain))[0])
 
 
@@ -172,8 +175,8 @@ def test_grad_clip_bounds_every_step_in_training(small_arch, rich_space, tiny, m
 
 # --------------------------------------------------------------------------- what a space may say
 def test_optional_keys_default_to_off_and_unknown_keys_are_refused():
-    assert full_recipe(BASE) == {**trainer.RECIPE_DEFAULTS, **BASE}
-    assert trainer.RECIPE_DEFAULTS["cutout"] == 0 and trainer.RECIPE_DEFAULTS["grad_clip"] == 0
+    assert full_recipe(BASE) == {**RECIPE_DEFAULTS, **BASE}
+    assert RECIPE_DEFAULTS["cutout"] == 0 and RECIPE_DEFAULTS["grad_clip"] == 0
     with pytest.raises(UsageError, match="nesterov"):
         full_recipe(dict(BASE, nesterov=True))
     with pytest.raises(UsageError, match="lacks lr"):

@@ -21,7 +21,7 @@ import pytest
 from jointnas import load_space, sample_pool
 from jointnas.cli import main
 from jointnas.errors import UsageError
-from jointnas.store.run_store import RunStore, StoreError
+from jointnas.store import RunStore, StoreError
 from test_coarse import tiny  # noqa: F401 - the toy space's fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,11 +130,12 @@ def copy(killed, tmp_path):
 
 # ---------------------------------------------------------------------- workers
 def _jobs(tiny, n, epochs=2):
-    from jointnas.evaluation.evaluators import TrainEvaluator
-    from jointnas.execution.local import Job
+    from jointnas.evaluation.train import TrainEvaluator
+    from jointnas.evaluation.base import TrialRequest
+    from jointnas.execution.base import Job
 
     space = load_space(tiny)
-    return [Job(i, c.to_dict(), space, TrainEvaluator("digits", train_subset=128), epochs, 0)
+    return [Job(i, c.to_dict(), space, TrainEvaluator("digits", train_subset=128), TrialRequest(epochs, 0))
             for i, c in enumerate(sample_pool(space, n, seed=1))]
 
 
@@ -215,8 +216,10 @@ def test_a_resume_says_what_it_found(copy, tiny):
 def test_a_resume_with_other_workers_gives_the_same_numbers(killed, copy, tiny):
     """The run's thread count, not the resume's --workers, sets each trial's threads, and a
     trial's numbers depend on it."""
-    from jointnas.evaluation.evaluators import TrainEvaluator
-    from jointnas.execution.local import DEFAULT_THREADS, Job, LocalExecutor
+    from jointnas.evaluation.train import TrainEvaluator
+    from jointnas.execution.local import DEFAULT_THREADS, LocalExecutor
+    from jointnas.evaluation.base import TrialRequest
+    from jointnas.execution.base import Job
 
     with RunStore.open(copy) as store:
         threads = store.config["threads"]
@@ -229,7 +232,7 @@ def test_a_resume_with_other_workers_gives_the_same_numbers(killed, copy, tiny):
     assert trained
     t = trained[-1]
     job = Job(t.id, t.candidate.to_dict(), load_space(tiny), TrainEvaluator("digits", train_subset=128),
-              t.epochs_run, 0)
+              TrialRequest(t.epochs_run, 0))
     with LocalExecutor(1, "cpu", threads=threads) as ex:  # the same trial, alone, with the run's threads
         ex.submit(job)
         (again,) = ex.poll(timeout=300)
@@ -241,8 +244,8 @@ def test_an_all_diverged_first_batch_queues_more_candidates(tmp_path):
     import toy_objective
     from jointnas.catalog import space_from_dict
     from jointnas.coarse.search import CoarseConfig, CoarseSearch, Progress
-    from jointnas.evaluation.evaluators import FunctionEvaluator
-    from jointnas.execution.local import SerialExecutor
+    from jointnas.evaluation.function import FunctionEvaluator
+    from jointnas.execution.serial import SerialExecutor
 
     calls = []
 

@@ -17,8 +17,10 @@ import yaml
 pytest.importorskip("matplotlib")
 
 from jointnas.cli import main  # noqa: E402
-from jointnas.report.page import PLOT_NAMES, RunView, build_report, pareto_front, parity_data  # noqa: E402
-from jointnas.store.run_store import RunStore  # noqa: E402
+from jointnas.report import build_report  # noqa: E402
+from jointnas.report.plots import PLOT_NAMES  # noqa: E402
+from jointnas.report.view import RunView, pareto_front, parity_data  # noqa: E402
+from jointnas.store import RunStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -233,7 +235,7 @@ def _run_with_curves(real_run, tmp_path, curves_by_trial, chosen_epoch):
 
 
 def test_report_ranks_and_plots_every_trial_at_the_calibrated_epoch(real_run, tmp_path):
-    from jointnas.report.page import accuracy_vs_flops
+    from jointnas.report.view import accuracy_vs_flops
 
     # Trial 1 ran 3 epochs (first batch) and ends highest, but at the calibrated epoch 1 it is below trial 2.
     run = _run_with_curves(real_run, tmp_path, [(1, [0.30, 0.60, 0.95]), (2, [0.50]), (2, [0.40])], chosen_epoch=1)
@@ -249,7 +251,7 @@ def test_report_ranks_and_plots_every_trial_at_the_calibrated_epoch(real_run, tm
 
 
 def test_learning_curve_legend_lists_only_iterations_that_draw_something(real_run, tmp_path):
-    from jointnas.report.page import Plotter, plot_learning_curves
+    from jointnas.report.plots import Plotter, plot_learning_curves
 
     run = _run_with_curves(real_run, tmp_path, [(1, [0.3, 0.6]), (1, [0.2, 0.5]), (2, [0.4])], chosen_epoch=1)
     mpl = Plotter()
@@ -261,8 +263,9 @@ def test_learning_curve_legend_lists_only_iterations_that_draw_something(real_ru
 
 
 def test_every_plot_fits_in_its_figure(real_run, monkeypatch):
-    import jointnas.report.page as report
-    from jointnas.report.page import Parity, Plotter
+    import jointnas.report.plots as report
+    from jointnas.report.plots import Plotter
+    from jointnas.report.view import Parity
 
     mpl = Plotter()
     view = RunView.read(real_run)

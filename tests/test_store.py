@@ -6,7 +6,8 @@ import pytest
 
 from jointnas import sample_pool
 from jointnas.errors import UsageError
-from jointnas.store.run_store import RunStore, decode_values, encode_values
+from jointnas.space.pool import decode_values, encode_values
+from jointnas.store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_results_and_predictor_paths(tmp_path):
 
 def _writer(run_dir, space_name, offset, n, barrier):
     from jointnas import load_space, sample_pool
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     pool = sample_pool(load_space(space_name), 2 * n, seed=11)
     store = RunStore.open(run_dir)

@@ -7,8 +7,8 @@ import yaml
 from jointnas import CoarseConfig, Study
 from jointnas.catalog import load_space
 from jointnas.errors import UsageError
-from jointnas.report.page import RunView
-from jointnas.store.run_store import RunStore
+from jointnas.report.view import RunView
+from jointnas.store import RunStore
 from test_coarse import tiny_space_doc
 
 BATCH = 3

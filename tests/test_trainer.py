@@ -17,8 +17,10 @@ from jointnas.evaluation.data import TensorSplit, load_task
 from jointnas.errors import UsageError
 from jointnas.families.mbconv_net import build_model
 from jointnas.space import CategoricalDim, IntDim, SpaceError
-from jointnas.evaluation.trainer import (ModelEma, TrainResult, build_optimizer, ema_decay, init_weights,
-    lr_at, mixed_loss, mixup_batch, param_groups, random_flip, random_shift, recalibrate_bn, train)
+from jointnas.evaluation.batches import TensorBatches, mixup_batch, random_flip, random_shift
+from jointnas.evaluation.optim import ModelEma, build_optimizer, ema_decay, lr_at, param_groups
+from jointnas.catalog import load_space
+from jointnas.evaluation.trainer import TrainResult, init_weights, mixed_loss, recalibrate_bn
 
 PLAIN = dict(optimizer="sgd", lr=0.1, weight_decay=1e-5, label_smoothing=0.0, mixup_alpha=0.0, dropout=0.0,
              stochastic_depth=0.0, ema=False, epochs=6, warmup_epochs=0)
@@ -45,6 +47,12 @@ def small_arch(space):
         return d.choices[0] if isinstance(d, CategoricalDim) else False
     return {k: low(d) for k, d in space.arch.items()}
 
+
+
+def train(candidate, task, **kwargs):
+    """The trainer, with the candidate's space read by name here (names become spaces at the edges)."""
+    kwargs.setdefault("space", load_space(candidate.space))
+    return trainer.train(candidate, task, **kwargs)
 
 def cand(arch, **recipe):
     return Candidate(dict(arch), dict(PLAIN, **recipe), space="fbnetv3")
@@ -355,18 +363,18 @@ def test_random_shift_and_flip():
 
 def test_tensor_batches_on_device(digits, monkeypatch):
     split = TensorSplit(digits.train.images[:70], torch.arange(70))
-    batches = trainer.TensorBatches(split, digits, 56, torch.device("cpu"), 32, True, torch.Generator().manual_seed(0))
+    batches = TensorBatches(split, digits, 56, torch.device("cpu"), 32, True, torch.Generator().manual_seed(0))
     seen = [y for _, y in batches]
     assert len(batches) == 2 and [len(y) for y in seen] == [32, 32] and len(torch.cat(seen).unique()) == 64
     x, _ = next(iter(batches))
     assert x.shape == (32, 1, 56, 56) and x.is_contiguous(memory_format=torch.channels_last)
-    evals = trainer.TensorBatches(split, digits, 56, torch.device("cpu"), 32, False)
+    evals = TensorBatches(split, digits, 56, torch.device("cpu"), 32, False)
     assert torch.equal(torch.cat([y for _, y in evals]), torch.arange(70))
     flips = []
-    monkeypatch.setattr(trainer, "random_flip", lambda x, g=None: flips.append(1) or x)
+    monkeypatch.setattr("jointnas.evaluation.batches.random_flip", lambda x, g=None: flips.append(1) or x)
     list(batches)
     assert not flips  # digits are never mirrored
-    list(trainer.TensorBatches(split, replace(digits, flip=True), 56, torch.device("cpu"), 32, True))
+    list(TensorBatches(split, replace(digits, flip=True), 56, torch.device("cpu"), 32, True))
     assert flips
 
 

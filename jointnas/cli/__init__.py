@@ -10,7 +10,9 @@ import os
 import sys
 from typing import List, Optional
 
+from .. import __version__
 from ..errors import BudgetError, JointnasError
+from ..io import FLOPS_NOTE
 
 # Subcommand modules, in the order `jointnas --help` lists them.
 COMMANDS = ["describe", "train", "coarse", "fine", "autotrain", "report"]
@@ -25,16 +27,42 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from .. import __version__
-
     parser = Parser(prog="jointnas", description="Joint architecture + training-recipe search (FBNetV3-style). "
-                    "FLOPs budgets are fvcore's counts of the deployable model: one multiply-add = one flop.")
+                    f"FLOPs budgets are {FLOPS_NOTE}.")
     parser.add_argument("--version", action="version", version=f"jointnas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
+
+
+# argparse types of the numbers the commands' flags take, one message form for all
+def number(convert, accept, wanted: str):
+    """An argparse type: ``convert(text)`` that ``accept`` approves, else "expected <wanted>, got 'text'"."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+    return parse
+
+
+def in_range(convert, low, high, wanted: str):
+    """An argparse type: a finite number from ``low`` to ``high`` (NaN is refused)."""
+    return number(convert, lambda v: low <= v <= high and v < math.inf, wanted)
+
+
+def int_at_least(low: int):
+    return number(int, lambda v: v >= low, f"a whole number >= {low}")
+
+
+fraction = number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+positive = number(float, lambda v: 0 < v < math.inf, "a finite number > 0")
+non_negative = number(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")  # NaN fails both
 
 
 def one_thread_unless_asked() -> None:
@@ -46,7 +74,11 @@ def one_thread_unless_asked() -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     one_thread_unless_asked()
-    parser = build_parser()
+    try:
+        parser = build_parser()  # lists the plug-ins' names: a name two distributions declare is refused here
+    except JointnasError as e:
+        sys.stderr.write(f"jointnas: error: {one_line(e)}\n")
+        return 2
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -9,8 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
+from .. import catalog
 from ..errors import UsageError
-from .coarse import _check_device, _fraction, _int_at_least, _interrupt, _non_negative
+from ..evaluation.train import TrainEvaluator
+from ..families.torchvision import TorchvisionFamily, classification_models
+from ..fine.problem import SearchSettings
+from . import fraction, int_at_least, non_negative
+from .coarse import _check_device, _executor, _interrupt
 
 DEFAULTS = dict(space="autotrain", data="digits", pool=1024, batch=6, iterations=3, epoch_cap=3, seed=0,
                 population=64, generations=60, risk=1.0)
@@ -37,41 +44,41 @@ def register(sub):
     p.add_argument("--space", help=f"space whose recipe part is searched (default: {d['space']})")
     p.add_argument("--data", help=f"dataset: digits, fashion-mnist, cifar10 or imagefolder:DIR (default: {d['data']})")
     p.add_argument("--data-root", help="where fashion-mnist / cifar10 files are (default: data/cache)")
-    p.add_argument("--train-subset", type=_int_at_least(16), metavar="N",
+    p.add_argument("--train-subset", type=int_at_least(16), metavar="N",
                    help="train every recipe on the first N (shuffled) training images only (default: all)")
-    p.add_argument("--epochs", type=_int_at_least(1), metavar="E",
+    p.add_argument("--epochs", type=int_at_least(1), metavar="E",
                    help="hold the schedule at E epochs for every recipe instead of searching the recipe's "
                    "epochs (default: searched)")
-    p.add_argument("--resolution", type=_int_at_least(8), metavar="PX",
+    p.add_argument("--resolution", type=int_at_least(8), metavar="PX",
                    help="torchvision models: the deployable model's input side (default 224); a data set trains "
                    "at its base resolution scaled by PX / 224 (fashion-mnist: 56 px at 224, 28 px at 112)")
-    p.add_argument("--pool", type=_int_at_least(8), metavar="N", help=f"Sobol pool of recipes (default: {d['pool']})")
-    p.add_argument("--batch", type=_int_at_least(3), metavar="N", help=f"recipes trained per iteration "
+    p.add_argument("--pool", type=int_at_least(8), metavar="N", help=f"Sobol pool of recipes (default: {d['pool']})")
+    p.add_argument("--batch", type=int_at_least(3), metavar="N", help=f"recipes trained per iteration "
                    f"(default: {d['batch']})")
-    p.add_argument("--iterations", type=_int_at_least(1), metavar="N",
+    p.add_argument("--iterations", type=int_at_least(1), metavar="N",
                    help=f"coarse iterations, the first being the calibration batch (default: {d['iterations']})")
-    p.add_argument("--epoch-cap", type=_int_at_least(0), metavar="E",
+    p.add_argument("--epoch-cap", type=int_at_least(0), metavar="E",
                    help=f"train at most E epochs of each recipe's schedule during the search; 0 = full schedules "
                    f"(default: {d['epoch_cap']}); ignored with --epochs")
-    p.add_argument("--rank-threshold", type=_fraction, metavar="TAU",
+    p.add_argument("--rank-threshold", type=fraction, metavar="TAU",
                    help="Kendall tau-b the early-stop epoch must reach (default: 0.9)")
     p.add_argument("--surrogate", metavar="NAME",
                    help="what ranks recipes: forest (random forest, the default: it ranked held-out recipes "
                    "better on recipe features alone) or mlp (the FBNetV3 MLP ensemble)")
-    p.add_argument("--explore", type=_non_negative, metavar="BETA",
+    p.add_argument("--explore", type=non_negative, metavar="BETA",
                    help="coarse: choose recipes by predicted mean + BETA * ensemble std (default: 1)")
-    p.add_argument("--population", type=_int_at_least(4), metavar="N",
+    p.add_argument("--population", type=int_at_least(4), metavar="N",
                    help=f"fine: population (default: {d['population']})")
-    p.add_argument("--generations", type=_int_at_least(0), metavar="N",
+    p.add_argument("--generations", type=int_at_least(0), metavar="N",
                    help=f"fine: at most N generations (default: {d['generations']})")
-    p.add_argument("--risk", type=_non_negative, metavar="L",
+    p.add_argument("--risk", type=non_negative, metavar="L",
                    help=f"fine: score = predicted mean - L * ensemble spread (default: {d['risk']}: few trained "
                    "recipes make the predictor unsure away from them)")
-    p.add_argument("--seed", type=_int_at_least(0), help=f"seed of pool, training, predictor, fine search "
+    p.add_argument("--seed", type=int_at_least(0), help=f"seed of pool, training, predictor, fine search "
                    f"(default: {d['seed']})")
     p.add_argument("--run", type=Path, metavar="DIR",
                    help="run directory: an existing run is continued (default: a new runs/autotrain-<timestamp>)")
-    p.add_argument("--workers", type=_int_at_least(1), metavar="N",
+    p.add_argument("--workers", type=int_at_least(1), metavar="N",
                    help="recipes trained in parallel processes (default: as jointnas coarse)")
     p.add_argument("--executor", default="local", metavar="NAME", help="local (worker processes) or serial")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -82,13 +89,10 @@ def register(sub):
 
 def resolve_arch(text: str, resolution=None):
     """``--arch`` -> (family, fixed arch or None, models): the one place its names become objects."""
-    from ..catalog import load_space
-    from ..families.torchvision import TorchvisionFamily, classification_models
-
-    from ..autotrain import check_arch_names
+    from ..autotrain import check_arch_names  # the coarse stage and run store: `jointnas fine` starts without them
 
     names = [n.strip() for n in str(text).split(",")]
-    fbnet = load_space("fbnetv3")
+    fbnet = catalog.load_space("fbnetv3")
     models = classification_models()
     check_arch_names(names, models, list(fbnet.presets))
     if names[0] in fbnet.presets:
@@ -109,12 +113,9 @@ def resolve_arch(text: str, resolution=None):
 
 
 def run(args):
-    from .. import catalog
+    # the coarse stage and run store: the other commands (`jointnas fine`) start without them
     from ..autotrain import autotrain, default_config, fixed_arch_space, train_command
     from ..coarse.search import Progress
-    from ..evaluation.evaluators import TrainEvaluator
-    from ..fine.problem import SearchSettings
-    from .coarse import _executor
 
     d = DEFAULTS
     family, arch, models = resolve_arch(args.arch, args.resolution)
@@ -161,14 +162,12 @@ def run(args):
 
 
 def _log(line: str) -> None:
-    from tqdm import tqdm
+    from tqdm import tqdm  # tqdm: every command imports this module, few draw bars
 
     tqdm.write(line, file=sys.stderr)
 
 
 def format_result(result) -> str:
-    import yaml
-
     lines = [f"# recipe: the {result.chosen_by}",
              f"# predicted val accuracy {result.predicted:.3f} +- {result.predicted_std:.3f}"]
     if result.best_measured is not None:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import signal
 import sys
 import time
@@ -12,7 +12,9 @@ from pathlib import Path
 from ..budget import parse_flops, parse_params
 from ..coarse.config import CoarseConfig
 from ..errors import UsageError
-from ..io import check_writable_dir
+from ..execution.base import ExecutorSettings
+from ..io import FLOPS_NOTE, check_writable_dir
+from . import fraction, in_range, int_at_least, non_negative, positive
 
 # The run-defining settings and their defaults, as flags see them. The space, data set and
 # surrogate names are defaults of the command line only; the library takes objects.
@@ -22,30 +24,10 @@ DEFAULTS = dict({k: v for k, v in CoarseConfig().to_dict().items()
                 space="fbnetv3", data="digits", data_root=None, train_subset=None, objective=None)
 
 
-def _number(convert, accept, wanted):
-    """An argparse type: ``convert(text)`` that ``accept`` approves, else "expected <wanted>"."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-        return value
-    return parse
-
-
-def _int_at_least(low):
-    return _number(int, lambda v: v >= low, f"a whole number >= {low}")
-
-
 # Ten times FBNetV3's 20000: sampling and costing it takes about a minute on one core; far more
 # is a typo that would run for minutes before the first trial.
 MAX_POOL = 200_000
-_pool_size = _number(int, lambda v: 1 <= v <= MAX_POOL, f"a whole number from 1 to {MAX_POOL}")
-_fraction = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
-_positive = _number(float, lambda v: 0 < v < math.inf, "a finite number > 0")
-_non_negative = _number(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")  # NaN fails both
+_pool_size = in_range(int, 1, MAX_POOL, f"a whole number from 1 to {MAX_POOL}")
 
 
 def register(sub):
@@ -81,36 +63,36 @@ def register(sub):
                    "'jointnas[bench]'), or MODULE:FUNCTION (as --objective)")
     p.add_argument("--data", help=f"dataset: digits, fashion-mnist, cifar10 or imagefolder:DIR (default: {d['data']})")
     p.add_argument("--data-root", help="where fashion-mnist / cifar10 files are (default: data/cache)")
-    p.add_argument("--train-subset", type=_int_at_least(16), metavar="N",
+    p.add_argument("--train-subset", type=int_at_least(16), metavar="N",
                    help="train every candidate on the first N (shuffled) training images only, for quick looks; "
                    "validation uses the whole validation split (default: all training images)")
     p.add_argument("--pool", type=_pool_size, metavar="N",
                    help=f"Sobol pool size before the budget filter, at most {MAX_POOL} (default: {d['pool']})")
-    p.add_argument("--seed", type=_int_at_least(0), help=f"seed of pool, batch choice, training, predictor "
+    p.add_argument("--seed", type=int_at_least(0), help=f"seed of pool, batch choice, training, predictor "
                    f"(default: {d['seed']})")
     p.add_argument("--budget", metavar="FLOPS",
-                   help="drop candidates above this many FLOPs: fvcore's count of the deployable model (space's "
-                   "deploy section: 3 channels, 1000 classes, at the candidate's resolution; 1 multiply-add = "
-                   "1 flop), e.g. 600MFLOPs, 0.6GFLOPs, 6e8 (default: no limit)")
+                   help=f"drop candidates above this many FLOPs: {FLOPS_NOTE} (the space's deploy section: "
+                   "3 channels, 1000 classes, at the candidate's resolution), e.g. 600MFLOPs, 0.6GFLOPs, 6e8 "
+                   "(default: no limit)")
     p.add_argument("--max-params", metavar="N", help="drop candidates with more parameters (deployable model), "
                    "e.g. 8M (default: no limit)")
-    p.add_argument("--batch", type=_int_at_least(3), metavar="N",
+    p.add_argument("--batch", type=int_at_least(3), metavar="N",
                    help=f"candidates trained per iteration (default: {d['batch']}; paper: 48)")
-    p.add_argument("--first-batch", type=_int_at_least(3), metavar="N",
+    p.add_argument("--first-batch", type=int_at_least(3), metavar="N",
                    help="candidates of the first (calibration) batch (default: --batch). With a warm start a "
                    "smaller one is cheaper, but the held-out tau then rests on fewer, more alike trials")
-    p.add_argument("--iterations", type=_int_at_least(1), metavar="N",
+    p.add_argument("--iterations", type=int_at_least(1), metavar="N",
                    help=f"iterations, the first being the calibration batch (default: {d['iterations']}; "
                    "paper: 4). Raise it on a finished run to continue it.")
-    p.add_argument("--epoch-cap", type=_int_at_least(0), metavar="E",
+    p.add_argument("--epoch-cap", type=int_at_least(0), metavar="E",
                    help=f"train at most E epochs of each recipe's schedule (fbnetv3 recipes ask for 2..12); the "
                    "learning-rate schedule keeps the recipe's length, so a capped candidate stops before its "
                    f"schedule ends. 0 = no cap, the full schedules (default: {d['epoch_cap']}, to fit a CPU)")
-    p.add_argument("--rank-threshold", type=_fraction, metavar="TAU",
+    p.add_argument("--rank-threshold", type=fraction, metavar="TAU",
                    help=f"Kendall tau-b the early-stop epoch must reach (default: {d['rank_threshold']})")
-    p.add_argument("--explore", type=_non_negative, metavar="BETA",
+    p.add_argument("--explore", type=non_negative, metavar="BETA",
                    help=f"choose by predicted mean + BETA * ensemble std (default: {d['explore']})")
-    p.add_argument("--ensemble", type=_int_at_least(1), metavar="N",
+    p.add_argument("--ensemble", type=int_at_least(1), metavar="N",
                    help=f"predictor ensemble members (default: {d['ensemble']})")
     p.add_argument("--surrogate", metavar="NAME", help=f"what ranks untried candidates: {_names('SURROGATES')} "
                    f"(default: {d['surrogate']}: trees on the candidate's encoding and log FLOPs/params, which "
@@ -121,15 +103,15 @@ def register(sub):
     p.add_argument("--executor", metavar="NAME", default="local",
                    help=f"where trials run: {_names('EXECUTORS')} (default: local = worker processes; serial = "
                    "one at a time in this process; ray = Ray actors, pip install 'jointnas[ray]')")
-    p.add_argument("--workers", type=_int_at_least(1), metavar="N",
+    p.add_argument("--workers", type=int_at_least(1), metavar="N",
                    help="candidates trained in parallel processes: one GPU each when several exist, one torch "
                    "thread each on a CPU (default: the number of GPUs, or 2 on a CPU with >= 2 cores); "
                    "with --executor ray, trials at once (default: as many as the cluster's CPUs and GPUs hold)")
-    p.add_argument("--threads", type=_int_at_least(1), metavar="N",
+    p.add_argument("--threads", type=int_at_least(1), metavar="N",
                    help="torch CPU threads per trial, fixed when the run is created: a trial's numbers depend on "
                    "it, so a resume with other --workers keeps it and gives the same numbers (default: 1, which "
                    "holds up on a shared machine)")
-    p.add_argument("--max-retries", type=_int_at_least(0), metavar="N",
+    p.add_argument("--max-retries", type=int_at_least(0), metavar="N",
                    help="times a trial whose worker process (or Ray worker or node) died runs again before it is "
                    "recorded failed (default: 2)")
     p.add_argument("--retry-failed", action="store_true", help="when continuing a run, queue its failed trials "
@@ -139,9 +121,9 @@ def register(sub):
     ray = p.add_argument_group("Ray (--executor ray)")
     ray.add_argument("--ray-address", metavar="ADDR", help="join an existing Ray cluster: auto (the one started "
                      "here with 'ray start --head') or ray://HOST:PORT (default: start a private local instance)")
-    ray.add_argument("--cpus-per-trial", type=_positive, metavar="X", help="CPUs each Ray trial asks for; "
+    ray.add_argument("--cpus-per-trial", type=positive, metavar="X", help="CPUs each Ray trial asks for; "
                      "its torch threads are the whole part of it (default: 1)")
-    ray.add_argument("--gpus-per-trial", type=_non_negative, metavar="X", help="GPUs each Ray trial asks for; "
+    ray.add_argument("--gpus-per-trial", type=non_negative, metavar="X", help="GPUs each Ray trial asks for; "
                      "a fraction such as 0.25 lets 4 trials share a GPU (default: 0 = train on CPU)")
     p.add_argument("--prior-pairs", metavar="FILE", help="JSONL of pairs trained before on this space and data, "
                    "always added to the predictor's training set (a warm start); 'none' for none (default: the "
@@ -211,7 +193,8 @@ def _requested(args) -> dict:
 
 def _evaluator(requested: dict, device: str):
     from .. import catalog
-    from ..evaluation.evaluators import FunctionEvaluator, TrainEvaluator
+    from ..evaluation.function import FunctionEvaluator
+    from ..evaluation.train import TrainEvaluator
 
     if "objective" in requested:
         spec = requested["objective"]
@@ -222,28 +205,11 @@ def _evaluator(requested: dict, device: str):
                           train_subset=requested.get("train_subset"), device=device)
 
 
-def _stored_as_flags(search) -> dict:
-    """A run's settings in the flags' terms, to compare with what was asked for now."""
-    cfg = search.config
-    out = {k: getattr(cfg, k) for k in DEFAULTS if hasattr(cfg, k) and k != "space"}
-    spec = cfg.evaluator or ""
-    if spec.startswith("train:"):
-        out["data"] = spec.split(":", 1)[1]
-        out.update({k: cfg.evaluator_options.get(k) for k in ("data_root", "train_subset")})
-    else:
-        out["objective"] = cfg.evaluator
-    return out
-
-
-def _conflicts(requested: dict, search) -> list:
-    from ..catalog import load_space
-
-    stored = _stored_as_flags(search)
-    out = [f"--{k.replace('_', '-')} {requested[k]!r} (run has {stored.get(k)!r})"
-           for k in requested if k not in ("iterations", "space") and requested[k] != stored.get(k)]
-    if "space" in requested and load_space(requested["space"]).fingerprint() != search.space.fingerprint():
-        out.append(f"--space {requested['space']} (run searched space {search.space.name!r})")
-    return out
+def _conflict_text(c) -> str:
+    """A setting a resume may not change (:func:`jointnas.coarse.resume.conflicts`), as its flag."""
+    if c.setting == "space":
+        return f"--space {c.asked} (run searched space {c.stored!r})"
+    return f"--{c.setting.replace('_', '-')} {c.asked!r} (run has {c.stored!r})"
 
 
 def _check_device(device: str) -> None:
@@ -292,8 +258,6 @@ RAY_FLAGS = ("ray_address", "cpus_per_trial", "gpus_per_trial")
 def _executor(args, threads=lambda: None):
     """A function making the chosen executor, its settings checked now (before any file is written);
     ``threads()`` gives the run's threads per trial when the executor is made."""
-    import inspect
-
     from .. import catalog
 
     cls = catalog.resolve(catalog.EXECUTORS, args.executor, "executor")
@@ -302,14 +266,10 @@ def _executor(args, threads=lambda: None):
     given = [f"--{k.replace('_', '-')}" for k in RAY_FLAGS if getattr(args, k, None) is not None]
     if given:
         raise UsageError(f"{', '.join(given)}: for Ray trials only; add --executor ray")
-    workers = args.workers or _default_workers(args.device)
-    try:
-        takes = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        takes = {}
     retries = getattr(args, "max_retries", None)
-    return lambda: cls(workers=workers, device=args.device, **{
-        k: v for k, v in (("threads", threads()), ("max_retries", 2 if retries is None else retries)) if k in takes})
+    settings = ExecutorSettings(workers=args.workers or _default_workers(args.device), device=args.device,
+                                max_retries=2 if retries is None else retries)
+    return lambda: cls.from_settings(dataclasses.replace(settings, threads=threads()))
 
 
 def _ray_executor(args, cls):
@@ -324,16 +284,19 @@ def _ray_executor(args, cls):
                          "the GPU share that --gpus-per-trial asks for")
     # getattr: `jointnas autotrain` shares this factory without the Ray flags (Ray's defaults there)
     ray = {k: getattr(args, k, None) for k in RAY_FLAGS}
-    options = dict(address=ray["ray_address"], cpus_per_trial=ray["cpus_per_trial"] or 1.0,
-                   gpus_per_trial=ray["gpus_per_trial"] or 0.0,
-                   max_retries=2 if getattr(args, "max_retries", None) is None else args.max_retries)
-    return lambda: cls(workers=getattr(args, "workers", None), **options)
+    settings = ExecutorSettings(workers=getattr(args, "workers", None), address=ray["ray_address"],
+                                cpus_per_trial=ray["cpus_per_trial"] or 1.0, gpus_per_trial=ray["gpus_per_trial"] or 0.0,
+                                max_retries=2 if getattr(args, "max_retries", None) is None else args.max_retries)
+    return lambda: cls.from_settings(settings)
 
 
 def run(args):
     from ..catalog import SURROGATES, load_space, resolve
-    from ..coarse.search import CoarseSearch, Progress, format_summary, found_line
-    from ..store.run_store import RunStore
+    from ..coarse.resume import conflicts, found_line
+    from ..coarse.search import CoarseSearch
+    from ..coarse.summary import format_summary
+    from ..progress import Progress
+    from ..store import RunStore
 
     requested = _requested(args)
     _check_device(args.device)
@@ -349,20 +312,20 @@ def run(args):
         search = CoarseSearch.open(args.run, evaluator, executor=make_executor, progress=progress)
         if evaluator is None and search.config.evaluator and search.config.evaluator.startswith("train:"):
             search.evaluator.device = args.device
-        conflicts = _conflicts(requested, search)
-        if conflicts:
+        refused = conflicts(search.loop, requested)
+        if refused:
             search.close()
-            raise UsageError(f"{args.run} is a run made with other settings: {'; '.join(conflicts)}; drop those "
-                             "flags to continue it, or pass a new --run directory")
-        stored = search.config.iterations
-        if requested.get("iterations", stored) != stored:
-            if requested["iterations"] < stored:
-                search.close()
-                raise UsageError(f"--iterations {requested['iterations']} is fewer than the run's {stored}; a run "
-                                 "can only be extended")
-            _check_iterations(requested["iterations"], search.config.batch, search.config.pool)
-            search.store.update_config(iterations=requested["iterations"])
-            search.config.iterations = requested["iterations"]
+            raise UsageError(f"{args.run} is a run made with other settings: "
+                             f"{'; '.join(_conflict_text(c) for c in refused)}; drop those flags to continue it, "
+                             "or pass a new --run directory")
+        iterations = requested.get("iterations", search.config.iterations)
+        if iterations > search.config.iterations:
+            _check_iterations(iterations, search.config.batch, search.config.pool)
+        try:
+            search.loop.extend(iterations)
+        except UsageError as e:
+            search.close()
+            raise UsageError(f"--iterations {iterations}: {e}") from None
         print(f"continuing run {args.run}: {found_line(search.store.counts())}", file=sys.stderr)
         if search.config.threads is None and args.executor == "local":
             print(f"note: {args.run} does not record its threads per trial (made by an older jointnas); these "

@@ -6,13 +6,15 @@ from pathlib import Path
 
 from ..catalog import load_space
 from ..errors import UsageError
+from ..families.cost import count_cost
+from ..io import FLOPS_NOTE, FLOPS_NOTE_SHORT
 from ..space import Candidate
 
 
 def register(sub):
     p = sub.add_parser("describe", help="show a space, or the FLOPs/params of a preset or candidate",
                        description="Show a search space's dimensions, or the cost of one candidate. FLOPs are "
-                       "fvcore's count of the deployable model (one multiply-add = one flop).")
+                       f"{FLOPS_NOTE}.")
     p.add_argument("--space", default="fbnetv3", help="space name or YAML path (default: fbnetv3)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", help="a preset of the space, e.g. FBNetV3_A")
@@ -42,8 +44,6 @@ def run(args):
             raise UsageError(f"cannot read candidate {args.candidate}: {e}") from None
         space.validate(cand.arch, cand.recipe)
         label = str(args.candidate)
-    from ..families.cost import count_cost  # imports torch: only when a cost is asked for
-
     cost = count_cost(cand.arch, space)
     deploy = space.family.deploy
     resolution = cand.arch.get("resolution", deploy.reference_resolution)
@@ -54,5 +54,5 @@ def run(args):
     else:
         print(f"{label}: resolution {row['resolution']} px, {cost.flops / 1e6:.1f} MFLOPs, "
               f"{cost.params / 1e6:.2f} M params (deployable model: {deploy.in_channels} channels, "
-              f"{deploy.num_classes} classes; fvcore count, 1 multiply-add = 1 flop)")
+              f"{deploy.num_classes} classes; {FLOPS_NOTE_SHORT})")
     return 0

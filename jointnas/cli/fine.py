@@ -3,34 +3,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Optional, Tuple
 
 from ..budget import Budget, parse_flops, parse_params
+from ..catalog import STRATEGIES, load_scorer, load_space, make_strategy, spaces_dir
+from ..coarse.config import run_space
+from ..coarse.ranking import ranked_in
 from ..errors import UsageError
-
-FLOPS_HELP = "fvcore's count of the deployable model, one multiply-add = one flop"
-
-
-def _number(kind, low, what, high=float("inf")):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not low <= value <= high or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-    parse.__name__ = what
-    return parse
+from ..export import check_onnx, export_candidates
+from ..fine import search
+from ..fine.problem import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
+from ..io import FLOPS_NOTE as FLOPS_HELP
+from . import in_range
 
 
 def register(sub):
-    from ..catalog import STRATEGIES
-    from ..fine.problem import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
-
     d = SearchSettings()
     p = sub.add_parser(
         "fine", help="fine search: evolve the best (arch, recipe) pairs under a FLOPs budget, scored by the predictor",
@@ -64,39 +56,36 @@ def register(sub):
                      "(e.g. the shipped predictors/fbnetv3-digits.pt)")
     p.add_argument("--space", help="space of --predictor (default: the one it was trained on)")
     p.add_argument("--strategy", choices=sorted(STRATEGIES), default="evolution",
-                   help="evolution: the adaptive genetic search; random: uniform random candidates within the "
-                   "budget, the baseline (default: evolution)")
-    p.add_argument("--evaluations", type=_number(int, 1, f"a whole number in 1..{MAX_EVALUATIONS}",
-                                                 high=MAX_EVALUATIONS), metavar="N",
-                   help="score at most N candidates (default: random 20000; evolution until it converges)")
-    p.add_argument("--population", type=_number(int, 4, f"a whole number in 4..{MAX_POPULATION}",
-                                                high=MAX_POPULATION), default=d.population,
-                   help=f"population size (default: {d.population})")
-    p.add_argument("--generations", type=_number(int, 0, f"a whole number in 0..{MAX_GENERATIONS}",
-                                                high=MAX_GENERATIONS), default=d.generations,
-                   help=f"at most this many generations (default: {d.generations})")
-    p.add_argument("--patience", type=_number(int, 1, f"a whole number in 1..{MAX_GENERATIONS}", high=MAX_GENERATIONS),
+                   help=f"the fine strategy, one of those registered: {', '.join(sorted(STRATEGIES))} "
+                   "(default: evolution, the adaptive genetic search; random is the baseline)")
+    p.add_argument("--evaluations", type=in_range(int, 1, MAX_EVALUATIONS, f"a whole number in 1..{MAX_EVALUATIONS}"),
+                   metavar="N", help="score at most N candidates (default: random 20000; evolution until it converges)")
+    p.add_argument("--population", type=in_range(int, 4, MAX_POPULATION, f"a whole number in 4..{MAX_POPULATION}"),
+                   default=d.population, help=f"population size (default: {d.population})")
+    p.add_argument("--generations", type=in_range(int, 0, MAX_GENERATIONS, f"a whole number in 0..{MAX_GENERATIONS}"),
+                   default=d.generations, help=f"at most this many generations (default: {d.generations})")
+    p.add_argument("--patience", type=in_range(int, 1, MAX_GENERATIONS, f"a whole number in 1..{MAX_GENERATIONS}"),
                    default=d.patience, metavar="K",
                    help=f"stop after K generations whose best-score gain is below --tolerance (default: {d.patience})")
-    p.add_argument("--tolerance", type=_number(float, 0, "a number >= 0"), default=d.tolerance,
+    p.add_argument("--tolerance", type=in_range(float, 0, math.inf, "a number >= 0"), default=d.tolerance,
                    help=f"a gain of the best score below this is a stall (accuracy fraction; default: {d.tolerance:g})")
-    p.add_argument("--mutation-rate", type=_number(float, 1e-9, "a number in (0, 1]", high=1.0),
-                   default=d.mutation_rate, metavar="P", help=f"starting per-dimension mutation probability; it adapts between P and "
-                   f"{d.max_mutation_rate:g} (default: {d.mutation_rate:g})")
-    p.add_argument("--risk", type=_number(float, 0, "a number >= 0"), default=d.risk, metavar="LAMBDA",
+    p.add_argument("--mutation-rate", type=in_range(float, 1e-9, 1.0, "a number in (0, 1]"),
+                   default=d.mutation_rate, metavar="P", help=f"starting per-dimension mutation probability; it adapts "
+                   f"between P and {d.max_mutation_rate:g} (default: {d.mutation_rate:g})")
+    p.add_argument("--risk", type=in_range(float, 0, math.inf, "a number >= 0"), default=d.risk, metavar="LAMBDA",
                    help="score = predicted mean - LAMBDA * ensemble spread; > 0 prefers candidates the "
                    f"predictor is sure of (default: {d.risk:g}, the mean)")
-    p.add_argument("--init-best", type=_number(int, 0, f"a whole number in 0..{MAX_POPULATION}", high=MAX_POPULATION),
+    p.add_argument("--init-best", type=in_range(int, 0, MAX_POPULATION, f"a whole number in 0..{MAX_POPULATION}"),
                    default=d.init_best, metavar="P",
                    help=f"seed the population with the run's P best measured feasible candidates; random feasible "
                    f"ones fill the rest (default: {d.init_best})")
-    p.add_argument("--top-k", type=_number(int, 1, f"a whole number in 1..{MAX_TOP_K}", high=MAX_TOP_K),
+    p.add_argument("--top-k", type=in_range(int, 1, MAX_TOP_K, f"a whole number in 1..{MAX_TOP_K}"),
                    default=d.top_k, metavar="K", help=f"candidates to report and export (default: {d.top_k})")
-    p.add_argument("--min-distance", type=_number(float, 0, "a number in [0, 1]", high=1.0), default=d.min_distance,
+    p.add_argument("--min-distance", type=in_range(float, 0, 1.0, "a number in [0, 1]"), default=d.min_distance,
                    metavar="F", help="reported candidates differ pairwise by at least F x the number of dimensions: "
                    "a changed categorical or bool counts 1, an ordered or float one its change as a fraction of "
                    f"its range; 0 allows near-clones (default: {d.min_distance:g})")
-    p.add_argument("--seed", type=_number(int, 0, "a whole number in 0..2**32-1", high=2**32 - 1), default=d.seed,
+    p.add_argument("--seed", type=in_range(int, 0, 2**32 - 1, "a whole number in 0..2**32-1"), default=d.seed,
                    help=f"same seed, same result (default: {d.seed})")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--out", type=Path, metavar="FILE.json", help="also write the result as JSON to FILE.json")
@@ -117,7 +106,7 @@ def latest_run(root: Path = Path("runs")) -> Optional[Path]:
     """The run under ``root`` whose store was written last, or None."""
     if not root.is_dir():
         return None
-    from ..store.run_store import DB_NAME, RunStore
+    from ..store import DB_NAME, RunStore  # the run store: `jointnas fine --predictor` starts without it
 
     runs = [d for d in root.iterdir() if d.is_dir() and RunStore.is_run(d)]
     return max(runs, key=lambda d: ((d / DB_NAME).stat().st_mtime, d.name)) if runs else None
@@ -125,8 +114,6 @@ def latest_run(root: Path = Path("runs")) -> Optional[Path]:
 
 def shipped_predictor(space_name: str) -> Optional[Path]:
     """The predictor shipped for ``space_name`` (repository checkout first, then the installed copy)."""
-    from ..catalog import spaces_dir
-
     for folder in (spaces_dir().parent / "predictors", Path(sys.prefix) / "share" / "jointnas" / "predictors"):
         found = sorted(folder.glob(f"{space_name}-*.pt"))
         if found:
@@ -136,22 +123,13 @@ def shipped_predictor(space_name: str) -> Optional[Path]:
 
 
 def _measured_seeds(store) -> list:
-    """The run's trained candidates, best first by accuracy at the run's calibrated early-stop
-    epoch: the coarse loop trains its first batch at full length and later ones only to that
-    epoch, so final accuracies of the two kinds are not comparable."""
-    calibration = store.results("calibration")
-    epoch = calibration[-1].get("chosen_epoch") if calibration else None
-    done = store.trials(status="done")
-    accuracy = {t.id: (t.acc_at(epoch) if epoch and t.curve else t.final_acc) for t in done}
-    done = [t for t in done if accuracy[t.id] is not None]
-    done.sort(key=lambda t: (-accuracy[t.id], t.id))
-    return [t.candidate for t in done]
+    """The run's measured candidates, best first by the run's one ranking rule (score at the
+    calibrated early-stop epoch and fidelity; :mod:`jointnas.coarse.ranking`)."""
+    return [t.candidate for t, _ in ranked_in(store)]
 
 
 def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
     """(predictor, space, seeds, source description, store or None)."""
-    from ..surrogates import load_scorer  # numpy scoring: no torch import
-
     if args.predictor is not None:
         if not args.predictor.is_file():
             raise UsageError(f"--predictor {args.predictor}: no such file; pass a checkpoint written by "
@@ -168,9 +146,7 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
         sys.stderr.write(f"no run under runs/: scoring with the shipped predictor {path}\n")
         predictor = load_scorer(path, space=args.space)
         return predictor, predictor.space, [], {"predictor": str(path)}, None
-    from ..catalog import load_space
-    from ..coarse.config import run_space
-    from ..store.run_store import RunStore
+    from ..store import RunStore  # see latest_run
 
     store = RunStore.open(run_dir)
     path = store.predictor_path()
@@ -190,8 +166,6 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
 # --------------------------------------------------------------------------- output paths
 def _probe(folder: Path, flag: str, path: Path) -> None:
     """UsageError unless a file can be created in ``folder`` (or in its nearest existing ancestor)."""
-    import tempfile
-
     ancestor = folder
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -231,14 +205,14 @@ RECIPE_COLUMNS = [("optimizer", "optimizer"), ("lr", "lr"), ("weight_decay", "wd
                   ("ema", "ema"), ("mixup_alpha", "mixup")]
 
 
-def format_table(result, source: dict) -> str:
+def format_table(result, source: dict, strategy) -> str:
+    """``result`` of the :class:`jointnas.fine.base.Strategy` ``strategy`` as lines of text."""
     risk = result.settings.risk
     seeded = f", {result.seeded} of the run's measured candidates seeded" if "run" in source else ""
     budget = (f"budget {result.budget.describe()} (FLOPs: {FLOPS_HELP})" if result.budget is not None
               else "no budget (the space has no model family to count FLOPs)")
-    what = (f"{result.generations} generations, " if result.strategy == "evolution" else "random search, ")
     lines = [f"fine search ({result.strategy}): {budget}; predictor {source['predictor']}",
-             f"{what}{result.scored} candidates scored in {result.wall_time:.2f} s "
+             f"{strategy.describe(result)}, {result.scored} candidates scored in {result.wall_time:.2f} s "
              f"({result.scored_per_second:.0f}/s){seeded}; {result.stop_reason}",
              f"best score {result.best.score:.4f} (first scored batch's best {result.initial_best.score:.4f}); "
              + (f"score = predicted mean - {risk:g} x spread" if risk else "score = predicted mean"),
@@ -277,14 +251,9 @@ def _g(v) -> str:
 
 
 def run(args):
-    from ..catalog import make_strategy
-    from ..fine.problem import SearchSettings, fine_search
-
     if (args.torchscript or args.onnx) and args.export is None:
         raise UsageError(f"--{'onnx' if args.onnx else 'torchscript'} goes with --export DIR")
     if args.onnx:
-        from ..export import check_onnx
-
         check_onnx()
     budget = None
     if args.budget is not None:
@@ -302,8 +271,8 @@ def run(args):
         if budget is None and _priced(space):
             raise UsageError(f"space {space.name} counts FLOPs: pass --budget, e.g. --budget 600MFLOPs ({FLOPS_HELP})")
         progress = not args.no_progress and sys.stderr.isatty()
-        result = fine_search(predictor, space, budget, seeds, settings, progress=progress,
-                             strategy=make_strategy(args.strategy, settings))
+        strategy = make_strategy(args.strategy, settings)
+        result = search.fine_search(predictor, space, budget, seeds, settings, progress=progress, strategy=strategy)
         payload = dict(result.to_dict(), space=space.name, flops_counting=FLOPS_HELP, **source,
                        measured_seeds=result.seeded)
         if store is not None:
@@ -315,14 +284,12 @@ def run(args):
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     if args.export is not None:
-        from ..export import export_candidates
-
         context = dict(source, space=space.name, budget=payload["budget"], seed=settings.seed)
         dirs = export_candidates(result.top, args.export, space, torchscript=args.torchscript, onnx=args.onnx,
                                 context=context)
         sys.stderr.write(f"exported {len(dirs)} candidates to {args.export}/ (train one with: jointnas train "
                          f"--candidate {dirs[0] / 'candidate.json'} --data ...)\n")
-    print(json.dumps(payload, indent=2, sort_keys=True) if args.json else format_table(result, source))
+    print(json.dumps(payload, indent=2, sort_keys=True) if args.json else format_table(result, source, strategy))
     return 0
 
 

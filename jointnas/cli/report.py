@@ -18,7 +18,7 @@ def register(sub):
 
 
 def run(args):
-    from ..report.page import build_report
+    from ..report import build_report  # it loads the run store: the other commands (`jointnas fine`) start without it
 
     report = build_report(args.run_dir, args.out)
     line = f"wrote {report.html_path} ({len(report.plots)} plots in {report.html_path.stem}_plots/)"

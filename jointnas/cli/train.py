@@ -7,23 +7,13 @@ import sys
 from pathlib import Path
 
 from ..catalog import load_space
+from ..coarse.target import Target, compare, format_check
 from ..evaluation.data import TASK_NAMES, load_task
 from ..errors import UsageError
 from ..io import check_writable_dir
 from ..evaluation.saved_model import save_trained
 from ..space import Candidate
-
-
-def _int_at_least(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
-        return value
-    return parse
+from . import int_at_least
 
 
 def register(sub):
@@ -45,12 +35,12 @@ def register(sub):
                    help="download fashion-mnist / cifar10 with torchvision if missing")
     p.add_argument("--epochs", type=int, help="stop after this many epochs of the recipe's schedule "
                    "(default: the recipe's epochs)")
-    p.add_argument("--train-subset", type=_int_at_least(1), metavar="N",
+    p.add_argument("--train-subset", type=int_at_least(1), metavar="N",
                    help="train on the first N (shuffled) training images only, for quick runs (default: the "
                    "candidate's prediction's subset, else all)")
-    p.add_argument("--max-train", type=_int_at_least(1), help=argparse.SUPPRESS)  # deprecated name
+    p.add_argument("--max-train", type=int_at_least(1), help=argparse.SUPPRESS)  # deprecated name
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--seed", type=_int_at_least(0), help="seed of the train/val split and of training (default: "
+    p.add_argument("--seed", type=int_at_least(0), help="seed of the train/val split and of training (default: "
                    "the candidate's prediction's seed, else 0)")
     p.add_argument("--test", action="store_true", help="also report the final weights' accuracy on the test split")
     p.add_argument("--save", type=Path, metavar="DIR", help="save the trained weights (a state dict that "
@@ -85,8 +75,7 @@ def _names_space(name_or_path: str, space) -> bool:
 
 
 def run(args):
-    from ..evaluation.target import Target, compare, format_check
-    from ..evaluation.trainer import resolve_device, train
+    from ..evaluation.trainer import resolve_device, train  # torch: the other commands start without it
 
     cand, space, label = load_candidate(args)
     if args.epochs is not None and args.epochs < 1:

@@ -2,10 +2,11 @@
 Sobol sample with each candidate's cost, those over the budget dropped."""
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from dataclasses import asdict, dataclass, field, fields
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -70,6 +71,29 @@ class CoarseConfig:
             raise UsageError(f"the run's settings have unknown key(s) {', '.join(sorted(unknown))}; "
                              "it was made by another version of jointnas")
         return cls(**d)
+
+
+def new_run_config(config: Union[CoarseConfig, dict, None], space: SearchSpace, evaluator) -> CoarseConfig:
+    """A new run's settings: ``config`` (None: the defaults; not changed) checked against ``space``
+    (its budget) and completed by the space's name and the ``evaluator`` (how to rebuild it, its
+    score range, its diverged score and, unless earlier pairs fix full fidelity, its fidelities)."""
+    if isinstance(config, dict):
+        config = CoarseConfig.from_dict(config)
+    config = copy.deepcopy(config) if config is not None else CoarseConfig()
+    evaluator.check_space(space)
+    if space.family is None and (config.budget is not None or config.max_params is not None):
+        raise BudgetError(f"space {space.name} has no model family, so there are no FLOPs or params to "
+                          "budget; drop the budget")
+    check_budget(space, config.budget, config.max_params)
+    config.space = space.name
+    config.evaluator = evaluator.spec()
+    config.evaluator_options = dict(evaluator.options()) if config.evaluator else {}
+    config.diverged_score = evaluator.diverged_score
+    if config.fidelities is None:  # earlier pairs were measured at full fidelity: they fix it
+        config.fidelities = [] if config.prior_pairs else list(evaluator.fidelities())
+    bounds = evaluator.score_bounds
+    config.score_bounds = [float(b) for b in bounds] if bounds is not None else None
+    return config
 
 
 def run_space(store) -> SearchSpace:

@@ -15,8 +15,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .calibration import rank_correlation
+from ..surrogates.evaluate import cross_validate
+from ..surrogates.prior import read_prior_rows
 from ..trial import measured_score
+from .calibration import rank_correlation
 
 MIN_CURVES = 20  # fewer whole curves than this teach nothing reliable
 
@@ -41,8 +43,6 @@ class ScheduleExtrapolator:
             folds: int = 5) -> "ScheduleExtrapolator":
         """Fit on whole curves; ``held_out_tau`` is the k-fold pooled Kendall tau of the predictions
         against the final scores, ``early_tau`` that of the early score alone (what it improves on)."""
-        from ..surrogates.evaluate import cross_validate
-
         x, y = self.features(candidates, early), np.asarray(final, dtype=np.float64)
         self.n_fit = len(y)
         self._forest = self._new_forest().fit(x, y)
@@ -66,7 +66,7 @@ class _Forest:
     """Extra trees on feature rows, shaped as a surrogate for ``cross_validate``: predict -> (mean, None)."""
 
     def __init__(self, n_trees: int, min_leaf: int, seed: int):
-        from sklearn.ensemble import ExtraTreesRegressor
+        from sklearn.ensemble import ExtraTreesRegressor  # seconds to import: only for a run with earlier pairs
 
         self.model = ExtraTreesRegressor(n_estimators=n_trees, min_samples_leaf=min_leaf, random_state=seed)
 
@@ -99,8 +99,6 @@ def whole_curves(rows, epoch: int, diverged_score: Optional[float]):
 def from_pairs(path, space, epoch: int, diverged_score: Optional[float] = None,
                seed: int = 0) -> Optional[ScheduleExtrapolator]:
     """An extrapolator fitted on a pair table's whole curves, or None with fewer than MIN_CURVES."""
-    from ..surrogates.prior import read_prior_rows
-
     cands, early, final = whole_curves(read_prior_rows(path, space), epoch, diverged_score)
     if len(cands) < MIN_CURVES:
         return None

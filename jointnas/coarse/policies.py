@@ -1,31 +1,44 @@
 """Coarse batch policies: which pool rows the next iteration trains.
 
-A policy has ``first(x, k, seed)`` (the first batch, before any score exists) and
-``choose(x, untried, k, surrogate, rng)`` (later batches, given the surrogate fitted so far);
-both return row indices of the encoded pool ``x``. Register a new one in
-``jointnas.catalog.POLICIES``; it is built as ``cls(explore=...)``.
+A policy subclasses :class:`BatchPolicy`: ``first(x, k, seed)`` (the first batch, before any
+score exists; by default diverse) and ``choose(x, untried, k, surrogate, rng)`` (later batches,
+given the surrogate fitted so far) return row indices of the encoded pool ``x``. It is
+registered by name in ``jointnas.catalog.POLICIES`` (or the ``jointnas.policies`` entry-point
+group) and built as ``cls(explore=...)``.
 """
 from __future__ import annotations
 
-from typing import List, Protocol
+from abc import ABC, abstractmethod
+from typing import ClassVar, List
 
 import numpy as np
 
 
-class BatchPolicy(Protocol):
-    name: str
+class BatchPolicy(ABC):
+    """How the coarse loop picks each batch; ``explore`` weighs the surrogate's spread against its
+    mean where a policy uses it."""
+
+    name: ClassVar[str]
+
+    def __init__(self, explore: float = 1.0):
+        self.explore = float(explore)
 
     def first(self, x: np.ndarray, k: int, seed: int) -> List[int]:
-        ...
+        """``k`` distinct rows of ``x`` to train first. Default: farthest-point (:func:`diverse_batch`)."""
+        return diverse_batch(x, k, seed)
 
+    @abstractmethod
     def choose(self, x: np.ndarray, untried: np.ndarray, k: int, surrogate, rng: np.random.Generator) -> List[int]:
-        ...
+        """Up to ``k`` distinct rows of ``x`` where the mask ``untried`` holds, chosen with the fitted
+        ``surrogate`` (a :class:`jointnas.surrogates.base.Scorer`)."""
 
     def describe_first(self) -> str:
-        ...
+        """How :meth:`first` chooses, for the run's log."""
+        return "diverse (farthest-point over the encoding)"
 
+    @abstractmethod
     def describe(self) -> str:
-        ...
+        """How :meth:`choose` chooses, for the run's log."""
 
 
 def diverse_batch(x: np.ndarray, k: int, seed: int) -> List[int]:
@@ -49,24 +62,15 @@ def acquisition_batch(mean: np.ndarray, std: np.ndarray, untried: np.ndarray, k:
     return [int(i) for i in order[: min(k, int(untried.sum()))]]
 
 
-class DiverseThenUCB:
+class DiverseThenUCB(BatchPolicy):
     """FBNetV3's choice: a diverse first batch (farthest-point over the encoding), then the
     untried rows with the highest predicted mean + ``explore`` x predicted spread."""
 
     name = "ucb"
 
-    def __init__(self, explore: float = 1.0):
-        self.explore = float(explore)
-
-    def first(self, x: np.ndarray, k: int, seed: int) -> List[int]:
-        return diverse_batch(x, k, seed)
-
     def choose(self, x: np.ndarray, untried: np.ndarray, k: int, surrogate, rng: np.random.Generator) -> List[int]:
         mean, std = surrogate.predict_encoded(x)
         return acquisition_batch(mean, std, untried, k, self.explore)
-
-    def describe_first(self) -> str:
-        return "diverse (farthest-point over the encoding)"
 
     def describe(self) -> str:
         return f"by predicted accuracy + {self.explore:g} x ensemble std"
@@ -84,11 +88,10 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.n
 
 def thompson_batch(x: np.ndarray, untried: np.ndarray, k: int, surrogate, rng: np.random.Generator) -> List[int]:
     """Each of the ``k`` picks is the best untried row of one draw: a random member of the
-    surrogate (a forest's tree, an ensemble's member) where it exposes ``predict_members``,
-    otherwise a normal draw per row from its mean and spread."""
-    members = getattr(surrogate, "predict_members", None)
-    if members is not None:
-        draws = members(x)
+    surrogate (a forest's tree) where it ``has_members``, otherwise a normal draw per row from
+    its mean and spread."""
+    if surrogate.has_members:
+        draws = surrogate.predict_members(x)
         draw = lambda: draws[rng.integers(len(draws))]  # noqa: E731
     else:
         mean, std = surrogate.predict_encoded(x)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..trial import measured_score
+from .calibration import Calibration, read_calibration
 
 
 def rule(epoch: Optional[int], score: str = "validation accuracy", fidelity: Optional[str] = None) -> str:
@@ -26,15 +27,9 @@ def rule(epoch: Optional[int], score: str = "validation accuracy", fidelity: Opt
             "one fidelity for all")
 
 
-def chosen_fidelity(calibration: Optional[Mapping]) -> Optional[dict]:
-    """The calibrated cheaper setting (None: full fidelity, or not calibrated yet)."""
-    fid = (calibration or {}).get("fidelity")
-    return fid if fid and any(v != 1.0 for v in fid.values()) else None
-
-
-def cheap_runs(calibration: Optional[Mapping], fidelity_trials: Sequence[Mapping]) -> Dict[int, Mapping]:
+def cheap_runs(calibration: Optional[Calibration], fidelity_trials: Sequence[Mapping]) -> Dict[int, Mapping]:
     """First-batch runs at the calibrated cheaper fidelity, by trial id ({} when it is full)."""
-    fid = chosen_fidelity(calibration)
+    fid = calibration.cheaper_fidelity if calibration is not None else None
     if fid is None:
         return {}
     return {r["trial"]: r for r in fidelity_trials if r["fidelity"] == fid}
@@ -65,7 +60,6 @@ def best_trials(trials: Sequence, epoch: Optional[int], top: Optional[int] = Non
 
 def ranked_in(store, top: Optional[int] = None) -> List[Tuple[object, float]]:
     """:func:`best_trials` of a run store, at its calibrated epoch and fidelity."""
-    found = store.results("calibration")
-    cal = found[-1] if found else {}
-    return best_trials(store.trials(), cal.get("chosen_epoch"), top,
+    cal = read_calibration(store)
+    return best_trials(store.trials(), cal.chosen_epoch if cal else None, top,
                        cheap_runs(cal, store.results("fidelity_trial")))

@@ -16,59 +16,63 @@ loop) are handed out again by :meth:`Study.open`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
-from .search import CoarseConfig, CoarseSearch, Progress
 from ..errors import UsageError
-from .ranking import ranked_in
+from ..evaluation.base import Evaluator
+from ..progress import Progress
 from ..space import Candidate
 from ..trial import STATUSES, TrialResult
+from .config import CoarseConfig
+from .loop import CoarseLoop
+from .ranking import ranked_in
 
 
-class _Told:
+class _Told(Evaluator):
     """The evaluator of a study: the user trains; nothing runs here."""
 
     def __init__(self, score_bounds=None, diverged_score=None):
         self.score_bounds, self.diverged_score = score_bounds, diverged_score
 
-    def spec(self):
-        return None
-
-    def check_space(self, space) -> None:
-        pass
-
-    def evaluate(self, *args, **kwargs):
+    def evaluate(self, candidate, space, request, on_epoch=None):
         raise UsageError("a study's candidates are trained by its user (study.ask / study.tell)")
 
 
+def _quiet() -> Progress:
+    return Progress(bars=False, log=lambda line: None)
+
+
 class Study:
-    def __init__(self, search: CoarseSearch):
-        self.search, self.store = search, search.store
-        self._surrogate_base = None
+    """Ask/tell over a :class:`~jointnas.coarse.loop.CoarseLoop` (:attr:`loop`)."""
+
+    def __init__(self, loop: CoarseLoop):
+        self.loop, self.store = loop, loop.store
 
     @classmethod
-    def create(cls, run_dir, space, config: Optional[CoarseConfig] = None, *,
+    def create(cls, run_dir, space, config: Union[CoarseConfig, dict, None] = None, *,
                score_bounds: Optional[Tuple[float, float]] = None, diverged_score: Optional[float] = None,
                progress: Optional[Progress] = None) -> "Study":
         """A new study in ``run_dir`` (absent or empty). ``score_bounds`` (e.g. (0, 1) for
         accuracies) bound the surrogate's predictions; ``diverged_score`` is what a told
         ``status="diverged"`` counts as."""
+        if isinstance(config, dict):
+            config = CoarseConfig.from_dict(config)
+        # The user trains each candidate once, as asked: no first batch at cheaper fidelities to rank.
+        config = dataclasses.replace(config or CoarseConfig(), fidelities=[])
         evaluator = _Told(score_bounds, diverged_score)
-        progress = progress or Progress(bars=False, log=lambda line: None)
-        return cls(CoarseSearch.create(run_dir, space, evaluator, config, progress=progress))
+        return cls(CoarseLoop.create(run_dir, space, evaluator, config, progress=progress or _quiet()))
 
     @classmethod
     def open(cls, run_dir, *, progress: Optional[Progress] = None) -> "Study":
         """Continue the study in ``run_dir``; candidates asked for and never told go back to the queue."""
-        progress = progress or Progress(bars=False, log=lambda line: None)
-        search = CoarseSearch.open(run_dir, _Told(), progress=progress)
-        search.evaluator = _Told(search.config.score_bounds, search.config.diverged_score)
-        search.store.requeue_running()
-        return cls(search)
+        loop = CoarseLoop.open(run_dir, _Told(), progress=progress or _quiet())
+        loop.store.requeue_running()
+        return cls(loop)
 
     def close(self) -> None:
-        self.search.close()
+        self.loop.close()
 
     def __enter__(self):
         return self
@@ -77,42 +81,28 @@ class Study:
         self.close()
 
     # ---- ask
-    def _ready(self):
-        if self._surrogate_base is None:
-            self.search._load_pool(getattr(self.search, "_pending_pool", None))
-            self._surrogate_base = self.search._pretrained()
-        return self._surrogate_base
-
     def ask(self) -> Candidate:
         """The next candidate to train; ``meta`` holds its ``trial`` id and the ``epochs`` to
         train it for (None: its full schedule)."""
-        pretrained = self._ready()
-        search, store = self.search, self.store
-        it = max((t.iteration for t in store.trials()), default=0)
-        while True:
-            if it >= 1:
-                queued = store.trials("queued", iteration=it)
-                if queued:
-                    trial = queued[0]
-                    store.mark_running(trial.id, "study")
-                    return Candidate(dict(trial.candidate.arch), dict(trial.candidate.recipe), search.space.name,
-                                     meta={"trial": trial.id, "epochs": search._job(trial).epochs})
-                out = store.trials("running", iteration=it)
-                if out:
-                    raise UsageError(f"all of batch {it} is out: tell the scores of its {len(out)} untold "
-                                     "candidate(s) (study.tell) before asking for the next batch")
-                if it == 1 and search.calibration() is None:
-                    search._calibrate()
-                if store.predictor_path(it) is None:
-                    search._fit(it, pretrained)
-            it += 1
-            if it > search.config.iterations:
-                store.update_config(iterations=it)
-                search.config.iterations = it
-            search._queue_batch(it)
-            if not store.trials(iteration=it):
+        loop = self.loop
+        due = loop.due()
+        if due.complete:  # the study goes on past its iterations: one more
+            if loop.exhausted():
                 raise UsageError("every candidate of the study's pool has been asked for; start a study with a "
                                  "larger pool")
+            loop.extend(loop.config.iterations + 1)
+            due = loop.due()
+        if due.cheaper:
+            raise UsageError("this run calibrates cheaper fidelities, which only a CoarseSearch trains; continue it "
+                             "with CoarseSearch.open")
+        if not due.trials:
+            raise UsageError(f"all of batch {due.iteration} is out: tell the scores of its {due.out} untold "
+                             "candidate(s) (study.tell) before asking for the next batch")
+        task = due.trials[0]
+        loop.started(task.id, "study")
+        cand = task.candidate
+        return Candidate(dict(cand.arch), dict(cand.recipe), loop.space.name,
+                         meta={"trial": task.id, "epochs": task.request.epochs})
 
     # ---- tell
     def tell(self, candidate: Candidate, score: Optional[float] = None, *, curve: Optional[Sequence[float]] = None,
@@ -131,11 +121,11 @@ class Study:
         entries = [{"epoch": i + 1, "score": s} for i, s in enumerate(scores) if math.isfinite(s)]
         final = entries[-1]["score"] if status == "done" else None
         result = TrialResult(status, entries, final, len(entries), device="user", error=error)
-        self.store.record_result(trial.id, result.to_dict())
+        self.loop.tell(trial.id, result.to_dict())
 
-    def _running_trial(self, candidate):
+    def _running_trial(self, candidate: Candidate):
         running = self.store.trials("running")
-        trial_id = getattr(candidate, "meta", {}).get("trial")
+        trial_id = candidate.meta.get("trial")
         found = [t for t in running if (t.id == trial_id if trial_id is not None else t.key == candidate.key())]
         if not found:
             raise UsageError("that candidate is not out for training in this study (ask for it first; each is "

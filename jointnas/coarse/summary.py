@@ -1,7 +1,30 @@
-"""The one-screen summary of a coarse run (what ``jointnas coarse`` prints at the end)."""
+"""The summary of a coarse run (:func:`summary`, what ``CoarseSearch.run`` returns) and its
+one-screen text (:func:`format_summary`, what ``jointnas coarse`` prints at the end)."""
 from __future__ import annotations
 
 from .ranking import rule
+from .run import CoarseRun
+
+
+def summary(run: CoarseRun, top: int = 5) -> dict:
+    """A coarse run as plain values: settings, calibration, counts, its ``top`` trials by the
+    ranking rule (the report ranks by the same), each predictor's held-out measure and the
+    result stage's record."""
+    store, cal = run.store, run.calibration()
+    trials = store.trials()
+    scored = run.ranked(top)
+    extrapolator = run.extrapolator()
+    expected = (extrapolator.predict([t.candidate for t, _ in scored], [v for _, v in scored])
+                if extrapolator is not None and scored else [None] * len(scored))
+    return {"run": str(store.run_dir), "config": store.config, "calibration": cal.to_dict() if cal else {},
+            "counts": store.counts(), "iterations": sorted({t.iteration for t in trials}),
+            "best": [{"trial": t.id, "iteration": t.iteration, "score": s, "final_acc": t.final_acc,
+                      "epochs_run": t.epochs_run, "schedule": t.candidate.recipe.get("epochs"),
+                      "expected_final": None if e is None else float(e), "flops": t.flops, "params": t.params,
+                      "key": t.key} for (t, s), e in zip(scored, expected)],
+            "predictor_eval": sorted(store.results("predictor_eval"), key=lambda e: e["iteration"]),
+            "predictor": str(run.final_predictor),
+            "final": (store.results("final") or [None])[-1]}
 
 
 def format_summary(s: dict) -> str:
@@ -69,7 +92,7 @@ def format_final(f: dict) -> list:
                  f"{_pct(f.get('predicted'))} (at fidelity {f.get('fidelity_label')}, epoch {f.get('epoch')}; searched "
                  f"score {_pct(f.get('searched_score'))})")
     if w.get("weights"):
-        lines.append(f"  its weights: {w['weights']}/weights.pt (jointnas.evaluation.saved_model.load_trained)")
+        lines.append(f"  its weights: {w['weights']}/weights.pt (jointnas.catalog.load_trained)")
     if b:
         lines.append(f"  baseline {b.get('name')} with the space's default recipe, {b.get('epochs')} epochs (same "
                      f"training cost): test {_pct(b.get('test_score'))}, validation {_pct(b.get('final_acc'))}")

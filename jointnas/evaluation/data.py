@@ -41,6 +41,7 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 
 from ..errors import UsageError
+from ..families.base import scaled_resolution
 
 DEFAULT_DATA_ROOT = Path("data/cache")
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -77,7 +78,7 @@ class FolderSplit:
 
     @property
     def labels(self) -> "torch.Tensor":
-        import torch
+        import torch  # torch: see _tensor_split
 
         targets = self.dataset.targets
         return torch.tensor([targets[i] for i in self.indices], dtype=torch.int64)
@@ -126,8 +127,6 @@ class Task:
 
 def task_resolution(arch_resolution: int, task: Task, space) -> int:
     """Training resolution of an arch on ``task`` (see the module docstring)."""
-    from ..families.base import scaled_resolution
-
     return scaled_resolution(arch_resolution, task, space.family.deploy)
 
 
@@ -151,7 +150,7 @@ def load_task(name: str, data_root=None, seed: int = 0, download: bool = False) 
 
 def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """Indices (rest, part) with ``fraction`` of every class in ``part``; both shuffled."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # scikit-learn: as torch, see _tensor_split
 
     idx = np.arange(len(labels))
     rest, part = train_test_split(idx, test_size=fraction, stratify=labels, random_state=seed, shuffle=True)
@@ -178,7 +177,7 @@ def _channel_stats(images: np.ndarray) -> Tuple[Tuple[float, ...], Tuple[float, 
 
 
 def _digits(seed: int) -> Task:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn: see _stratified_split
 
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # values 0..16 -> 0..255
@@ -255,7 +254,7 @@ def _fashion_mnist(root: Path, seed: int, download: bool, explicit_root: bool) -
 
 # ---- cifar10
 def _cifar10(root: Path, seed: int, download: bool) -> Task:
-    from torchvision.datasets import CIFAR10
+    from torchvision.datasets import CIFAR10  # torchvision: as torch, see _tensor_split
 
     if download:
         _torchvision_download("CIFAR10", root)
@@ -275,7 +274,7 @@ def _cifar10(root: Path, seed: int, download: bool) -> Task:
 
 
 def _torchvision_download(dataset: str, root: Path) -> None:
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # torchvision: see _cifar10
 
     # Folders made here are removed again when the download fails, so that a failed download
     # (no network) leaves no empty data/cache/ behind.
@@ -303,7 +302,7 @@ def _remove_empty(root: Path, made: List[Path]) -> None:
 
 # ---- image folders
 def _image_folder(path: Path, seed: int) -> Task:
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # torchvision: see _cifar10
 
     if not path.is_dir():
         raise UsageError(f"image folder {path} does not exist; use imagefolder:DIR where DIR holds one "

@@ -3,7 +3,7 @@
 - ``weights.pt``     the evaluated weights (the EMA ones when the recipe has ``ema``) as a plain
   state dict of CPU tensors: ``torch.load(path, weights_only=True)`` reads it, no code runs;
 - ``model.json``     how to build the network the weights fit (the space as a mapping, arch,
-  classes, channels, training resolution), read by :func:`load_trained`;
+  classes, channels, training resolution), read by :func:`jointnas.catalog.load_trained`;
 - ``candidate.json`` the candidate (``jointnas train --candidate`` reads it);
 - ``recipe.yaml``    its training recipe;
 - ``curve.json``     the training result: per-epoch curve, status, test accuracy, device, and the
@@ -12,29 +12,26 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional, Tuple
 
 import yaml
 
 from ..errors import UsageError
-from ..io import check_writable_dir
+from ..io import atomic_write_text, check_writable_dir, replacing
+from ..space import Candidate, SearchSpace
 
 WEIGHTS = "weights.pt"
 
-
 def _write(path: Path, data) -> None:
-    """Write via a temporary file, so that an interrupted save never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write atomically, so that an interrupted save never leaves half a file."""
     if isinstance(data, str):
-        tmp.write_text(data)
-    else:
-        import torch
+        atomic_write_text(path, data)
+        return
+    import torch  # torch: every command imports this module (jointnas.cli.train); few save weights
 
+    with replacing(path) as tmp:
         torch.save(data, tmp)
-    os.replace(tmp, path)
-
 
 def save_trained(out_dir, candidate, result, model, space, *, num_classes: int, in_channels: int,
                  training: Optional[dict] = None) -> Path:
@@ -56,22 +53,11 @@ def save_trained(out_dir, candidate, result, model, space, *, num_classes: int, 
                                               sort_keys=True) + "\n")
     return out_dir
 
-
-def build_untrained(build: dict, space=None):
-    """The network described by a ``model.json`` record, with fresh weights, in eval mode."""
-    from ..catalog import load_space, space_from_dict
-
-    space = load_space(space) if space is not None else space_from_dict(build["space"])
-    return space.family.build(build["arch"], num_classes=build["num_classes"], in_channels=build["in_channels"],
-                              input_size=build["input_size"]).eval()
-
-
-def load_trained(path, space=None) -> Tuple["object", "object"]:
-    """(model with the saved weights in eval mode, its :class:`Candidate`) from a directory that
-    :func:`save_trained` wrote."""
-    import torch
-
-    from ..space import Candidate
+def read_trained(path) -> Tuple[dict, Candidate, dict]:
+    """(the ``model.json`` record, the :class:`Candidate`, the weights) of a directory that
+    :func:`save_trained` wrote; the weights are read with ``weights_only=True`` (no code runs).
+    ``jointnas.catalog.load_trained`` builds the model from them."""
+    import torch  # torch: see _write
 
     path = Path(path)
     try:
@@ -80,6 +66,9 @@ def load_trained(path, space=None) -> Tuple["object", "object"]:
         state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
     except (OSError, ValueError, RuntimeError) as e:
         raise UsageError(f"{path} is not a saved jointnas model ({type(e).__name__}: {e})") from None
-    model = build_untrained(build, space)
-    model.load_state_dict(state)
-    return model, candidate
+    return build, candidate, state
+
+def build_untrained(build: dict, space: SearchSpace):
+    """The network described by a ``model.json`` record, in ``space``, with fresh weights, in eval mode."""
+    return space.family.build(build["arch"], num_classes=build["num_classes"], in_channels=build["in_channels"],
+                              input_size=build["input_size"]).eval()

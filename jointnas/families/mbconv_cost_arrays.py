@@ -17,6 +17,7 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 
 from ..errors import UsageError
+from .columns import ArchColumns
 
 Columns = Mapping[str, np.ndarray]
 FIELDS = ("channels", "depth", "kernel", "expansion", "kernel_rep", "expansion_rep", "se", "trim_pad")
@@ -59,7 +60,7 @@ def _fields(col, stages: int) -> dict:
     missing = [m for m in names if m not in col]
     if any(not m.endswith("_trim_pad") for m in missing):
         raise KeyError(next(m for m in missing if not m.endswith("_trim_pad")))
-    if hasattr(col, "stack"):
+    if isinstance(col, ArchColumns):
         rows = col.stack(present).T  # one gather
     else:
         rows = np.stack([np.asarray(col[m]) for m in present]) if present else np.zeros((0, n))

@@ -13,12 +13,10 @@ classes), pinned to fvcore by ``tests/test_mlp_family.py``: ``in*out`` flops per
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import List, Mapping, Optional, Sequence
-
-import numpy as np
+from typing import List, Mapping, Optional, Tuple
 
 from ..errors import SpaceError
-from .base import Cost, parse_fixed, check_spec_keys
+from .base import Cost, ModelFamily, parse_fixed, check_spec_keys
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "identity")
 _PER_LAYER = ("width", "activation", "dropout")
@@ -46,7 +44,7 @@ def layer_value(arch: Mapping, what: str, i: int, default=None):
 
 
 @dataclass(frozen=True)
-class MLPFamily:
+class MLPFamily(ModelFamily):
     deploy: MLPDeploy = field(default_factory=MLPDeploy)
     name: str = "mlp"
 
@@ -94,29 +92,10 @@ class MLPFamily:
         flops = sum(a * b for a, b in zip(sizes, sizes[1:]))
         return Cost(int(flops), int(flops + sum(sizes[1:])))
 
-    def costs(self, archs: Sequence[Mapping], progress: bool = False) -> np.ndarray:
-        out = np.empty((len(archs), 2), dtype=np.int64)
-        for i, a in enumerate(archs):
-            c = self.cost(a)
-            out[i] = (c.flops, c.params)
-        return out
-
-    def fvcore_cost(self, arch: Mapping) -> Cost:
-        """The reference count: fvcore run on the deployable model."""
-        import logging
-        import warnings
-
-        import torch
-        from fvcore.nn import FlopCountAnalysis, parameter_count
-
-        model = self.build(arch, num_classes=self.deploy.num_classes, in_channels=self.deploy.in_features,
-                           input_size=1).eval()
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            logging.getLogger("fvcore").setLevel(logging.ERROR)
-            analysis = FlopCountAnalysis(model, torch.zeros(1, self.deploy.in_features))
-            flops = int(analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total())
-        return Cost(flops, int(parameter_count(model)[""]))
+    def deployable(self, arch: Mapping) -> Tuple[object, Tuple[int, ...]]:
+        d = self.deploy
+        model = self.build(arch, num_classes=d.num_classes, in_channels=d.in_features, input_size=1)
+        return model.eval(), (1, d.in_features)
 
     def cost_order(self, dim_name: str, dim) -> Optional[List]:
         if dim_name == "depth" or dim_name.startswith("width"):
@@ -131,7 +110,7 @@ class MLPFamily:
               dropout: float = 0.0, drop_path: float = 0.0):
         """``in_channels`` is the number of input features (an image input is flattened:
         ``in_channels * input_size ** 2`` features); ``dropout`` applies before the classifier."""
-        from torch import nn
+        from torch import nn  # only where a model is built
 
         acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity}
         layers: list = [nn.Flatten()]

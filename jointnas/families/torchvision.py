@@ -11,27 +11,24 @@ Costs are fvcore's counts of the deployable model, computed by fvcore itself onc
 from __future__ import annotations
 
 import inspect
-import sys
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..errors import SpaceError
-from .base import Cost, Deploy, fvcore_cost, parse_fixed, scaled_resolution, check_spec_keys
+from .base import Cost, Deploy, ModelFamily, fvcore_count, parse_fixed, scaled_resolution, check_spec_keys
 
 ARCH_DIMS = ("model", "resolution")
 _COSTS: Dict[Tuple, Cost] = {}
 
 
 def classification_models() -> List[str]:
-    from torchvision import models
+    from torchvision import models  # torchvision (about 2 s): only where its models are named or built
 
     return sorted(models.list_models(module=models))
 
 
 @dataclass(frozen=True)
-class TorchvisionFamily:
+class TorchvisionFamily(ModelFamily):
     model: Optional[str] = None            # the fixed model, when the arch has no ``model`` dimension
     deploy: Deploy = field(default_factory=Deploy)
     name: str = "torchvision"
@@ -92,21 +89,14 @@ class TorchvisionFamily:
     def cost(self, arch: Mapping) -> Cost:
         key = (self.model_of(arch), self.resolution_of(arch), self.deploy)
         if key not in _COSTS:
-            model = self._build(key[0], self.deploy.num_classes, self.deploy.in_channels, 0.0)
-            _COSTS[key] = fvcore_cost(model, self.deploy.in_channels, key[1])
+            _COSTS[key] = fvcore_count(*self.deployable(arch))
         return _COSTS[key]
 
     fvcore_cost = cost  # the closed form of this family is fvcore itself
 
-    def costs(self, archs: Sequence[Mapping], progress: bool = False) -> np.ndarray:
-        from tqdm import tqdm
-
-        out = np.empty((len(archs), 2), dtype=np.int64)
-        for i, a in enumerate(tqdm(archs, desc="proxies", unit="cand", file=sys.stderr, disable=not progress,
-                                   mininterval=0.5)):
-            c = self.cost(a)
-            out[i] = (c.flops, c.params)
-        return out
+    def deployable(self, arch: Mapping) -> Tuple[object, Tuple[int, ...]]:
+        d, res = self.deploy, self.resolution_of(arch)
+        return self._build(self.model_of(arch), d.num_classes, d.in_channels, 0.0).eval(), (1, d.in_channels, res, res)
 
     def cost_order(self, dim_name: str, dim) -> Optional[List]:
         if dim_name == "resolution":
@@ -118,7 +108,7 @@ class TorchvisionFamily:
     # ---- models
     def recipe_dims(self, space) -> tuple:
         """``dropout`` where every model of the space takes it; no torchvision builder takes a drop path."""
-        from torchvision import models
+        from torchvision import models  # see classification_models
 
         names = list(space.arch["model"].choices) if "model" in space.arch else [self.model]
         takes = all("dropout" in _builder_params(models.get_model_builder(n)) for n in names)
@@ -135,7 +125,7 @@ class TorchvisionFamily:
 
     @staticmethod
     def _build(name: str, num_classes: int, in_channels: int, dropout: float):
-        from torch import nn
+        from torch import nn  # torch and torchvision: only where a model is built
         from torchvision import models
 
         builder = models.get_model_builder(name)
@@ -149,7 +139,9 @@ class TorchvisionFamily:
 
 
 def _builder_params(builder) -> set:
-    """Keyword arguments a torchvision builder passes on to its model class."""
+    """Keyword arguments a torchvision builder passes on to its model class. Signature
+    inspection of torchvision's own builders, not of a jointnas plug-in: torchvision declares
+    no list of the settings a model takes."""
     names = set(inspect.signature(builder).parameters)
     model_cls = inspect.signature(builder).return_annotation
     if isinstance(model_cls, type):

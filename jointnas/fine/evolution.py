@@ -15,11 +15,13 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .problem import Board, FineProblem, SearchResult, SearchSettings, finish, random_rows, ranking, seed_rows
+from .base import Strategy
+from .problem import Board, FineProblem, SearchResult, finish, ranking
+from .sampling import random_rows, seed_rows
 
 # An over-budget child is drawn again this many times before it is repaired instead.
 REJECTION_TRIES = 3
@@ -30,13 +32,11 @@ RATE_GROWTH = 1.5
 OVERDRAW_MARGIN, OVERDRAW_BOUNDS = 1.15, (1.1, 4.0)
 
 
-class Evolution:
+class Evolution(Strategy):
     """The adaptive GA; ``settings`` as in :class:`jointnas.fine.problem.SearchSettings`."""
 
     name = "evolution"
-
-    def __init__(self, settings: Optional[SearchSettings] = None):
-        self.settings = (settings or SearchSettings()).validate()
+    label = "adaptive genetic search"
 
     def search(self, problem: FineProblem, seeds: Sequence = (), *, seed: int = 0, top_k: int = 5,
                progress: bool = False) -> SearchResult:
@@ -98,6 +98,9 @@ class Evolution:
                       history=history, generations=generation, stop_reason=stop_reason, seeded=n_seeded,
                       population=(G, stats))
 
+    def describe(self, result: SearchResult) -> str:
+        return f"{self.label}, {result.generations} generations"
+
     def _children(self, problem: FineProblem, parents: np.ndarray, n: int, rate: float, board: Board,
                   rng: np.random.Generator):
         """Up to ``n`` fresh children within the budget, the first ``crossover_fraction`` by
@@ -158,7 +161,7 @@ class Evolution:
 def _bar(progress: bool, total: int):
     if not progress:
         return None
-    from tqdm import tqdm
+    from tqdm import tqdm  # only when a bar is drawn: its import costs a command's start-up
 
     return tqdm(total=total, desc="fine", unit="gen", file=sys.stderr, mininterval=0.5)
 

@@ -9,11 +9,12 @@ a ``numpy.random.Generator``, so a search is reproducible from its seed.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..families.columns import ArchColumns
+from ..space.candidate import Candidate
 from ..space.dims import round_6g
 
 # Half of the mutated dimensions move to a neighbouring value (local refinement), the other
@@ -104,8 +105,6 @@ class Genome:
 
     # ---- rows <-> candidates
     def decode(self, G: np.ndarray, candidate_type=None) -> list:
-        from ..space import Candidate
-
         make = candidate_type or Candidate
         out = []
         for row in G:
@@ -244,7 +243,7 @@ class Genome:
         self._arch_index = {n: i for i, n in enumerate(self._arch_names)}
         self._objects = {g: np.asarray(self.values[g], dtype=object) for g in range(self.n_arch) if g not in numeric}
 
-    def arch_columns(self, G: np.ndarray) -> "ArchColumns":
+    def arch_columns(self, G: np.ndarray) -> ArchColumns:
         """Arch values of the rows as columns (name -> array of values)."""
         values = G[:, self._numeric_arch].copy()
         if len(self._arch_discrete):
@@ -321,29 +320,3 @@ class Genome:
             costs[bad] = price(G[bad])
             bad = bad[~fits(costs[bad])]
         return G, costs
-
-
-class ArchColumns(Mapping):
-    """Arch values of many rows: a mapping name -> column, backed by one float64 matrix for the
-    numeric dimensions; ``stack(names)`` takes several columns at once as an (n, k) matrix."""
-
-    def __init__(self, values: np.ndarray, index: dict, extra: dict):
-        self.values, self.extra = values, extra
-        self.index = index  # name -> column of values (shared, not to be changed)
-
-    def __getitem__(self, name):
-        if name in self.index:
-            return self.values[:, self.index[name]]
-        return self.extra[name]
-
-    def __contains__(self, name):
-        return name in self.index or name in self.extra
-
-    def __iter__(self):
-        return iter(list(self.index) + list(self.extra))
-
-    def __len__(self):
-        return len(self.index) + len(self.extra)
-
-    def stack(self, names: Sequence[str]) -> np.ndarray:
-        return self.values[:, [self.index[n] for n in names]]

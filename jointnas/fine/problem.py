@@ -1,13 +1,14 @@
-"""The fine stage: search a space for the candidates a surrogate scores best within a cost budget.
+"""The fine stage's problem: search a space for the candidates a surrogate scores best within a
+cost budget.
 
 A :class:`FineProblem` is what every fine strategy solves: the space as rows of value indices
 (:class:`jointnas.fine.genome.Genome`), its family's cost of a batch of rows, the
 budget, and the surrogate's score ``mean - risk * spread``. A strategy
-(``search(problem, seeds, *, seed, top_k) -> SearchResult``; the adaptive GA in
-``strategies/evolution.py``, random search in ``strategies/random.py``) scores rows through a
-:class:`Board`, which remembers what was scored and keeps the best rows. The reported top-k
-are choices, not clones: candidates at least ``min_distance`` apart, best first, where scores
-within ``TIE`` of each other are ties broken by lower spread, then fewer FLOPs and params.
+(:class:`jointnas.fine.base.Strategy`; the adaptive GA in ``evolution.py``, random search in
+``random.py``) scores rows through a :class:`Board`, which remembers what was scored and keeps
+the best rows. The reported top-k are choices, not clones: candidates at least ``min_distance``
+apart, best first, where scores within ``TIE`` of each other are ties broken by lower spread,
+then fewer FLOPs and params.
 FLOPs are fvcore's count of the deployable model: one multiply-add is one flop.
 """
 from __future__ import annotations
@@ -15,20 +16,19 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import List, Optional, Protocol, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from ..budget import Budget, check_budget, require_family
 from ..errors import UsageError
+from ..surrogates.base import Scorer
+from .genome import Genome
 
 # Scores closer than this are ties (predicted accuracies are shown to 0.01 %).
 TIE = 1e-4
-FLOPS_NOTE = "fvcore's count of the deployable model, one multiply-add = one flop"
 TIE_RULE = (f"scores within {TIE:g} of each other tie; ties go to the lower spread, then fewer FLOPs, then "
             "fewer params")
-# Blocks of rejection sampling before over-budget draws are repaired instead (random_rows).
-REPAIR_AFTER = 4
 # Bounds on sizes: beyond these a search would exhaust memory or never finish.
 MAX_POPULATION = 100_000
 MAX_GENERATIONS = 100_000
@@ -83,15 +83,6 @@ class SearchSettings:
         return self
 
 
-class Strategy(Protocol):
-    """A fine search strategy (registered by name in the catalog)."""
-
-    name: str
-
-    def search(self, problem: "FineProblem", seeds: Sequence = (), *, seed: int = 0, top_k: int = 5,
-               progress: bool = False) -> "SearchResult": ...
-
-
 @dataclass
 class Scored:
     candidate: object
@@ -110,14 +101,14 @@ class Scored:
 def _pricer(space, genome):
     """A function from rows to their (n, 2) int64 [flops, params], or None without a family.
 
-    A family whose ``costs`` takes columns (``vectorised_costs = True``: name -> array, like the
-    mbconv family's closed form) prices a whole batch in one call; any other family's ``costs``
-    gets the arch dicts of the distinct archs it has not priced before (its own cost may be
-    slow, e.g. fvcore run on a torchvision model)."""
+    A family whose ``costs`` takes columns (``ModelFamily.vectorised_costs``: name -> array,
+    like the mbconv family's closed form) prices a whole batch in one call; any other family's
+    ``costs`` gets the arch dicts of the distinct archs it has not priced before (its own cost
+    may be slow, e.g. fvcore run on a torchvision model)."""
     family = space.family
     if family is None:
         return None
-    if getattr(family, "vectorised_costs", False):
+    if family.vectorised_costs:
         return lambda G: np.asarray(family.costs(genome.arch_columns(G)), dtype=np.int64)
     memo: dict = {}
 
@@ -138,8 +129,6 @@ class FineProblem:
 
     def __init__(self, space, surrogate, budget: Optional[Budget] = None, *, risk: float = 0.0,
                  min_distance: float = 0.1):
-        from .genome import Genome
-
         self.space, self.surrogate, self.budget = space, surrogate, budget
         self.risk, self.min_distance = float(risk), float(min_distance)
         family = space.family
@@ -178,7 +167,7 @@ class FineProblem:
     def predict(self, G: np.ndarray, costs: Optional[np.ndarray] = None):
         """(mean, std, score) of rows ``G``; ``costs`` (their prices) go to a surrogate that
         takes them (a forest's proxy features) instead of being counted again."""
-        if costs is not None and self.priced and getattr(self.surrogate, "takes_costs", False):
+        if costs is not None and self.priced and isinstance(self.surrogate, Scorer) and self.surrogate.takes_costs:
             mean, std = self.surrogate.predict_encoded(self.genome.encode(G), costs=costs)
         else:
             mean, std = self.surrogate.predict_encoded(self.genome.encode(G))
@@ -355,78 +344,3 @@ def finish(problem: FineProblem, board: Board, *, strategy: str, settings: Searc
                         settings=settings, budget=problem.budget, seeded=seeded, minimum=problem.minimum,
                         min_distance=problem.min_distance, population_rows=rows, population_stats=stats,
                         board=board)
-
-
-def seed_rows(problem: FineProblem, seeds: Sequence, limit: int, board: Board):
-    """Rows of up to ``limit`` measured ``seeds`` (best first) that lie in the space, fit the
-    budget and are distinct; with their costs."""
-    G, _ = problem.genome.from_candidates(list(seeds))
-    if len(G) == 0 or limit == 0:
-        return G[:0], np.zeros((0, 2), dtype=np.int64)
-    costs = problem.costs(G)
-    keep = problem.fits(costs) & board.fresh(G)
-    idx = np.nonzero(keep)[0][:limit]
-    return G[idx], costs[idx]
-
-
-def random_rows(problem: FineProblem, n: int, rng: np.random.Generator, board: Board, exclude=None,
-                repair: bool = True, max_blocks: int = 100, block: Optional[int] = None):
-    """Up to ``n`` distinct fresh rows within the budget by rejection sampling: uniform draws that
-    fit, for at most ``max_blocks`` blocks of ``block`` draws; with ``repair``, after
-    ``REPAIR_AFTER`` blocks the rest are over-budget draws of the last block, repaired (repair is
-    slower than drawing, and bends the sample towards the budget's edge). ``exclude`` is a set of
-    row keys to avoid as well."""
-    taken = set(exclude or ())
-    parts, got, block = [], 0, block or max(256, 4 * n)
-    genome = problem.genome
-    for b in range(REPAIR_AFTER if repair else max_blocks):
-        if got >= n:
-            break
-        G = genome.random(block, rng, recipe_floats=False)
-        costs = problem.costs(G)
-        ok = np.nonzero(problem.fits(costs))[0][:2 * (n - got)]
-        fitting = genome.fill(G[ok], rng)
-        new = np.nonzero(board.fresh(fitting))[0]
-        idx = _take(genome.keys(fitting[new]), new, taken, n - got)
-        parts.append((fitting[idx], costs[ok][idx]))
-        got += len(idx)
-        if repair and got < n and b == REPAIR_AFTER - 1:
-            rest = np.nonzero(~problem.fits(costs))[0][:(n - got) + (n - got) // 4 + 1]
-            fixed, fixed_c = problem.repair(G[rest], costs[rest], rng)
-            fixed = genome.fill(fixed, rng)
-            keep = np.nonzero(board.fresh(fixed))[0]
-            idx = _take(genome.keys(fixed[keep]), keep, taken, n - got)
-            parts.append((fixed[idx], fixed_c[idx]))
-            got += len(idx)
-    width = problem.genome.width
-    if not parts:
-        return np.zeros((0, width)), np.zeros((0, 2), dtype=np.int64)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]).astype(np.int64)
-
-
-def _take(keys, index, taken: set, limit: int) -> list:
-    """Up to ``limit`` of ``index`` whose key is not yet in ``taken`` (which is updated)."""
-    out = []
-    for i, k in zip(index, keys):
-        if len(out) >= limit:
-            break
-        if k not in taken:
-            taken.add(k)
-            out.append(int(i))
-    return out
-
-
-def fine_search(surrogate, space, budget: Optional[Budget], seeds: Sequence = (),
-                settings: Optional[SearchSettings] = None, progress: bool = False,
-                strategy: Optional[Strategy] = None) -> SearchResult:
-    """Search ``space`` for the candidates ``surrogate`` scores best within ``budget``.
-
-    ``seeds`` are measured candidates, best first (infeasible ones are skipped); ``strategy``
-    defaults to the adaptive GA built from ``settings``. Reproducible from ``settings.seed``.
-    """
-    from .evolution import Evolution
-
-    settings = (settings or SearchSettings()).validate()
-    problem = FineProblem(space, surrogate, budget, risk=settings.risk, min_distance=settings.min_distance)
-    strategy = strategy or Evolution(settings)
-    return strategy.search(problem, seeds, seed=settings.seed, top_k=settings.top_k, progress=progress)

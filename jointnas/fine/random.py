@@ -8,25 +8,26 @@ candidates have been scored.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .problem import Board, FineProblem, SearchResult, SearchSettings, finish, random_rows, seed_rows
+from .base import Strategy
+from .problem import Board, FineProblem, SearchResult, finish
+from .sampling import random_rows, seed_rows
 
 DEFAULT_EVALUATIONS = 20_000
 BATCH = 4096
 MIN_ACCEPTANCE = 0.05
 
 
-class RandomSearch:
+class RandomSearch(Strategy):
     """Uniform random search; ``settings.evaluations`` (default 20,000) candidates are scored."""
 
     name = "random"
-
-    def __init__(self, settings: Optional[SearchSettings] = None):
-        self.settings = (settings or SearchSettings()).validate()
+    label = "random search"
 
     def search(self, problem: FineProblem, seeds: Sequence = (), *, seed: int = 0, top_k: int = 5,
                progress: bool = False) -> SearchResult:
@@ -42,9 +43,7 @@ class RandomSearch:
         history, repaired, stop = [], False, f"evaluation limit reached ({total} scored)"
         bar = None
         if progress:
-            import sys
-
-            from tqdm import tqdm
+            from tqdm import tqdm  # only when a bar is drawn: its import costs a command's start-up
 
             bar = tqdm(total=total, desc="fine (random)", unit="cand", file=sys.stderr, mininterval=0.5)
             bar.update(board.scored)

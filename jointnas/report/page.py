@@ -3,492 +3,51 @@
 The page is built from whatever the run's store holds right now, so it works on a run that
 is still going or was interrupted: a section whose data does not exist yet says why instead.
 Each plot is also written as a PNG next to the page (``<page>_plots/<name>.png``).
-matplotlib is an optional extra (``pip install 'jointnas[report]'``) imported only here.
+The run is read by :mod:`jointnas.report.view` and drawn by :mod:`jointnas.report.plots`.
 """
 from __future__ import annotations
 
 import base64
 import datetime
 import html
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 from urllib.parse import quote
 
-import numpy as np
-
-from ..budget import format_flops, parse_flops, parse_params
+from ..budget import format_flops
+from ..coarse.ranking import rule
+from ..coarse.summary import format_final
 from ..errors import UsageError
-from ..io import check_writable_dir, check_writable_file
-from ..coarse.ranking import best_trials, cheap_runs, rule
-from ..store.run_store import RunStore, Trial
-from ..trial import entry_score
+from ..io import FLOPS_NOTE_SHORT, atomic_write_bytes, check_writable_dir, check_writable_file
+from .plots import PLOTS, Plotter, Section
+from .view import RunView, budget_of, plural, predictor_eval_rows, status_text
 
-INSTALL_HINT = "pip install 'jointnas[report]'"
-PLOT_NAMES = ("accuracy_vs_flops", "parity", "calibration", "learning_curves")
-FLOPS_NOTE = "FLOPs are fvcore's count of the deployable model; 1 multiply-add = 1 flop."
-DPI = 110
+FLOPS_NOTE = f"FLOPs: {FLOPS_NOTE_SHORT}"
 
 
-# ---------------------------------------------------------------------------- what the run holds
-def _space_of(store: RunStore):
-    from ..coarse.search import run_space
-    from ..errors import JointnasError
-
-    try:
-        return run_space(store)
-    except JointnasError:
-        return None  # a run whose space cannot be rebuilt here: the report shows what needs no predictor
-
-@dataclass
-class RunView:
-    """A snapshot of a run's store, read once."""
-
-    run_dir: Path
-    config: dict
-    trials: List[Trial]
-    calibration: Optional[dict]
-    predictor_evals: List[dict]
-    predictors: List[dict]
-    fine: Optional[dict]
-    finished: Optional[float] = None  # when the coarse loop last ran to its end
-    pool_size: Optional[int] = None   # candidates kept in the pool (within the budget)
-    space: Optional[object] = None     # the SearchSpace the run searched
-    final: Optional[dict] = None       # the winner retrained at full fidelity, beside the baseline
-    cheap: Dict[int, dict] = field(default_factory=dict)  # first-batch runs at the calibrated fidelity
-
-    @classmethod
-    def read(cls, run_dir) -> "RunView":
-        with RunStore.open(run_dir) as store:
-            fine = store.results("fine")
-            calibration = store.results("calibration")
-            return cls(run_dir=Path(run_dir), config=store.config or {}, trials=store.trials(),
-                       calibration=calibration[-1] if calibration else None,
-                       predictor_evals=store.results("predictor_eval"), predictors=store.predictors(),
-                       fine=fine[-1] if fine else None, finished=store.get_meta("finished"),
-                       pool_size=(store.pool_info() or {}).get("size"), space=_space_of(store),
-                       final=(store.results("final") or [None])[-1],
-                       cheap=cheap_runs(calibration[-1] if calibration else None, store.results("fidelity_trial")))
-
-    @property
-    def measured(self) -> List[Trial]:
-        """Trials that finished training with an accuracy."""
-        return [t for t in self.trials if t.status == "done" and t.final_acc is not None]
-
-    @property
-    def rank_epoch(self) -> Optional[int]:
-        """The epoch at which trials are compared (:mod:`jointnas.coarse.ranking`)."""
-        return (self.calibration or {}).get("chosen_epoch")
-
-    @property
-    def fidelity_label(self) -> str:
-        return (self.calibration or {}).get("fidelity_label") or "full"
-
-    def ranked(self, top: Optional[int] = None) -> List[Tuple[Trial, float]]:
-        """(trial, accuracy at :attr:`rank_epoch`) of the measured trials, best first."""
-        return best_trials(self.measured, self.rank_epoch, top, self.cheap)
-
-    def counts(self) -> Dict[str, int]:
-        out: Dict[str, int] = {}
-        for t in self.trials:
-            out[t.status] = out.get(t.status, 0) + 1
-        return out
-
-
-def budget_of(config: dict) -> Tuple[Optional[int], Optional[int]]:
-    """(max_flops, max_params) of a run config (numbers, or text such as "600MFLOPs"); None = no bound."""
-    def read(value, parse):
-        if value is None or isinstance(value, (int, float)):
-            return None if value is None else int(value)
-        try:
-            return parse(value)
-        except UsageError:
-            return None
-
-    return read(config.get("budget"), parse_flops), read(config.get("max_params"), parse_params)
-
-
-def pareto_front(flops: Sequence[float], acc: Sequence[float]) -> np.ndarray:
-    """Indices of the points no other point beats on both fewer FLOPs and higher accuracy, by FLOPs."""
-    order = np.lexsort((-np.asarray(acc, dtype=float), np.asarray(flops, dtype=float)))
-    front, best = [], -np.inf
-    for i in order:
-        if acc[i] > best:
-            front.append(i)
-            best = acc[i]
-    return np.asarray(front, dtype=int)
-
-
-# ---------------------------------------------------------------------------- parity data
-@dataclass
-class Parity:
-    iteration: int              # the predictor saved after this iteration
-    measured: np.ndarray
-    predicted: np.ndarray
-    spread: np.ndarray
-    metrics: dict
-
-
-def diverged_score(config: dict) -> Optional[float]:
-    if "diverged_score" in config:
-        return config["diverged_score"]
-    classes = config.get("num_classes")  # runs from before evaluators
-    return 1.0 / classes if classes else None
-
-
-def predictor_target(view: RunView, trial: Trial) -> Optional[float]:
-    """What the run fits its predictor to: accuracy at the calibrated early-stop epoch (the
-    final one before calibration), chance level for a diverged trial, nothing otherwise."""
-    epoch = (view.calibration or {}).get("chosen_epoch") or len(trial.curve)
-    return trial.measured_score(epoch, diverged_score(view.config))
-
-
-def parity_data(view: RunView) -> Tuple[List[Parity], List[str]]:
-    """Held-out (measured, predicted) pairs per fitted predictor, and why others have none.
-
-    The predictor saved after iteration k chose the batch of iteration k+1 before any of it
-    was trained, so that batch is held out from it: the same check as the run's "tau on its
-    next batch". The last predictor has no later batch; the run's k-fold metrics cover it.
-    """
-    from ..surrogates import load_surrogate
-    from ..surrogates.evaluate import ranking_metrics
-
-    out, notes = [], []
-    for entry in view.predictors:
-        k, path = int(entry["iteration"]), Path(entry["path"])
-        if k < 1:
-            continue  # iteration 0 is the encoder pretrained on FLOPs/params; it predicts no accuracy
-        held_out = [(t, predictor_target(view, t)) for t in view.trials if t.iteration == k + 1]
-        held_out = [(t, y) for t, y in held_out if y is not None]
-        if len(held_out) < 2:
-            if k >= int(view.config.get("iterations") or 0):
-                notes.append(f"the predictor after iteration {k} is the run's last: no later batch checks it; "
-                             "see its k-fold metrics below")
-            else:
-                notes.append(f"predictor after iteration {k}: the batch it chose (iteration {k + 1}) has "
-                             f"{len(held_out)} measured trial(s) so far")
-            continue
-        if not path.is_file():
-            notes.append(f"predictor after iteration {k}: checkpoint {path} is missing")
-            continue
-        mean, std = load_surrogate(path, view.space).predict([t.candidate for t, _ in held_out])
-        measured = np.array([y for _, y in held_out], dtype=float)
-        mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
-        out.append(Parity(k, measured, mean, std, ranking_metrics(measured, mean)))
-    return out, notes
-
-
-def predictor_eval_rows(view: RunView) -> List[list]:
-    """The run's own per-iteration predictor quality records, as table rows."""
-    nxt = {int(e["iteration"]) - 1: e.get("next_batch_tau") for e in view.predictor_evals if "iteration" in e}
-    rows = []
-    for e in view.predictor_evals:
-        it = e.get("iteration")
-        rows.append([it, e.get("n_train", "?"), _fmt(e.get("kendall_tau")), _fmt(e.get("spearman_rho")),
-                     _fmt(e.get("mae"), 100, ".1f"), _fmt(nxt.get(it))])
-    return rows
-
-
-def _fmt(value, scale: float = 1.0, spec: str = ".2f") -> str:
-    return format(value * scale, spec) if isinstance(value, (int, float)) else "–"
-
-
-# ---------------------------------------------------------------------------- plotting
-class Plotter:
-    """Figures on matplotlib's Agg canvas, without pyplot and its global state."""
-
-    STYLE = {"font.size": 10, "axes.titlesize": 11, "legend.fontsize": 9}
-
-    def __init__(self):
-        try:
-            import matplotlib
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-            from matplotlib.ticker import PercentFormatter
-        except ImportError:
-            raise UsageError(f"jointnas report draws with matplotlib, which is not installed; {INSTALL_HINT}") from None
-        self._canvas, self._figure, self._percent = FigureCanvasAgg, Figure, PercentFormatter
-        self.style = lambda: matplotlib.rc_context(self.STYLE)
-
-    def figure(self, width: float, height: float, nrows: int = 1, ncols: int = 1):
-        fig = self._figure(figsize=(width, height), dpi=DPI, layout="constrained")
-        self._canvas(fig)
-        axes = fig.subplots(nrows, ncols, squeeze=False)
-        for ax in axes.flat:
-            ax.grid(True, alpha=0.3)
-        return fig, axes
-
-    def percent(self):
-        """A fresh formatter per axis (a formatter reads the range of the one axis it is bound to)."""
-        return self._percent(xmax=1)
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
-
-
-def texts_outside(fig) -> List[str]:
-    """What of a drawn ``fig`` reaches beyond its edges (so is clipped in the PNG): each plot with
-    its title, axis labels and tick labels, each figure legend."""
-    renderer = fig.canvas.get_renderer()
-    width, height = fig.bbox.width, fig.bbox.height
-    parts = [(f"plot {ax.get_title()!r}", ax.get_tightbbox(renderer)) for ax in fig.axes if ax.get_visible()]
-    parts += [("legend", legend.get_window_extent(renderer)) for legend in fig.legends]
-    return [name for name, box in parts if box is not None and
-            (box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1)]
-
-
-def _iteration_colors(iterations: Sequence[int]) -> Dict[int, tuple]:
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10"]
-    return {it: cmap(i % 10) for i, it in enumerate(sorted(set(iterations)))}
-
-
-@dataclass
-class Section:
-    name: str
-    title: str
-    caption: str = ""
-    png: Optional[bytes] = None
-    missing: Optional[str] = None  # why the plot is not there yet
-    extra_html: str = ""
-    clipped: Tuple[str, ...] = ()  # parts drawn beyond the figure's edges (none, when the layout is right)
-    legend: Tuple[str, ...] = ()   # the figure legend's entries
-
-    def draw(self, fig) -> None:
-        self.png = _png(fig)
-        self.clipped = tuple(texts_outside(fig))
-        self.legend = tuple(t.get_text() for legend in fig.legends for t in legend.get_texts())
-
-
-def stopped_early(view: RunView, trial: Trial) -> bool:
-    """Whether the early-stop epoch cut this trial short of the schedule iteration 1 trains."""
-    if trial.target_epochs is None:
-        return False
-    full = int(trial.candidate.recipe.get("epochs", trial.target_epochs))
-    cap = view.config.get("epoch_cap")
-    return trial.target_epochs < (min(full, cap) if cap else full)
-
-
-def accuracy_vs_flops(view: RunView) -> Tuple[List[Trial], np.ndarray, np.ndarray]:
-    """(measured trials, their MFLOPs, their accuracy at the run's ranking epoch): one fidelity."""
-    ranked = view.ranked()
-    return ([t for t, _ in ranked], np.array([t.flops for t, _ in ranked], dtype=float) / 1e6,
-            np.array([score for _, score in ranked], dtype=float))
-
-
-def plot_accuracy_vs_flops(view: RunView, mpl: Plotter) -> Section:
-    sec = Section("accuracy_vs_flops", "Measured accuracy vs FLOPs")
-    trials, flops, acc = accuracy_vs_flops(view)
-    if not trials:
-        sec.missing = f"no trial has finished training yet ({_status_text(view)})"
-        return sec
-    epoch = view.rank_epoch
-    max_flops, _ = budget_of(view.config)
-    colors = _iteration_colors([t.iteration for t in trials])
-    fig, axes = mpl.figure(10.5, 5.2)
-    ax = axes[0, 0]
-    for it, color in colors.items():
-        for early, marker in ((False, "o"), (True, "^")):
-            idx = [i for i, t in enumerate(trials) if t.iteration == it and stopped_early(view, t) == early]
-            if idx:
-                label = f"iteration {it} ({len(idx)}{', early-stopped' if early else ''})"
-                ax.scatter(flops[idx], acc[idx], color=color, marker=marker, s=36, alpha=0.85,
-                           edgecolors="white", linewidths=0.5, label=label, zorder=3)
-    # Every point is at the same fidelity (accuracy at the ranking epoch), so one front is meaningful.
-    front = pareto_front(flops, acc)
-    ax.step(flops[front], acc[front], where="post", color="black", lw=1.4, label="Pareto front", zorder=2)
-    if max_flops is not None:
-        ax.axvline(max_flops / 1e6, color="crimson", ls="--", lw=1.4, label=f"budget {format_flops(max_flops)}")
-    ax.set_xlabel("MFLOPs of the deployable model (fvcore, 1 multiply-add = 1 flop)")
-    ax.set_ylabel("validation accuracy" + (f" at epoch {epoch}" if epoch else " (final)"))
-    ax.yaxis.set_major_formatter(mpl.percent())
-    ax.set_title(_plural(len(trials), "trained candidate"))
-    fig.legend(loc="outside right upper")
-    sec.draw(fig)
-    failed = {s: n for s, n in view.counts().items() if s in ("diverged", "oom", "failed")}
-    early = any(stopped_early(view, t) for t in trials)
-    sec.caption = ("Every candidate that finished training, coloured by the iteration that chose it, at one "
-                   f"fidelity: {rule(epoch, fidelity=view.fidelity_label)}. "
-                   + ("Triangles were trained only to that epoch; the others ran longer, and their later "
-                      "accuracies are in the learning curves. " if early else "")
-                   + ("The dashed line is the FLOPs budget. " if max_flops else "The run has no FLOPs budget. ")
-                   + (f"Not shown: {_counts_text(failed)}." if failed else ""))
-    return sec
-
-
-def plot_parity(view: RunView, mpl: Plotter) -> Section:
-    sec = Section("parity", "Predictor: predicted vs measured on held-out trials")
-    rows = predictor_eval_rows(view)
-    if rows:
-        sec.extra_html = ("<h3>The run's own predictor checks</h3>" + _table(
-            ["after iteration", "trained on", "k-fold τ", "k-fold ρ", "k-fold MAE (pts)", "τ on its next batch"],
-            rows) + "<p class='sub'>k-fold: pooled out-of-fold predictions over the trials it was fitted on; "
-            "next batch: the candidates it chose for the following iteration, once trained.</p>")
-    try:
-        data, notes = parity_data(view)
-    except UsageError as e:  # a damaged or foreign checkpoint must not take the whole page down
-        sec.missing = f"the run's predictor checkpoints cannot be read ({e})"
-        return sec
-    if notes:
-        sec.extra_html = "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + \
-            "</ul>" + sec.extra_html
-    if not data:
-        fitted = [p for p in view.predictors if int(p["iteration"]) >= 1]
-        sec.missing = ("no accuracy predictor has been fitted yet (the first is fitted after iteration 1's trials)"
-                       if not fitted else "each predictor is checked on the batch it chooses for the next "
-                       "iteration, and none of those has two measured trials yet")
-        return sec
-    from matplotlib.ticker import MaxNLocator
-
-    ncols = min(len(data), 3)
-    nrows = -(-len(data) // ncols)
-    fig, axes = mpl.figure(4.8 * ncols, 5.0 * nrows, nrows, ncols)
-    for ax in axes.flat[len(data):]:
-        ax.set_visible(False)
-    for ax, p in zip(axes.flat, data):
-        lo = min(p.measured.min(), (p.predicted - p.spread).min())
-        hi = max(p.measured.max(), (p.predicted + p.spread).max())
-        pad = 0.05 * (hi - lo) + 0.005
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", ls="--", lw=1)
-        ax.errorbar(p.measured, p.predicted, yerr=p.spread, fmt="none", ecolor="tab:blue", alpha=0.4, lw=1)
-        ax.scatter(p.measured, p.predicted, s=24, color="tab:blue", zorder=3)
-        ax.set_xlim(lo - pad, hi + pad)
-        ax.set_ylim(lo - pad, hi + pad)
-        ax.set_aspect("equal", adjustable="box")
-        for axis in (ax.xaxis, ax.yaxis):  # few ticks: percent labels of a narrow panel must not collide
-            axis.set_major_locator(MaxNLocator(5))
-            axis.set_major_formatter(mpl.percent())
-        m = p.metrics
-        ax.set_title(f"after iteration {p.iteration}, on iteration {p.iteration + 1} ({len(p.measured)} trials)\n"
-                     f"τ {m['kendall_tau']:.2f} · ρ {m['spearman_rho']:.2f} · MAE {100 * m['mae']:.1f} pts",
-                     fontsize=10)
-        ax.set_xlabel("measured accuracy")
-        ax.set_ylabel("predicted (ensemble mean)")
-    sec.draw(fig)
-    sec.caption = ("Each predictor against the batch it chose for the next iteration, before that batch was "
-                   "trained (so held out from it). Measured = what the run fits the predictor to: accuracy at "
-                   "the early-stop epoch, chance level for a diverged trial. Kendall τ, Spearman ρ, mean "
-                   "absolute error in accuracy points; the dashed diagonal is a perfect prediction, bars the "
-                   "ensemble spread (±1 std).")
-    return sec
-
-
-def plot_calibration(view: RunView, mpl: Plotter) -> Section:
-    sec = Section("calibration", "Early-stop calibration")
-    cal = view.calibration
-    if cal is None:
-        first = [t for t in view.trials if t.iteration == 1]
-        done = sum(t.status in ("done", "diverged", "oom", "failed") for t in first)
-        sec.missing = ("the early-stop epoch is calibrated once the first iteration's trials have finished "
-                       f"({done} of {len(first)} finished)")
-        return sec
-    epochs, corr = cal.get("epochs") or [], cal.get("correlation") or []
-    chosen, reached = cal.get("chosen_epoch"), bool(cal.get("reached"))
-    if not corr or len(corr) != len(epochs):
-        sec.missing = (f"the run could not rank its first iteration ({cal.get('note') or 'no correlations recorded'})"
-                       + (f"; it trains later iterations for {chosen} epochs" if chosen else ""))
-        return sec
-    label = _metric_label(cal.get("metric", "rank correlation"))
-    threshold = cal.get("threshold")
-    fig, axes = mpl.figure(10, 4.2)
-    ax = axes[0, 0]
-    ax.plot(epochs, corr, marker="o", color="tab:blue", label=f"{label}: epoch e vs final")
-    if threshold is not None:
-        ax.axhline(threshold, color="crimson", ls="--", lw=1.2, label=f"threshold {threshold:g}")
-    if chosen is not None:
-        ax.axvline(chosen, color="tab:green", lw=1.5, alpha=0.8,
-                   label=f"chosen epoch {chosen}" + ("" if reached else " (threshold not reached)"))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(label)
-    ax.set_ylim(min(-0.05, min(corr) - 0.05), 1.05)
-    ax.set_xticks(_integer_ticks(epochs))
-    ax.set_title(f"rank correlation of accuracy at each epoch with the final accuracy "
-                 f"({cal.get('n_trials', '?')} trials of iteration 1)")
-    fig.legend(loc="outside right upper")
-    sec.draw(fig)
-    sec.caption = ("The first iteration's candidates, trained to their full schedule, ranked by validation "
-                   "accuracy after each epoch and at the end; later iterations train only to the first epoch "
-                   "whose ranking agrees with the final one at least as much as the threshold.")
-    if not reached:
-        sec.caption += " No earlier epoch reached the threshold, so later iterations train the full schedule."
-    return sec
-
-
-def plot_learning_curves(view: RunView, mpl: Plotter) -> Section:
-    sec = Section("learning_curves", "Learning curves")
-    trials = [t for t in view.trials if t.curve]
-    if not trials:
-        sec.missing = f"no trial has recorded a learning curve yet ({_status_text(view)})"
-        return sec
-    colors = _iteration_colors([t.iteration for t in trials])
-    ranked = view.ranked(top=1)
-    best, best_score = ranked[0] if ranked else (None, None)
-    fig, axes = mpl.figure(10.5, 4.8)
-    ax = axes[0, 0]
-    drawn = set()
-    for t in trials:
-        if t is not best:
-            # A one-epoch curve is a single point: a line through it would draw nothing.
-            ax.plot([p["epoch"] for p in t.curve], [entry_score(p) for p in t.curve], color=colors[t.iteration],
-                    lw=0.8, alpha=0.45, marker="o" if len(t.curve) == 1 else None, ms=3)
-            drawn.add(t.iteration)
-    for it, color in colors.items():  # legend entries at full opacity, one per iteration that drew something
-        if it in drawn:
-            ax.plot([], [], color=color, lw=1.5, label=f"iteration {it}")
-    if best is not None:
-        at = f" at epoch {view.rank_epoch}" if view.rank_epoch else ""
-        ax.plot([p["epoch"] for p in best.curve], [entry_score(p) for p in best.curve], color="black", lw=2.6,
-                marker="o", ms=3, label=f"best: trial {best.id} ({100 * best_score:.1f}%{at}, "
-                                        f"{format_flops(best.flops)})", zorder=5)
-    chosen = (view.calibration or {}).get("chosen_epoch")
-    if chosen is not None and (view.calibration or {}).get("reached"):
-        ax.axvline(chosen, color="tab:green", ls=":", lw=1.3, label=f"early-stop epoch {chosen}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.yaxis.set_major_formatter(mpl.percent())
-    ax.set_xticks(_integer_ticks([p["epoch"] for t in trials for p in t.curve]))
-    ax.set_title(_plural(len(trials), "trial"))
-    fig.legend(loc="outside right upper")
-    sec.draw(fig)
-    sec.caption = ("Validation accuracy after each epoch; thin lines by iteration, the best measured trial in black "
-                   f"({rule(view.rank_epoch, fidelity=view.fidelity_label)}).")
-    return sec
-
-
-def _integer_ticks(values: Sequence[int]) -> List[int]:
-    lo, hi = int(min(values)), int(max(values))
-    step = max(1, -(-(hi - lo + 1) // 12))
-    return list(range(lo, hi + 1, step))
-
-
-def _metric_label(metric: str) -> str:
-    return {"kendall_tau_b": "Kendall τ-b", "kendall_tau": "Kendall τ", "spearman_rho": "Spearman ρ"}.get(
-        str(metric), str(metric))
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def _counts_text(counts: Dict[str, int]) -> str:
-    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no trials"
-
-
-def _status_text(view: RunView) -> str:
-    return "trials: " + _counts_text(view.counts())
-
-
-# ---------------------------------------------------------------------------- tables
 def _table(header: Sequence[str], rows: Sequence[Sequence], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def notes_html(notes: Sequence[str]) -> str:
+    if not notes:
+        return ""
+    return "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+
+
+def predictor_checks_html(view: RunView) -> str:
+    """The run's own per-iteration checks of its predictor, shown with the parity plot."""
+    rows = predictor_eval_rows(view)
+    if not rows:
+        return ""
+    return ("<h3>The run's own predictor checks</h3>" + _table(
+        ["after iteration", "trained on", "k-fold τ", "k-fold ρ", "k-fold MAE (pts)", "τ on its next batch"],
+        rows) + "<p class='sub'>k-fold: pooled out-of-fold predictions over the trials it was fitted on; "
+        "next batch: the candidates it chose for the following iteration, once trained.</p>")
 
 
 def config_rows(view: RunView) -> List[Tuple[str, str]]:
@@ -503,7 +62,7 @@ def config_rows(view: RunView) -> List[Tuple[str, str]]:
     for t in view.trials:
         if t.device:
             devices[t.device] = devices.get(t.device, 0) + 1
-    device = ", ".join(f"{d} ({_plural(n, 'trial')})" for d, n in sorted(devices.items())) or "no trial finished yet"
+    device = ", ".join(f"{d} ({plural(n, 'trial')})" for d, n in sorted(devices.items())) or "no trial finished yet"
     if "device" in cfg:
         device = f"{cfg['device']}; trials ran on: {device}"
     pool = str(cfg.get("pool", "?")) + " Sobol samples" + (
@@ -544,8 +103,6 @@ def trials_html(view: RunView) -> str:
 
 def final_lines(view: RunView) -> List[str]:
     """The winner's full-fidelity retraining beside the baseline, as ``jointnas coarse`` prints it."""
-    from ..coarse.summary import format_final
-
     return format_final(view.final) if view.final else []
 
 
@@ -594,7 +151,6 @@ def _num(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v if v is not None else "?")
 
 
-# ---------------------------------------------------------------------------- the page
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1150px;margin:24px auto;
 padding:0 16px;color:#222;line-height:1.45}
@@ -612,10 +168,10 @@ figcaption{color:#555;font-size:0.92em;margin-top:4px}
 
 def render_html(view: RunView, sections: Sequence[Section], plot_links: Dict[str, str]) -> str:
     now = _when(datetime.datetime.now().timestamp())
-    status = _status_text(view)
+    status = status_text(view)
     pending = sum(t.status in ("queued", "running") for t in view.trials)
     if pending or not view.finished:
-        status += "; the run is still going or was interrupted" + (f" ({_plural(pending, 'trial')} not "
+        status += "; the run is still going or was interrupted" + (f" ({plural(pending, 'trial')} not "
                                                                    "finished)" if pending else "")
     else:
         status += "; the coarse search finished " + _when(view.finished)
@@ -635,7 +191,7 @@ def render_html(view: RunView, sections: Sequence[Section], plot_links: Dict[str
             link = html.escape(plot_links[sec.name])
             parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(sec.title)}'>"
                          f"<figcaption>{html.escape(sec.caption)} <a href='{link}'>PNG file</a></figcaption></figure>")
-        parts.append(sec.extra_html)
+        parts.append(notes_html(sec.notes) + (predictor_checks_html(view) if sec.name == "parity" else ""))
     parts += ["<h2 id='fine'>Fine search: top candidates</h2>", fine_html(view), "</body></html>"]
     return "\n".join(parts)
 
@@ -659,8 +215,7 @@ def build_report(run_dir, out=None) -> Report:
     check_writable_file(out, "report file")
     check_writable_dir(out.with_name(out.stem + "_plots"), "report plot folder")
     with mpl.style():
-        sections = [plot(view, mpl) for plot in (plot_accuracy_vs_flops, plot_parity, plot_calibration,
-                                                 plot_learning_curves)]
+        sections = [plot(view, mpl) for plot in PLOTS]
     try:
         return _write_report(view, sections, out)
     except OSError as e:
@@ -690,7 +245,4 @@ def _when(timestamp: float) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import SpaceError
 from .candidate import Candidate
 from .dims import BoolDim, CategoricalDim, Dimension, dim_to_dict
+from .pool import sample_pool
 
 
 @dataclass
@@ -73,8 +74,6 @@ class SearchSpace:
     # ---- candidates
     def sample(self, n: int, seed: int = 0) -> List[Candidate]:
         """``n`` distinct candidates from a scrambled Sobol sequence; same seed -> same list."""
-        from .pool import sample_pool
-
         return sample_pool(self, n, seed)
 
     def candidate(self, arch: Mapping, recipe: Mapping) -> Candidate:

@@ -51,7 +51,7 @@ def sample_pool(space, n: int, seed: int = 0) -> List[Candidate]:
     properties, and scipy's warning about it away from users) and the first ``n`` distinct
     ones are kept.
     """
-    from scipy.stats import qmc
+    from scipy.stats import qmc  # scipy (about 1 s): loading a space (`jointnas --help`) needs none
 
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise UsageError(f"pool size must be a positive integer, got {n!r}")

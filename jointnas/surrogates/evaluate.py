@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from .base import PredictorError
+from .mlp.ensemble import Predictor
 
 
 def _corr(fn, a, b) -> float:
@@ -37,8 +38,6 @@ def evaluate(space, candidates, accuracies, k: int = 5, seed: int = 0, *, pretra
     with ``*_std`` over folds), the same metrics on the pooled out-of-fold predictions
     (``*_pooled``), the out-of-fold ``predictions`` and ``fit_seconds`` per fold.
     """
-    from .mlp.ensemble import Predictor
-
     if isinstance(pretrain, Predictor):
         if predictor_kwargs:
             raise PredictorError("pass predictor settings either to the pretrained Predictor or to evaluate, not both")
@@ -72,7 +71,7 @@ def cross_validate(template, candidates, scores, k: int = 5, seed: int = 0, **fi
         raise PredictorError(f"k-fold evaluation needs k >= 2 and at least 2 pairs (got k={k}, {len(y)} pairs)")
     oof = np.empty(len(y))
     folds, seconds = [], []
-    from sklearn.model_selection import KFold
+    from sklearn.model_selection import KFold  # scikit-learn on use: scoring (the fine stage) needs none
 
     for train_idx, test_idx in KFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y))):
         p = copy.deepcopy(template)

@@ -10,29 +10,35 @@ and scored by a vectorised traversal: no pickled scikit-learn object is ever rea
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
-from ..errors import UsageError
+from ..space import SearchSpace
+from .base import PredictorError, Surrogate, decode_rows
+from .checkpoint import Checkpoint
 
 KIND = "forest"
+LEGACY_FORMAT = 1   # forest files from before the common checkpoint envelope
 
 
-class ForestError(UsageError):
+class ForestError(PredictorError):
     """A forest surrogate cannot be fitted, used or loaded as asked."""
 
 
-class ForestSurrogate:
+class ForestSurrogate(Surrogate):
     kind = KIND
+    error = ForestError
     takes_costs = True   # predict_encoded(x, costs) uses the caller's FLOPs/params
+    has_members = True   # one prediction per tree
 
     # Defaults: the settings that found top configurations fastest in scripts/bench_search.py
     # (BENCHMARKS.md, "Search on recorded benchmarks").
     def __init__(self, space, *, trees: int = 30, method: str = "random", min_leaf: int = 2,
                  max_features: float = 1.0, proxies: bool = True, seed: int = 0):
         if method not in ("extra", "random"):
-            raise ForestError(f"forest method must be 'extra' (extra-trees) or 'random' (random forest), got {method!r}")
+            raise ForestError(f"forest method must be 'extra' (extra-trees) or 'random' (random forest), "
+                              f"got {method!r}")
         if not isinstance(trees, int) or trees < 2:
             raise ForestError(f"a forest needs at least 2 trees for a spread, got {trees!r}")
         if not 0.0 < max_features <= 1.0:
@@ -44,6 +50,7 @@ class ForestSurrogate:
         self.target_stats: Optional[dict] = None
         self._model = None       # fitted scikit-learn ensemble (this process)
         self._arrays = None      # the same trees as arrays (after load, or for saving)
+        self._cache = None       # (rows, their features): the last rows scored
         self.info: dict = {}
 
     # ------------------------------------------------------------------ inputs
@@ -55,7 +62,7 @@ class ForestSurrogate:
     def fitted(self) -> bool:
         return self._model is not None or self._arrays is not None
 
-    def pretrain(self, candidates, costs) -> "ForestSurrogate":
+    def pretrain(self, candidates, costs, *, progress: bool = False) -> "ForestSurrogate":
         """Use log-FLOPs/log-params (standardised on ``candidates``, the pool) as features."""
         if not self.config["proxies"]:
             self.info["pretrain"] = "skipped: proxies=False"
@@ -66,6 +73,11 @@ class ForestSurrogate:
         self.cost_stats = {"mean": logs.mean(0).tolist(), "std": np.maximum(logs.std(0), 1e-8).tolist()}
         return self
 
+    def pretraining_note(self, n: int) -> str:
+        if not self.pretrained:
+            return super().pretraining_note(n)
+        return f"given as features the FLOPs/params of {n} candidates"
+
     def _encoded_features(self, x, costs=None) -> np.ndarray:
         """Feature rows of rows encoded with ``space.encode``: the proxies of their archs appended
         (``costs``, (n, 2) FLOPs/params, when the caller has them; else counted from the rows).
@@ -75,9 +87,8 @@ class ForestSurrogate:
             return x
         if costs is not None:
             return self._with_costs(x, costs)
-        cached = getattr(self, "_cache", None)
-        if cached is not None and cached[0] is x:
-            return cached[1]
+        if self._cache is not None and self._cache[0] is x:
+            return self._cache[1]
         out = self._with_costs(x, self.space.family.costs([c.arch for c in decode_rows(self.space, x)]))
         self._cache = (x, out)
         return out
@@ -89,7 +100,7 @@ class ForestSurrogate:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.pop("_cache", None)
+        state["_cache"] = None
         return state
 
     def features(self, candidates, costs=None) -> np.ndarray:
@@ -103,7 +114,7 @@ class ForestSurrogate:
         return self._with_costs(x, costs)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, candidates, y, costs=None, progress: bool = False) -> "ForestSurrogate":
+    def fit(self, candidates, y, costs=None, *, progress: bool = False) -> "ForestSurrogate":
         return self.fit_features(self.features(candidates, costs), y)
 
     def fit_encoded(self, x, y) -> "ForestSurrogate":
@@ -116,6 +127,7 @@ class ForestSurrogate:
         Trees are grown one by one (a random forest on a bootstrap resample of the rows,
         extra-trees on all of them) without scikit-learn's ensemble wrapper, whose per-tree
         overhead was most of a fit on a few hundred rows."""
+        # scikit-learn on fitting only: scoring a saved forest (the fine stage) needs none
         import sklearn
         from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
 
@@ -202,80 +214,34 @@ class ForestSurrogate:
         return self._arrays
 
     def state(self) -> dict:
-        import torch
-
         trees = self.tree_arrays() if self.fitted else {}  # a pretrained-only forest has no trees yet
-        return {"kind": KIND, "config": dict(self.config), "cost_stats": self.cost_stats,
-                "target_stats": self.target_stats, "info": self.info,
-                "trees": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in trees.items()}}
-
-    def save(self, path) -> None:
-        from .forest_checkpoint import save_forest
-
-        save_forest(self, path)
-
-    @classmethod
-    def load(cls, path, space) -> "ForestSurrogate":
-        from .forest_checkpoint import load_forest
-
-        return load_forest(path, space)
+        return {"config": dict(self.config), "cost_stats": self.cost_stats, "target_stats": self.target_stats,
+                "info": self.info, "trees": trees}
 
     @classmethod
     def from_state(cls, state: dict, space) -> "ForestSurrogate":
         f = cls(space, **state["config"])
         f.cost_stats, f.target_stats, f.info = state["cost_stats"], state["target_stats"], dict(state["info"])
-        f._arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in state["trees"].items()} or None
+        f._arrays = {k: np.asarray(v) for k, v in state["trees"].items()} or None
         return f
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, space) -> "ForestSurrogate":
+        data = checkpoint.data
+        if data.get("format") != LEGACY_FORMAT:
+            return super().from_checkpoint(checkpoint, space)
+        if not isinstance(space, SearchSpace):
+            raise checkpoint.space_needed(ForestError)
+        if data.get("fingerprint") != space.fingerprint():
+            raise ForestError(f"{checkpoint.path} was fitted on space {data.get('space')!r} with a different layout "
+                              f"than space {space.name!r}; refit it on this space")
+        with checkpoint.consistent(ForestError):
+            return cls.from_state(data, space)
 
     def __repr__(self):
         c = self.config
         return (f"ForestSurrogate({c['method']}-trees x {c['trees']}, proxies={'on' if self.pretrained else 'off'}, "
                 f"{'fitted' if self.fitted else 'unfitted'})")
-
-
-def decode_rows(space, x: np.ndarray):
-    """Candidates of rows encoded with ``space.encode`` (nearest value of each dimension)."""
-    from ..space.dims import column_values
-
-    columns, offset = [], 0
-    for dims in (space.arch, space.recipe):
-        for dim in dims.values():
-            block = x[:, offset:offset + dim.width].astype(np.float64)
-            offset += dim.width
-            columns.append(column_values(dim, _unencode(dim, block)))
-    from ..space.pool import columns_to_candidates
-
-    return columns_to_candidates(space, columns)
-
-
-def _unencode(dim, block: np.ndarray) -> np.ndarray:
-    """One dimension's encoded block -> its value column (choice index for a categorical)."""
-    kind = dim.kind
-    if kind == "categorical":
-        if block.shape[1] > 1:
-            return block.argmax(1).astype(np.float64)
-        return np.rint(block[:, 0] * (len(dim.choices) - 1))
-    v = block[:, 0]
-    if kind == "bool":
-        return (v >= 0.5).astype(np.float64)
-    if kind == "int":
-        return np.clip(dim.low + np.rint((v * max(dim.high - dim.low, 1) ) / dim.step) * dim.step, dim.low, dim.high)
-    if dim.log:
-        return np.exp(np.log(dim.low) + v * (np.log(dim.high) - np.log(dim.low)))
-    return dim.low + v * (dim.high - dim.low)
-
-
-def load(path, space=None) -> "ForestSurrogate":
-    """Read a forest checkpoint (the catalog's loader for ``kind="forest"``)."""
-    from .forest_checkpoint import load_forest
-
-    return load_forest(path, space)
-
-
-def make(space, *, seed: int = 0, ensemble=None, score_bounds=None, **options) -> "ForestSurrogate":
-    """The catalog's ``forest`` surrogate factory. ``ensemble`` (the MLP ensemble's member count)
-    does not apply: a forest's size is its ``trees`` option."""
-    return ForestSurrogate(space, seed=seed, **options)
 
 
 def _traverse(arrays: dict, x: np.ndarray) -> np.ndarray:

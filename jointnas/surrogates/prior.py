@@ -10,14 +10,14 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..errors import UsageError
+from ..space import Candidate
 from ..trial import measured_score
+from .base import PredictorError, Surrogate
 
 
 def read_prior_rows(path, space) -> List[Tuple[object, str, list]]:
     """(candidate, status, curve) of each row of a pair table (rows: candidate, status, curve);
     rows of another space, or whose candidate the space refuses, are skipped."""
-    from ..space import Candidate
-
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as e:
@@ -54,26 +54,47 @@ def load_prior_pairs(path, space, epoch: int, diverged_score: Optional[float],
     return cands, np.asarray(scores, dtype=np.float64)
 
 
-class WithPrior:
-    """``inner`` fitted on (candidates + prior) each time; predicts, saves and copies like ``inner``."""
+class WithPrior(Surrogate):
+    """``inner`` fitted on (candidates + prior) each time; in all else it is ``inner``: it predicts,
+    saves (a checkpoint of ``inner``'s kind) and copies like it."""
 
-    def __init__(self, inner, candidates, scores):
+    def __init__(self, inner: Surrogate, candidates, scores):
         self.inner, self.prior, self.prior_y = inner, list(candidates), np.asarray(scores, dtype=np.float64)
 
-    @property
-    def kind(self):
-        return getattr(self.inner, "kind", None)
+    # what the inner surrogate declares, per instance
+    kind = property(lambda self: self.inner.kind)
+    takes_costs = property(lambda self: self.inner.takes_costs)
+    has_members = property(lambda self: self.inner.has_members)
+    error = property(lambda self: self.inner.error)
+    space = property(lambda self: self.inner.space)
+
+    def pretrain(self, candidates, costs, *, progress: bool = False) -> "WithPrior":
+        self.inner.pretrain(candidates, costs, progress=progress)
+        return self
+
+    def pretraining_note(self, n: int) -> str:
+        return self.inner.pretraining_note(n)
 
     def fit(self, candidates, y, **options) -> "WithPrior":
         if isinstance(candidates, np.ndarray):
-            candidates = np.concatenate([candidates, self.inner.encode(self.prior)])
+            candidates = np.concatenate([candidates, self.inner.space.encode(self.prior)])
         else:
             candidates = list(candidates) + self.prior
         self.inner.fit(candidates, np.concatenate([np.asarray(y, dtype=np.float64), self.prior_y]), **options)
         return self
 
-    def predict(self, candidates):
-        return self.inner.predict(candidates)
+    def predict(self, candidates, costs=None):
+        return self.inner.predict(candidates, costs)
 
-    def save(self, path) -> None:
-        self.inner.save(path)
+    def predict_encoded(self, x, costs=None):
+        return self.inner.predict_encoded(x, costs)
+
+    def predict_members(self, x):
+        return self.inner.predict_members(x)
+
+    def state(self) -> dict:
+        return self.inner.state()
+
+    @classmethod
+    def from_state(cls, state: dict, space) -> "WithPrior":
+        raise PredictorError("a warm-started surrogate is saved as its inner surrogate; load that kind")

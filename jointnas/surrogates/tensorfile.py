@@ -8,6 +8,7 @@ with this and never imports it (BENCHMARKS.md, "The fine stage at the predictor'
 """
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -63,8 +64,6 @@ def _rebuild_tensor(storage, offset, size, stride, *_):
 
 class _Unpickler(pickle.Unpickler):
     def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str):
-        import io
-
         super().__init__(io.BytesIO(data))
         self.archive, self.prefix = archive, prefix
 

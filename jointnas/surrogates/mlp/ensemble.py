@@ -1,25 +1,32 @@
 """Predictor: an architecture encoder pretrained on proxies (FLOPs, params), an accuracy head
-fine-tuned with Huber loss on trained pairs, and an ensemble for mean and spread."""
+fine-tuned with Huber loss on trained pairs, and an ensemble for mean and spread.
+
+Importing this module costs no torch: training and the torch modules live in :mod:`.training`,
+loaded when the predictor first trains or is rebuilt from a checkpoint; scoring runs the members
+in numpy (:mod:`.stacked`), and :meth:`Predictor.scorer_from_checkpoint` gives that scoring alone
+(the fine stage)."""
 from __future__ import annotations
 
-import copy
-import math
+import sys
 import time
-from contextlib import contextmanager
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from ...errors import SpaceError
 from ...space import SearchSpace
-from ..base import PredictorError, encoded_rows
-from .network import Member, ProxyModel
-from .stacked import DEFAULT_SCORE_BOUNDS, StackedMembers, ensemble_stats
+from ..base import PredictorError, Surrogate, encoded_rows
+from ..checkpoint import Checkpoint
+from .stacked import DEFAULT_SCORE_BOUNDS, StackedMembers, StackedScorer, ensemble_stats
 
 
-class Predictor:
+def _torch_half():
+    from . import training  # torch, on first training or rebuilding: scoring a saved predictor needs none
+
+    return training
+
+
+class Predictor(Surrogate):
     """Ranks (architecture, recipe) candidates of one space by predicted accuracy.
 
     ``pretrain`` fits the encoder and proxy head on a pool's FLOPs and params; ``fit``
@@ -40,6 +47,7 @@ class Predictor:
     Targets are standardised accuracies; the loss is Huber.
     """
 
+
     kind = "mlp"
 
     def __init__(self, space, hidden: int = 64, ensemble: int = 5, seed: int = 0, *,
@@ -48,9 +56,8 @@ class Predictor:
                  patience: int = 20, bootstrap: bool = False, huber_delta: float = 1.0,
                  early_stopping_from: int = 100, score_bounds=DEFAULT_SCORE_BOUNDS):
         if not isinstance(space, SearchSpace):
-            from ...catalog import load_space  # a name or file at this public entry point
-
-            space = load_space(space)
+            raise PredictorError(f"a predictor scores a SearchSpace, got {type(space).__name__} (a space file "
+                                 "or name becomes one with jointnas.catalog.load_space)")
         self.space = space
         if score_bounds is not None:
             lo, hi = (float(v) for v in score_bounds)
@@ -70,12 +77,17 @@ class Predictor:
                            val_fraction=float(val_fraction), patience=int(patience), bootstrap=bool(bootstrap),
                            huber_delta=float(huber_delta), early_stopping_from=int(early_stopping_from),
                            score_bounds=score_bounds)
-        self.proxy_model: Optional[ProxyModel] = None
+        self.proxy_model = None       # torch: encoder + proxy head, once pretrained
         self.cost_stats: Optional[dict] = None
-        self.members: List[Member] = []
+        self.members: list = []         # torch: the fitted ensemble members
         self.target_stats: Optional[dict] = None
         self.info: dict = {}
         self._stacked: Optional[StackedMembers] = None  # the members as of the last scoring
+
+    @classmethod
+    def create(cls, space, *, seed: int = 0, ensemble: int = 5, score_bounds=DEFAULT_SCORE_BOUNDS,
+               **options) -> "Predictor":
+        return cls(space, ensemble=ensemble, seed=seed, score_bounds=score_bounds, **options)
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -88,7 +100,8 @@ class Predictor:
 
     def encode(self, candidates, *, arch_only_ok: bool = False) -> np.ndarray:
         """Candidates, or already-encoded rows (numpy/torch, ``space.encoding_width`` columns), as float32."""
-        if isinstance(candidates, torch.Tensor):
+        torch = sys.modules.get("torch")  # a torch tensor exists only once torch is imported
+        if torch is not None and isinstance(candidates, torch.Tensor):
             candidates = candidates.detach().cpu().numpy()
         if isinstance(candidates, np.ndarray):
             return encoded_rows(self.space, candidates, arch_only_ok)
@@ -100,25 +113,12 @@ class Predictor:
             raise PredictorError(f"cannot encode the candidates for space {self.space.name} ({type(e).__name__}: "
                                  f"{e}); check them with Candidate.validate()") from None
 
-    @contextmanager
     def _training(self, *salt: int):
-        """Deterministic torch RNG for one piece of training, leaving the caller's RNG as it was.
-
-        Training runs on one thread: its small batches gain nothing from more, and on a shared
-        CPU extra threads spin-waiting for each other made a fit over 20 times slower.
-        """
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(np.random.SeedSequence([self.config["seed"] & 0xFFFFFFFF, *salt])
-                                      .generate_state(1)[0]))
-                yield
-        finally:
-            torch.set_num_threads(threads)
+        """Deterministic torch RNG for one piece of training (see :func:`.training.seeded`)."""
+        return _torch_half().seeded(self.config["seed"], *salt)
 
     # ------------------------------------------------------------------ pretraining
-    def pretrain(self, candidates, costs, epochs: int = 30, batch_size: int = 256, lr: float = 1e-3,
+    def pretrain(self, candidates, costs, epochs: int = 30, batch_size: int = 256, lr: float = 1e-3, *,
                  progress: bool = False) -> "Predictor":
         """Fit encoder + proxy head to standardised log-FLOPs and log-params of ``candidates``."""
         arch = self.encode(candidates, arch_only_ok=True)[:, :self.space.arch_width]
@@ -131,47 +131,28 @@ class Predictor:
             raise PredictorError("pretraining needs at least 2 candidates")
         logs = np.log(costs)
         mean, std = logs.mean(0), np.maximum(logs.std(0), 1e-8)
-        x = torch.from_numpy(arch)
-        t = torch.from_numpy(((logs - mean) / std).astype(np.float32))
-        c = self.config
-        with self._training(1):
-            model = ProxyModel(self.space.arch_width, c["hidden"], c["encoder_layers"])
-            opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-            steps = epochs * math.ceil(len(x) / batch_size)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
-            loss_sum = float("nan")
-            epoch_iter = range(epochs)
-            if progress:
-                from tqdm import tqdm
-                epoch_iter = tqdm(epoch_iter, desc="pretrain encoder on proxies", unit="epoch")
-            for _ in epoch_iter:
-                order, loss_sum = torch.randperm(len(x)), 0.0
-                for s in range(0, len(x), batch_size):
-                    idx = order[s:s + batch_size]
-                    loss = F.mse_loss(model(x[idx]), t[idx])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    loss_sum += loss.item() * len(idx)
-                loss_sum /= len(x)
-        model.requires_grad_(False).eval()
+        model, loss = _torch_half().pretrain_proxy(self.space, self.config, arch, (logs - mean) / std, epochs,
+                                                   batch_size, lr, progress)
         self.proxy_model = model
         self.cost_stats = {"mean": mean.tolist(), "std": std.tolist()}
-        self.info["pretrain"] = {"n": int(len(x)), "epochs": int(epochs), "final_mse": float(loss_sum)}
+        self.info["pretrain"] = {"n": int(len(arch)), "epochs": int(epochs), "final_mse": float(loss)}
         return self
+
+    def pretraining_note(self, n: int) -> str:
+        if not self.pretrained:
+            return super().pretraining_note(n)
+        return f"encoder pretrained on FLOPs/params of {n} candidates"
 
     def predict_costs(self, candidates) -> np.ndarray:
         """The proxy head's (flops, params) estimates, shape (n, 2); needs ``pretrain`` first."""
         if not self.pretrained:
             raise PredictorError("this predictor was not pretrained on proxies; call pretrain() first")
         arch = self.encode(candidates, arch_only_ok=True)[:, :self.space.arch_width]
-        with torch.inference_mode():
-            z = self.proxy_model(torch.from_numpy(arch)).numpy().astype(np.float64)
+        z = _torch_half().proxy_outputs(self.proxy_model, arch)
         return np.exp(z * np.array(self.cost_stats["std"]) + np.array(self.cost_stats["mean"]))
 
     # ------------------------------------------------------------------ fine-tuning
-    def fit(self, candidates, accuracies, frozen_epochs: int = 50, full_epochs: int = 50,
+    def fit(self, candidates, accuracies, frozen_epochs: int = 50, full_epochs: int = 50, *,
             progress: bool = False) -> "Predictor":
         """Fit the ensemble to trained pairs (accuracies are fractions in [0, 1]); returns self."""
         x = self.encode(candidates)
@@ -192,15 +173,10 @@ class Predictor:
         mean, std = float(y.mean()), float(max(y.std(), 1e-6))
         z = ((y - mean) / std).astype(np.float32)
         start = time.perf_counter()
-        members, val_losses = [], []
-        member_iter = range(self.config["ensemble"])
-        if progress:
-            from tqdm import tqdm
-            member_iter = tqdm(member_iter, desc="fit predictor ensemble", unit="member")
-        for m in member_iter:
-            member, val = self._fit_member(m, x, z, frozen_epochs, full_epochs)
-            members.append(member)
-            val_losses.append(val)
+        splits = [self._member_split(m, len(x)) for m in range(self.config["ensemble"])]
+        encoder = self.proxy_model.encoder if self.pretrained else None
+        members, val_losses = _torch_half().fit_members(self.space, self.config, encoder, x, z, splits,
+                                                        frozen_epochs, full_epochs, progress)
         self.members, self.target_stats = members, {"mean": mean, "std": std}
         self.info["fit"] = {"n": int(len(y)), "frozen_epochs": int(frozen_epochs), "full_epochs": int(full_epochs),
                             "pretrained": self.pretrained, "seconds": time.perf_counter() - start,
@@ -217,52 +193,8 @@ class Predictor:
             train_idx = rng.choice(train_idx, size=len(train_idx), replace=True)
         return train_idx, val_idx
 
-    def _new_member(self) -> Member:
-        c = self.config
-        return Member(self.space.arch_width, self.space.recipe_width, c["hidden"], c["encoder_layers"],
-                      c["head_layers"])
-
-    def _fit_member(self, m: int, x: np.ndarray, z: np.ndarray, frozen_epochs: int, full_epochs: int):
-        c = self.config
-        train_idx, val_idx = self._member_split(m, len(x))
-        xt, zt = torch.from_numpy(x[train_idx]), torch.from_numpy(z[train_idx])
-        xv, zv = torch.from_numpy(x[val_idx]), torch.from_numpy(z[val_idx])
-        huber = lambda pred, target: F.huber_loss(pred, target, delta=c["huber_delta"])  # noqa: E731
-        with self._training(3, m):
-            member = self._new_member()
-            if self.pretrained:
-                member.encoder.load_state_dict(self.proxy_model.encoder.state_dict())
-            best, best_state = math.inf, None
-            for phase, epochs in (("frozen", frozen_epochs), ("full", full_epochs)):
-                if epochs == 0:
-                    continue
-                member.encoder.requires_grad_(phase == "full")
-                params = member.parameters() if phase == "full" else member.head.parameters()
-                opt = torch.optim.AdamW(params, lr=c["lr"], weight_decay=c["weight_decay"])
-                stale = 0
-                for _ in range(epochs):
-                    member.train()
-                    order = torch.randperm(len(xt))
-                    for s in range(0, len(xt), c["batch_size"]):
-                        idx = order[s:s + c["batch_size"]]
-                        loss = huber(member(xt[idx]), zt[idx])
-                        opt.zero_grad()
-                        loss.backward()
-                        opt.step()
-                    if len(xv):
-                        member.eval()
-                        with torch.no_grad():
-                            val = float(huber(member(xv), zv))
-                        if val < best - 1e-6:
-                            best, best_state, stale = val, copy.deepcopy(member.state_dict()), 0
-                        else:
-                            stale += 1
-                            if stale >= c["patience"]:
-                                break
-            if best_state is not None:
-                member.load_state_dict(best_state)
-        member.requires_grad_(False).eval()
-        return member, (best if best_state is not None else None)
+    def _new_member(self):
+        return _torch_half().new_member(self.space, self.config)
 
     # ------------------------------------------------------------------ scoring
     def _require_fitted(self):
@@ -275,9 +207,9 @@ class Predictor:
             self._stacked = StackedMembers(self.members)
         return self._stacked
 
-    def predict_encoded(self, x, batch_size: int = 65536):
+    def predict_encoded(self, x, costs=None, *, batch_size: int = 65536):
         """(mean, std) predicted accuracy of encoded rows, scored in batches; std is the ensemble
-        spread. Each member's prediction is clipped to the score bounds first."""
+        spread. Each member's prediction is clipped to the score bounds first. ``costs`` are not used."""
         self._require_fitted()
         x = self.encode(x)
         stacked = self._stacked_members()
@@ -286,7 +218,7 @@ class Predictor:
             out[:, s:s + batch_size] = stacked.outputs(x[s:s + batch_size])
         return ensemble_stats(out, self.target_stats, self.config["score_bounds"])
 
-    def predict(self, candidates, batch_size: int = 65536):
+    def predict(self, candidates, costs=None, *, batch_size: int = 65536):
         """(mean, std) predicted accuracy of candidates (or encoded rows)."""
         return self.predict_encoded(self.encode(candidates), batch_size=batch_size)
 
@@ -296,28 +228,34 @@ class Predictor:
         return np.argsort(-(mean + explore * std), kind="stable")
 
     # ------------------------------------------------------------------ files
-    def save(self, path) -> None:
-        from .checkpoint import save_predictor
-
-        save_predictor(self, path)
+    def state(self) -> dict:
+        plain = _torch_half().plain_state_dict if self.pretrained or self.members else None
+        return {"config": dict(self.config),
+                "target_stats": dict(self.target_stats) if self.target_stats else None,
+                "cost_stats": dict(self.cost_stats) if self.cost_stats else None,
+                "proxy_model": plain(self.proxy_model) if self.pretrained else None,
+                "members": [plain(m) for m in self.members],
+                "info": self.info}
 
     @classmethod
-    def load(cls, path, space=None) -> "Predictor":
-        from .checkpoint import load_predictor
+    def from_state(cls, state: dict, space) -> "Predictor":
+        p = cls(space, **state["config"])
+        p.target_stats, p.cost_stats, p.info = state["target_stats"], state["cost_stats"], state["info"]
+        if state["proxy_model"] is not None or state["members"]:
+            torch_half = _torch_half()
+            if state["proxy_model"] is not None:
+                p.proxy_model = torch_half.restored(torch_half.new_proxy_model(space, p.config), state["proxy_model"])
+            p.members = [torch_half.restored(p._new_member(), sd) for sd in state["members"]]
+        return p
 
-        return load_predictor(path, space)
+    @classmethod
+    def scorer_from_checkpoint(cls, checkpoint: Checkpoint, space) -> StackedScorer:
+        """The predictor's scoring in numpy only (no torch import): what the fine stage uses."""
+        state = checkpoint.state(cls.kind, space, cls.error)
+        with checkpoint.consistent(cls.error):
+            return StackedScorer(space, state["config"], state["target_stats"], state["members"], state["info"])
 
     def __repr__(self):
         state = "fitted" if self.fitted else "unfitted"
         return (f"Predictor(space={self.space.name!r}, ensemble={self.config['ensemble']}, "
                 f"hidden={self.config['hidden']}, {'pretrained, ' if self.pretrained else ''}{state})")
-
-
-def make(space, *, seed: int = 0, ensemble: int = 5, score_bounds=(0.0, 1.0), **options) -> Predictor:
-    """The catalog's ``mlp`` surrogate factory."""
-    return Predictor(space, ensemble=ensemble, seed=seed, score_bounds=score_bounds, **options)
-
-
-def load(path, space=None) -> Predictor:
-    """The catalog's ``mlp`` checkpoint loader."""
-    return Predictor.load(path, space)

@@ -14,7 +14,7 @@ from typing import List, Sequence
 
 import numpy as np
 
-from ..base import encoded_rows
+from ..base import Scorer, encoded_rows
 
 # Rows per chunk: keeps the (members, rows, hidden) intermediates in cache-sized pieces.
 CHUNK = 2048
@@ -139,9 +139,9 @@ def ensemble_stats(out: np.ndarray, target_stats: dict, bounds) -> tuple:
     return acc.mean(0), acc.std(0)
 
 
-class StackedScorer:
-    """A saved MLP-ensemble predictor reduced to its scoring, numpy only: what the fine stage uses
-    (``predict_encoded``, ``predict``), read by :func:`jointnas.surrogates.mlp.checkpoint.load_scorer`."""
+class StackedScorer(Scorer):
+    """A saved MLP-ensemble predictor reduced to its scoring, numpy only: what the fine stage uses,
+    read by :meth:`jointnas.surrogates.mlp.ensemble.Predictor.scorer_from_checkpoint`."""
 
     kind = "mlp"
 
@@ -152,12 +152,9 @@ class StackedScorer:
         self.config.setdefault("score_bounds", list(DEFAULT_SCORE_BOUNDS))
         self.stacked = StackedMembers.from_state_dicts(members, space.arch_width)
 
-    def predict_encoded(self, x):
+    def predict_encoded(self, x, costs=None):
         x = encoded_rows(self.space, np.asarray(x))
         return ensemble_stats(self.stacked.outputs(x), self.target_stats, self.config.get("score_bounds"))
-
-    def predict(self, candidates):
-        return self.predict_encoded(self.space.encode(list(candidates)))
 
     def __repr__(self):
         return f"StackedScorer(space={self.space.name!r}, ensemble={self.stacked.members}, numpy scoring only)"

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from .calibration import Calibration, read_calibration
+
 
 @dataclass(frozen=True)
 class Target:
@@ -41,15 +43,15 @@ class Target:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-def run_target(config: dict, calibration: Optional[dict]) -> Optional[Target]:
+def run_target(config: dict, calibration: Optional[Calibration]) -> Optional[Target]:
     """The target of a coarse run's predictors (``config`` and last calibration record of its
     store); None for a run not scored by the built-in trainer (a user's objective)."""
-    from ..coarse.search import CoarseConfig
+    from .config import CoarseConfig
 
     cfg = CoarseConfig.from_dict(config)
     if not (cfg.evaluator or "").startswith("train:"):
         return None
-    return Target(data=cfg.evaluator.split(":", 1)[1], epoch=(calibration or {}).get("chosen_epoch"),
+    return Target(data=cfg.evaluator.split(":", 1)[1], epoch=calibration.chosen_epoch if calibration else None,
                   epoch_cap=cfg.epoch_cap, train_subset=cfg.evaluator_options.get("train_subset"), seed=cfg.seed)
 
 
@@ -58,7 +60,7 @@ def source_target(source: dict) -> Optional[Target]:
     ``predictor`` file. A run's own checkpoint (``RUN/predictors/*.pt``) has the run's target; a
     shipped one (``predictors/<space>-<data>.pt``) was fitted to final validation accuracy of
     full schedules (predictors/README.md). None when it cannot be told."""
-    from ..store.run_store import RunStore
+    from ..store import RunStore
 
     run = source.get("run")
     predictor = Path(source["predictor"]) if source.get("predictor") else None
@@ -67,8 +69,7 @@ def source_target(source: dict) -> Optional[Target]:
     if run is not None and RunStore.is_run(run):
         store = RunStore.open(run)
         try:
-            calibration = store.results("calibration")
-            return run_target(store.config, calibration[-1] if calibration else None)
+            return run_target(store.config, read_calibration(store))
         finally:
             store.close()
     if predictor is not None and predictor.parent.name == "predictors" and "-" in predictor.stem:
