@@ -4,6 +4,7 @@ created), and the one way a file is written atomically. Also the one note on wha
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -23,12 +24,18 @@ def _existing_ancestor(path: Path) -> Path:
 
 def _check_can_write_in(path: Path, what: str) -> None:
     """``path`` is an existing directory, or the nearest existing ancestor of a missing one, that
-    lets files be made in it."""
+    lets files be made in it: tried by making and removing a file there (``os.access`` says yes to
+    root everywhere, /proc included, where nothing can be made)."""
     base = _existing_ancestor(path)
     if not base.is_dir():
         raise UsageError(f"{what} {path}: {base} is a file, so nothing can be made under it; choose another path")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {path}: {base} is not writable; choose a path you can write to")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".jointnas-probe-", dir=base)
+    except OSError as e:
+        raise UsageError(f"{what} {path}: nothing can be made in {base} ({e.strerror or e}); choose a path "
+                         "you can write to") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_writable_dir(path, what: str = "output directory") -> Path:
@@ -45,10 +52,14 @@ def check_writable_file(path, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{what} {path} is a directory; give a file name")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{what} {path} is not writable; choose a path you can write to")
-    if not path.exists():
-        _check_can_write_in(path.parent, what)
+    if path.exists():
+        try:  # opened to append, nothing written: the file is left as it is (a FIFO does not block)
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK))
+        except OSError as e:
+            raise UsageError(f"{what} {path} cannot be written ({e.strerror or e}); choose a path you can write "
+                             "to") from None
+    else:
+        _check_can_write_in(path, what)
     return path
 
 

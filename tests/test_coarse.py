@@ -117,6 +117,8 @@ def test_a_dead_worker_fails_its_trial_and_is_replaced(tiny):
     jobs = [Job(i, c.to_dict(), space, evaluator, TrialRequest(1, 0)) for i, c in enumerate(cands)]
     with LocalExecutor(1, "cpu", max_retries=0) as ex:  # retries: tests/test_reliability.py
         ex.submit(jobs[0])
+        while not ex.attempts(0):  # the worker has taken the trial: its death is that trial's
+            assert not ex.poll(timeout=0.05)
         first = ex.pids[0]
         os.kill(first, signal.SIGKILL)
         (done,) = ex.poll(timeout=120)

@@ -257,6 +257,155 @@ def test_a_killed_ray_driver_resumes_from_its_store_without_training_a_finished_
         assert max(t.attempts for t in trials) == 2  # the trial cut short ran again, once
 
 
+# ---------------------------------------------------------------------- a driver of its own
+def _driver(tmp_path):
+    """A driver script outside the working directory, as the `jointnas` console script is: the
+    driver imports the installed jointnas, not a folder of that name where it is started."""
+    script = tmp_path / "bin" / "driver.py"
+    script.parent.mkdir()
+    script.write_text("import sys\nfrom jointnas.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n")
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))  # toy_objective, and a fresh clone
+    return [sys.executable, str(script)], env
+
+
+def toy_slowly(candidate, report):
+    """toy_objective's objective at two seconds an epoch: a run with trials still to train long
+    after a fault (an objective of this module, which the workers import by its name)."""
+    import toy_objective
+
+    def slow_report(epoch, score):
+        time.sleep(2.0)
+        report(epoch, score)
+
+    return toy_objective.objective(candidate, slow_report)
+
+
+def _toy_args(run, space, *extra):
+    return ["coarse", "--run", str(run), "--space", str(space), "--objective", "test_executor_ray:toy_slowly",
+            "--pool", "16", "--batch", "3", "--iterations", "2", "--ensemble", "2", "--seed", "0", "--no-result",
+            "--no-progress", *extra]
+
+
+def _bogus_jointnas(where):
+    """A folder named jointnas, as a clone would put in the working directory, that cannot be imported."""
+    (where / "jointnas").mkdir(parents=True)
+    bogus = "raise ImportError('the bogus jointnas of the working directory')\n"
+    (where / "jointnas" / "__init__.py").write_text(bogus)
+    return where
+
+
+def _ray_processes_of(pid):
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _end(processes):
+    """Kill what is left of the processes a test's driver started (its Ray's gcs_server, agents, workers)."""
+    import psutil
+
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(processes, timeout=30)
+
+
+def test_a_ray_run_started_beside_a_folder_named_jointnas_trains_with_the_drivers_jointnas(tmp_path, capsys):
+    pytest.importorskip("ray")
+    import toy_objective
+
+    cwd = _bogus_jointnas(tmp_path / "cwd")
+    space = tmp_path / "toy.yaml"
+    space.write_text(yaml.safe_dump(toy_objective.SPACE))
+    run = tmp_path / "run"
+    cmd, env = _driver(tmp_path)
+    proc = subprocess.run([*cmd, "coarse", "--run", str(run), "--space", str(space), "--objective",
+                           "toy_objective:objective", "--executor", "ray", "--workers", "1", "--pool", "16",
+                           "--batch", "3", "--iterations", "1", "--ensemble", "2", "--seed", "0", "--no-progress"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bogus" not in proc.stdout + proc.stderr
+    with RunStore.open(run) as store:
+        assert store.counts() == {"done": 3}
+        assert store.config["threads"] == 1  # stored as a local run's are: a resume knows the trials' threads
+    assert main(["coarse", "--run", str(run), "--objective", "toy_objective:objective", "--no-progress"]) == 0
+    assert "older jointnas" not in capsys.readouterr().err
+
+
+def test_ray_workers_that_import_another_jointnas_are_refused_in_one_line_before_any_trial(tmp_path):
+    # Ray started by the caller, from the working directory with the folder: no set-up hook of
+    # ours, so the actor imports that folder; the executor's first question finds it.
+    pytest.importorskip("ray")
+    cwd = _bogus_jointnas(tmp_path / "cwd")
+    code = ("import sys, ray\n"
+            "ray.init(num_cpus=1, include_dashboard=False)\n"
+            "from jointnas.execution.base import ExecutorError\n"
+            "from jointnas.execution.ray import RayExecutor\n"
+            "try:\n    RayExecutor(1)\nexcept ExecutorError as e:\n    print('REFUSED', e)\n"
+            "ray.shutdown()\n")
+    script = tmp_path / "refuse.py"
+    script.write_text(code)
+    proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=_driver(tmp_path)[1], capture_output=True,
+                          text=True, timeout=600)
+    refused = [line for line in proc.stdout.splitlines() if line.startswith("REFUSED")]
+    assert refused == ["REFUSED a Ray worker could not start: ImportError: the bogus jointnas of the working "
+                       "directory"], proc.stdout + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_ray_run_whose_raylet_dies_ends_in_one_line_within_a_minute_and_resumes(tmp_path):
+    pytest.importorskip("ray")
+    import psutil
+    import toy_objective
+
+    space, run, log = tmp_path / "toy.yaml", tmp_path / "run", tmp_path / "log.txt"
+    space.write_text(yaml.safe_dump(toy_objective.SPACE))
+    cmd, env = _driver(tmp_path)
+    proc = subprocess.Popen([*cmd, *_toy_args(run, space, "--executor", "ray", "--workers", "1")], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    started, left = [], []
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline:  # the first trial trains: 5 more of 6 s each to go
+            assert proc.poll() is None, log.read_text()[-3000:]
+            if RunStore.is_run(run):
+                with RunStore.open(run) as store:
+                    if store.counts().get("running", 0) == 1:
+                        break
+            time.sleep(0.2)
+        started = _ray_processes_of(proc.pid)
+        (raylet,) = [p for p in started if p.name() == "raylet"]
+        raylet.kill()
+        killed = time.monotonic()
+        rc = proc.wait(timeout=120)
+        took = time.monotonic() - killed
+        _, left = psutil.wait_procs(started, timeout=15)  # what the driver's Ray left running
+    finally:
+        if proc.poll() is None:
+            started = started or _ray_processes_of(proc.pid)
+            proc.kill()
+            proc.wait()
+        _end([p for p in started if p.is_running()])
+    err = log.read_text()
+    ours = [line for line in err.splitlines() if line.startswith("jointnas")]
+    print(f"the driver exited {took:.1f} s after its raylet was killed")  # shown with -s
+    assert rc == 2 and took < 60, (rc, took, err[-3000:])
+    assert len(ours) == 1 and "the Ray cluster was lost" in ours[0] and "Traceback" not in err, err[-3000:]
+    assert not left, [(p.pid, p.name()) for p in left]  # nothing of that Ray is left behind
+    with RunStore.open(run) as store:
+        counts = store.counts()
+    assert "running" not in counts and counts.get("queued", 0) >= 1  # the cut trial is queued again
+    # and the run finishes on local workers
+    resumed = subprocess.run([*cmd, *_toy_args(run, space, "--workers", "2")], cwd=REPO, env=env, text=True,
+                             capture_output=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with RunStore.open(run) as store:
+        assert store.counts() == {"done": 6}
+
+
 # ---------------------------------------------------------------------- without Ray
 def test_executor_ray_without_ray_installed_exits_2_with_the_install_line(monkeypatch, tmp_path, capsys, tiny):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError

@@ -22,6 +22,7 @@ from jointnas import load_space, sample_pool
 from jointnas.cli import main
 from jointnas.errors import UsageError
 from jointnas.store import RunStore, StoreError
+from store_damage import Evil, object_pool
 from test_coarse import tiny  # noqa: F401 - the toy space's fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +64,19 @@ def worker_pids(driver_pid):
     return out
 
 
+def trial_taken(worker, proc, timeout=300):
+    """The trial a worker process is training, once it has taken one (it names itself jointnas-t<id>)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, f"the driver exited with {proc.returncode} too early"
+        name = Path(f"/proc/{worker}/comm").read_text().strip()
+        if name.startswith("jointnas-t"):
+            return int(name[len("jointnas-t"):])
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"worker {worker} took no trial in {timeout} s")
+
+
 def run_cli(argv, out=None):
     """(exit code, stderr) of ``jointnas ARGV`` run in this process; its stdout goes to ``out``."""
     err = io.StringIO()
@@ -77,11 +91,10 @@ def one_line(err):
 
 
 def digest(run):
-    """Every file of a run directory except those SQLite or the lock may touch on a refused open
-    (a read-only connection makes an empty run.db-wal where there was none)."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(run).rglob("*"))
-            if p.is_file() and p.name not in ("run.lock", "run.db-shm")
-            and not (p.name == "run.db-wal" and p.stat().st_size == 0)}
+    """Every file of a run directory (run.lock and run.db-shm included) with its SHA-256: a refused
+    open leaves them all byte-identical, none added or removed."""
+    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(run).rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +120,7 @@ def killed(tmp_path_factory, tiny):
     seen["second"] = run_cli(args(run, tiny))  # a second driver, while the first runs
     with RunStore.open(run) as store:
         seen["after_second"] = [(t.id, t.status) for t in store.trials()]
+    seen["trial"] = trial_taken(worker, proc)  # mid-trial: a kill before the worker took it costs no attempt
     os.kill(worker, signal.SIGKILL)
     seen["driver_pid"] = proc.pid
     # killed while a trial of iteration 2 trains (not in the gap between two of them)
@@ -168,7 +182,7 @@ def test_a_trial_that_keeps_losing_its_worker_fails_after_max_retries(tiny):
         killed, finished = set(), []
         while not finished:
             pid = ex.pids[0]
-            if pid not in killed:
+            if pid not in killed and ex.attempts(job.trial_id) > len(killed):  # once it has taken the trial
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
             finished = ex.poll(timeout=0.2)
@@ -374,29 +388,6 @@ def _damage_page(run):
         f.write(b"\xa5" * 1500)
 
 
-def _object_pool(run):
-    # An object array whose unpickling would run code, its digest recorded so that only the
-    # loader stands between it and the driver.
-    marker = run.parent / "pwned"
-    arr = np.empty((2, 2), dtype=object)
-    arr[0, 0] = _Evil(str(marker))
-    np.save(run / "pool.npy", arr, allow_pickle=True)
-    conn = sqlite3.connect(run / "run.db")
-    info = json.loads(conn.execute("SELECT value FROM meta WHERE key='pool'").fetchone()[0])
-    info["files"]["pool.npy"] = hashlib.sha256((run / "pool.npy").read_bytes()).hexdigest()
-    conn.execute("UPDATE meta SET value=? WHERE key='pool'", (json.dumps(info),))
-    conn.commit()
-    conn.close()
-
-
-class _Evil:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.path}",))
-
-
 def _damage_checkpoint(run):
     path = run / "predictors" / "iter1.pt"
     data = bytearray(path.read_bytes())
@@ -410,7 +401,7 @@ DAMAGE = {
                      "trial 2 is not valid JSON"),
     "bogus status": (lambda r: _sql(r, "UPDATE trials SET status='finished' WHERE id=3"),
                      "trial 3 has status 'finished'"),
-    "object pool.npy": (_object_pool, "pool.npy is not a jointnas pool array"),
+    "object pool.npy": (object_pool, "pool.npy is not a jointnas pool array"),
     "damaged iter1.pt": (_damage_checkpoint, "iter1.pt is damaged"),
 }
 
@@ -432,7 +423,7 @@ def test_a_malicious_checkpoint_is_not_a_jointnas_checkpoint(copy, tiny):
     marker = copy.parent / "pwned"
     import torch
 
-    torch.save({"members": _Evil(str(marker))}, copy / "predictors" / "iter1.pt")
+    torch.save({"members": Evil(str(marker))}, copy / "predictors" / "iter1.pt")
     from jointnas.surrogates import Predictor, PredictorError
 
     with pytest.raises(PredictorError, match="is not a jointnas checkpoint") as refused:

@@ -14,6 +14,7 @@ from ..coarse.config import CoarseConfig
 from ..errors import UsageError
 from ..execution.base import ExecutorSettings
 from ..io import FLOPS_NOTE, check_writable_dir
+from ..surrogates.prior import PriorPairsError, check_prior_pairs
 from . import fraction, in_range, int_at_least, non_negative, positive
 
 # The run-defining settings and their defaults, as flags see them. The space, data set and
@@ -43,8 +44,8 @@ def register(sub):
         "again at full fidelity and scored on the test split beside the space's default preset. Everything "
         "lives in the run directory; run the same command with --run DIR to continue an interrupted run.",
         epilog="Defaults are sized for a 2-core laptop (about 7 minutes of search on digits, see BENCHMARKS.md). "
-        "--workers, --device, --executor, --max-retries and a higher --iterations may change when continuing a "
-        "run (--threads stays the run's, so its numbers do not change); other settings are the run's. One driver at a time: a second one "
+        "--workers, --device, --executor, --max-retries, a higher --iterations and --prior-pairs may change when "
+        "continuing a run (--threads stays the run's, so its numbers do not change); other settings are the run's. One driver at a time: a second one "
         "on a run in progress exits with code 2. Paper scale "
         "(FBNetV3's AutoTrain: batch 48, 4 iterations, full schedules) on GPUs:\n"
         "  jointnas coarse --pool 20000 --batch 48 --iterations 4 --epoch-cap 0 --workers 8")
@@ -126,8 +127,9 @@ def register(sub):
     ray.add_argument("--gpus-per-trial", type=non_negative, metavar="X", help="GPUs each Ray trial asks for; "
                      "a fraction such as 0.25 lets 4 trials share a GPU (default: 0 = train on CPU)")
     p.add_argument("--prior-pairs", metavar="FILE", help="JSONL of pairs trained before on this space and data, "
-                   "always added to the predictor's training set (a warm start); 'none' for none (default: the "
-                   f"shipped {SHIPPED_PAIRS.name} for --space fbnetv3 --data digits, else none)")
+                   "always added to the predictor's training set (a warm start), read whole before any training; "
+                   "'none' for none; a resume may change it (default: the shipped "
+                   f"{SHIPPED_PAIRS.name} for --space fbnetv3 --data digits, else none; on a resume: the run's)")
     p.add_argument("--baseline", metavar="PRESET", help="the space's preset trained (default recipe, same epochs) "
                    "beside the winner at the end (default: the space's first, FBNetV3_A in fbnetv3)")
     p.add_argument("--no-result", action="store_true", help="end without training the winner again at full "
@@ -141,13 +143,27 @@ SHIPPED_PAIRS = Path(__file__).resolve().parents[2] / "data" / "fbnetv3_digits_p
 
 
 def _prior_pairs(args, space, requested: dict):
-    """The warm-start pair table: the flag's, else the shipped digits table for its own space and task."""
+    """A new run's earlier pairs: the flag's (checked), else the shipped ones for their space and task."""
     if args.prior_pairs:
-        return None if args.prior_pairs == "none" else str(Path(args.prior_pairs))
+        return _checked_pairs(args.prior_pairs, space)
     if (space.name == "fbnetv3" and requested.get("data", DEFAULTS["data"]) == "digits" and "objective" not in
             requested and "train_subset" not in requested and SHIPPED_PAIRS.exists()):
         return str(SHIPPED_PAIRS)
     return None
+
+
+def _checked_pairs(text, space, run=None):
+    """Earlier pairs read whole and checked: --prior-pairs TEXT (None for none, a file as an absolute path
+    that a resume elsewhere finds), or with ``run`` the run's own (a resume without the flag)."""
+    if text is None or (run is None and text == "none"):
+        return None
+    path = text if run else str(Path(text).absolute())
+    try:
+        check_prior_pairs(path, space)
+    except PriorPairsError as e:
+        raise UsageError(f"run {run}: {e.problem}; continue it with --prior-pairs FILE (other pairs) or "
+                         "--prior-pairs none" if run else f"--prior-pairs {text}: {e}") from None
+    return path
 
 
 def _names(registry: str) -> str:
@@ -262,7 +278,7 @@ def _executor(args, threads=lambda: None):
 
     cls = catalog.resolve(catalog.EXECUTORS, args.executor, "executor")
     if args.executor == "ray":
-        return _ray_executor(args, cls)
+        return _ray_executor(args, cls, threads)
     given = [f"--{k.replace('_', '-')}" for k in RAY_FLAGS if getattr(args, k, None) is not None]
     if given:
         raise UsageError(f"{', '.join(given)}: for Ray trials only; add --executor ray")
@@ -272,7 +288,7 @@ def _executor(args, threads=lambda: None):
     return lambda: cls.from_settings(dataclasses.replace(settings, threads=threads()))
 
 
-def _ray_executor(args, cls):
+def _ray_executor(args, cls, threads):
     from ..execution.ray import import_ray
 
     try:
@@ -287,12 +303,12 @@ def _ray_executor(args, cls):
     settings = ExecutorSettings(workers=getattr(args, "workers", None), address=ray["ray_address"],
                                 cpus_per_trial=ray["cpus_per_trial"] or 1.0, gpus_per_trial=ray["gpus_per_trial"] or 0.0,
                                 max_retries=2 if getattr(args, "max_retries", None) is None else args.max_retries)
-    return lambda: cls.from_settings(settings)
+    return lambda: cls.from_settings(dataclasses.replace(settings, threads=threads()))
 
 
 def run(args):
     from ..catalog import SURROGATES, load_space, resolve
-    from ..coarse.resume import conflicts, found_line
+    from ..coarse.resume import change_prior_pairs, conflicts, found_line
     from ..coarse.search import CoarseSearch
     from ..coarse.summary import format_summary
     from ..progress import Progress
@@ -312,21 +328,27 @@ def run(args):
         search = CoarseSearch.open(args.run, evaluator, executor=make_executor, progress=progress)
         if evaluator is None and search.config.evaluator and search.config.evaluator.startswith("train:"):
             search.evaluator.device = args.device
-        refused = conflicts(search.loop, requested)
-        if refused:
-            search.close()
-            raise UsageError(f"{args.run} is a run made with other settings: "
-                             f"{'; '.join(_conflict_text(c) for c in refused)}; drop those flags to continue it, "
-                             "or pass a new --run directory")
-        iterations = requested.get("iterations", search.config.iterations)
-        if iterations > search.config.iterations:
-            _check_iterations(iterations, search.config.batch, search.config.pool)
         try:
-            search.loop.extend(iterations)
-        except UsageError as e:
+            refused = "; ".join(map(_conflict_text, conflicts(search.loop, requested)))
+            if refused:
+                raise UsageError(f"{args.run} is a run made with other settings: {refused}; drop those flags to "
+                                 "continue it, or pass a new --run directory")
+            iterations = requested.get("iterations", search.config.iterations)
+            if iterations > search.config.iterations:
+                _check_iterations(iterations, search.config.batch, search.config.pool)
+            pairs = (_checked_pairs(search.config.prior_pairs, search.space, run=args.run) if args.prior_pairs is None
+                     else _checked_pairs(args.prior_pairs, search.space))
+            try:  # refuses a lower count before it stores anything: every check precedes the first change
+                search.loop.extend(iterations)
+            except UsageError as e:
+                raise UsageError(f"--iterations {iterations}: {e}") from None
+            changed = change_prior_pairs(search.loop, pairs)  # stored; None when unchanged
+        except BaseException:
             search.close()
-            raise UsageError(f"--iterations {iterations}: {e}") from None
+            raise
         print(f"continuing run {args.run}: {found_line(search.store.counts())}", file=sys.stderr)
+        if changed:
+            print(changed, file=sys.stderr)
         if search.config.threads is None and args.executor == "local":
             print(f"note: {args.run} does not record its threads per trial (made by an older jointnas); these "
                   "trials train with one torch thread each, and a trial's numbers depend on that",
@@ -345,16 +367,19 @@ def run(args):
             from ..execution.local import DEFAULT_THREADS
 
             settings["threads"] = DEFAULT_THREADS
+        elif settings.get("threads") is None and args.executor == "ray":  # stored, as a local run's are
+            from ..execution.ray import trial_threads
+
+            settings["threads"] = trial_threads(args.cpus_per_trial or 1.0)
         run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")
-        check_writable_dir(run_dir, "--run")
+        check_writable_dir(run_dir, "--run: cannot make a run directory at")
         _check_iterations(settings["iterations"], settings["batch"], settings["pool"])
         settings["prior_pairs"] = _prior_pairs(args, space, requested)
         settings["final"] = not args.no_result
-        if args.baseline is not None:
-            if args.baseline not in space.presets:
-                raise UsageError(f"--baseline {args.baseline!r}: space {space.name} has "
-                                 + (f"the presets {', '.join(space.presets)}" if space.presets else "no presets"))
-            settings["baseline"] = args.baseline
+        if args.baseline is not None and args.baseline not in space.presets:
+            raise UsageError(f"--baseline {args.baseline!r}: space {space.name} has "
+                             + (f"the presets {', '.join(space.presets)}" if space.presets else "no presets"))
+        settings["baseline"] = args.baseline  # None: the space's first preset
         search = CoarseSearch.create(run_dir, space, evaluator, CoarseConfig(**settings), executor=make_executor,
                                      progress=progress)
         print(f"new run {run_dir} (continue it after an interruption with: jointnas coarse --run {run_dir})",

@@ -5,7 +5,6 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Optional, Tuple
@@ -18,7 +17,7 @@ from ..errors import UsageError
 from ..export import check_onnx, export_candidates
 from ..fine import search
 from ..fine.problem import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
-from ..io import FLOPS_NOTE as FLOPS_HELP
+from ..io import FLOPS_NOTE as FLOPS_HELP, check_writable_dir, check_writable_file
 from . import in_range
 
 
@@ -49,9 +48,10 @@ def register(sub):
     p.add_argument("--max-params", metavar="N", help="parameter budget of the deployable model, e.g. 8M, 7.5M, "
                    "7500K (default: none)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--run", type=Path, metavar="DIR", help="a coarse run: its predictor scores, its best measured "
-                     "candidates seed the population, the result is saved in it (default: the latest run under "
-                     "runs/, or the shipped predictor when there is none)")
+    src.add_argument("--run", type=Path, metavar="DIR", help="a coarse run: its latest iteration's checkpoint "
+                     "(DIR/predictors/iter<k>.pt, not its predictor.pt copy) scores, its best measured candidates "
+                     "seed the population, the result is saved in it (default: the latest run under runs/, or the "
+                     "shipped predictor when there is none)")
     src.add_argument("--predictor", type=Path, metavar="FILE.pt", help="a predictor checkpoint instead of a run "
                      "(e.g. the shipped predictors/fbnetv3-digits.pt)")
     p.add_argument("--space", help="space of --predictor (default: the one it was trained on)")
@@ -159,44 +159,22 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
         store.close()
         raise UsageError(f"--space {args.space}: run {run_dir} searched space {store.config['space']}; drop --space "
                          "or pass --predictor")
+    iteration = max(p["iteration"] for p in store.predictors() if p["path"] == str(path))
+    # Said in one line: the iteration checkpoint is what scores; the run's predictor.pt copy is never read.
+    sys.stderr.write(f"scoring with {path}: run {run_dir}'s iteration {iteration} checkpoint, its latest "
+                     "(the run's predictor.pt copy is not read)\n")
     predictor = load_scorer(path, space=space)
     return predictor, space, _measured_seeds(store), {"run": str(run_dir), "predictor": str(path)}, store
 
 
 # --------------------------------------------------------------------------- output paths
-def _probe(folder: Path, flag: str, path: Path) -> None:
-    """UsageError unless a file can be created in ``folder`` (or in its nearest existing ancestor)."""
-    ancestor = folder
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UsageError(f"{flag} {path}: {ancestor} is a file, not a folder; pick another path")
-    try:
-        with tempfile.TemporaryFile(dir=ancestor):
-            pass
-    except OSError as e:
-        raise UsageError(f"{flag} {path}: cannot write in {ancestor} ({e.strerror or e}); "
-                         "pick a writable path") from None
-
-
 def check_outputs(args) -> None:
-    """Refuse unusable --out and --export paths before any search runs."""
+    """Refuse unusable --out and --export paths before any search runs (a file is made and removed
+    in the nearest existing folder to be sure: :mod:`jointnas.io`)."""
     if args.out is not None:
-        if args.out.is_dir():
-            raise UsageError(f"--out {args.out} is a folder; name a file, e.g. --out {args.out / 'fine.json'}")
-        if args.out.exists():
-            try:
-                with open(args.out, "a"):
-                    pass
-            except OSError as e:
-                raise UsageError(f"--out {args.out}: cannot write it ({e.strerror or e}); "
-                                 "pick a writable path") from None
-        else:
-            _probe(args.out.parent, "--out", args.out)
+        check_writable_file(args.out, "--out")
     if args.export is not None:
-        if args.export.exists() and not args.export.is_dir():
-            raise UsageError(f"--export {args.export} is a file; pass a folder (it is created if missing)")
-        _probe(args.export, "--export", args.export)
+        check_writable_dir(args.export, "--export")
 
 
 # --------------------------------------------------------------------------- output

@@ -10,8 +10,11 @@ from typing import Optional, Union
 
 import numpy as np
 
+from .. import catalog
+from ..budget import Budget, check_budget as check
 from ..errors import BudgetError, UsageError
 from ..space import SearchSpace
+from ..surrogates.prior import check_prior_pairs
 
 
 @dataclass
@@ -75,8 +78,9 @@ class CoarseConfig:
 
 def new_run_config(config: Union[CoarseConfig, dict, None], space: SearchSpace, evaluator) -> CoarseConfig:
     """A new run's settings: ``config`` (None: the defaults; not changed) checked against ``space``
-    (its budget) and completed by the space's name and the ``evaluator`` (how to rebuild it, its
-    score range, its diverged score and, unless earlier pairs fix full fidelity, its fidelities)."""
+    (its budget; its earlier pairs, read whole) and completed by the space's name and the ``evaluator``
+    (how to rebuild it, its score range, its diverged score and, unless earlier pairs fix full
+    fidelity, its fidelities)."""
     if isinstance(config, dict):
         config = CoarseConfig.from_dict(config)
     config = copy.deepcopy(config) if config is not None else CoarseConfig()
@@ -85,6 +89,8 @@ def new_run_config(config: Union[CoarseConfig, dict, None], space: SearchSpace, 
         raise BudgetError(f"space {space.name} has no model family, so there are no FLOPs or params to "
                           "budget; drop the budget")
     check_budget(space, config.budget, config.max_params)
+    if config.prior_pairs:  # read whole now: a file that cannot be used fails before any training
+        check_prior_pairs(config.prior_pairs, space)
     config.space = space.name
     config.evaluator = evaluator.spec()
     config.evaluator_options = dict(evaluator.options()) if config.evaluator else {}
@@ -98,8 +104,6 @@ def new_run_config(config: Union[CoarseConfig, dict, None], space: SearchSpace, 
 
 def run_space(store) -> SearchSpace:
     """The space a run searched, as the run stored it (runs from before spaces were stored: by name)."""
-    from .. import catalog
-
     stored = store.get_meta("space")
     if stored is not None:
         return catalog.space_from_dict(json.loads(stored), f"the space stored in run {store.run_dir}")
@@ -110,8 +114,6 @@ def check_budget(space: SearchSpace, budget: Optional[int], max_params: Optional
     """UsageError (naming the space's minimum) if no candidate of the space can meet the budget."""
     if budget is None and max_params is None:
         return
-    from ..budget import Budget, check_budget as check
-
     check(space, Budget(budget if budget is not None else sys.maxsize, max_params))
 
 

@@ -79,7 +79,7 @@ class DiverseThenUCB(BatchPolicy):
 # ---------------------------------------------------------------------- more acquisitions
 def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
     """E[max(f - best, 0)] for f ~ N(mean, std^2), elementwise."""
-    from scipy.stats import norm
+    from scipy.stats import norm  # scipy: only for this acquisition, not at import
 
     std = np.maximum(std, 1e-12)
     z = (mean - best) / std

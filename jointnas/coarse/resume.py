@@ -1,19 +1,22 @@
 """What continuing a coarse run may change, and what it finds. A run's settings
 (:class:`~jointnas.coarse.config.CoarseConfig`) define its trials and their numbers, so a resume
 keeps every one of them but ``iterations``, which it may raise (:meth:`CoarseLoop.extend
-<jointnas.coarse.loop.CoarseLoop.extend>`: a run is extended, never cut). How trials run (the
-executor, its workers, device and retries) is not the run's and may change freely."""
+<jointnas.coarse.loop.CoarseLoop.extend>`: a run is extended, never cut), and ``prior_pairs``, the
+earlier pairs its surrogate is also fitted on from then on (:func:`change_prior_pairs`: a file
+that moved or vanished need not end the run). How trials run (the executor, its workers, device
+and retries) is not the run's and may change freely."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from ..catalog import load_space
 from ..store import FINISHED
+from ..surrogates.prior import check_prior_pairs
 from .config import CoarseConfig
 
 TRAINER_OPTIONS = ("data_root", "train_subset")   # the built-in trainer's options a run stores
-MAY_CHANGE = ("iterations",)
+MAY_CHANGE = ("iterations", "prior_pairs")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,20 @@ def conflicts(loop, asked: Mapping[str, Any]) -> List[Conflict]:
     if "space" in asked and load_space(asked["space"]).fingerprint() != loop.space.fingerprint():
         out.append(Conflict("space", asked["space"], loop.space.name))
     return out
+
+
+def change_prior_pairs(loop, path: Optional[str]) -> Optional[str]:
+    """Make ``path`` (None: none) the earlier pairs of ``loop``'s run from now on, read whole first
+    (a UsageError, nothing changed, when it cannot be used); the change is stored in the run.
+    Returns the line saying the change, or None when the run already had them."""
+    if path is not None:
+        check_prior_pairs(path, loop.space)
+    was = loop.config.prior_pairs
+    if path == was:
+        return None
+    loop.store.update_config(prior_pairs=path)
+    loop.config.prior_pairs = path
+    return f"earlier pairs: now {path or 'none'} (was {was or 'none'})"
 
 
 def found_line(counts: Dict[str, int]) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from .calibration import Calibration, read_calibration
+from .config import CoarseConfig
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,6 @@ class Target:
 def run_target(config: dict, calibration: Optional[Calibration]) -> Optional[Target]:
     """The target of a coarse run's predictors (``config`` and last calibration record of its
     store); None for a run not scored by the built-in trainer (a user's objective)."""
-    from .config import CoarseConfig
-
     cfg = CoarseConfig.from_dict(config)
     if not (cfg.evaluator or "").startswith("train:"):
         return None
@@ -60,7 +59,7 @@ def source_target(source: dict) -> Optional[Target]:
     ``predictor`` file. A run's own checkpoint (``RUN/predictors/*.pt``) has the run's target; a
     shipped one (``predictors/<space>-<data>.pt``) was fitted to final validation accuracy of
     full schedules (predictors/README.md). None when it cannot be told."""
-    from ..store import RunStore
+    from ..store import RunStore  # the store: `jointnas fine` and export read no run store unless asked
 
     run = source.get("run")
     predictor = Path(source["predictor"]) if source.get("predictor") else None

@@ -20,9 +20,15 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
+from ..errors import JointnasError
 from ..evaluation.base import Evaluator, TrialRequest
 from ..space import Candidate
 from ..trial import failed
+
+
+class ExecutorError(JointnasError):
+    """The executor cannot run trials any more, or at all (a lost cluster, workers that cannot
+    start): the trials it held are not done, and the run continues from its store."""
 
 
 @dataclass

@@ -3,7 +3,10 @@ processes (spawn context), one GPU each when several exist, one torch thread eac
 
 A worker that dies (killed, out of memory) is replaced, and its job is started again on the
 replacement up to ``max_retries`` times before it is reported failed; a worker that died idle
-is replaced before it is given a job. ``JobDone.attempts`` says how many starts a job took.
+is replaced before it is given a job. A worker says when it has taken a job, and only such a
+start is an attempt: a job whose worker was found dead before it took the job (a kill just
+before the submit) goes to the replacement without paying a retry. ``JobDone.attempts`` says
+how many starts a job took.
 """
 from __future__ import annotations
 
@@ -29,6 +32,10 @@ def usable_cpus() -> int:
 # One torch thread per worker process: on a shared CPU, torch's default (one thread per core)
 # spin-waits for threads that other jobs hold and ran 7-16x slower (BENCHMARKS.md, "Threads").
 DEFAULT_THREADS = 1
+
+# A job whose workers keep dying before they take it (a worker that cannot start here, a job
+# whose unpickling kills the process) fails after this many replacements instead of looping.
+UNTAKEN_LIMIT = 3
 
 
 def plan_workers(workers: int, device: str, threads: Optional[int] = None) -> List[dict]:
@@ -65,7 +72,9 @@ class LocalExecutor(Executor):
         self._inboxes: List = [None] * workers
         self._busy: Dict[int, Job] = {}        # worker index -> job
         self._epochs: Dict[int, int] = {}           # trial id -> epochs finished, while it runs
-        self._starts: Dict[int, int] = {}           # trial id -> times started, while it runs
+        self._starts: Dict[int, int] = {}           # trial id -> times a worker took it, while it runs
+        self._untaken: Dict[int, int] = {}          # trial id -> workers that died before taking it
+        self._taken: set = set()                    # worker indices that took the job they hold
         for i in range(workers):
             self._start(i)
 
@@ -74,6 +83,7 @@ class LocalExecutor(Executor):
         if old is not None:  # a dead worker's: nobody reads it any more
             old.cancel_join_thread()
             old.close()
+        self._taken.discard(i)
         inbox = self._ctx.Queue()
         p = self._ctx.Process(target=_worker_main, name=f"jointnas-worker-{i}", daemon=True,
                               args=(i, self._plans[i], inbox, self._outbox, os.getpid()))
@@ -100,11 +110,12 @@ class LocalExecutor(Executor):
         free = [i for i in range(self.capacity) if i not in self._busy]
         if not free:
             raise RuntimeError("no free worker; submit only while free_slots > 0")
+        for i in free:  # a worker that died idle is replaced before it is given work
+            if not self._procs[i].is_alive():
+                self._start(i)
         i = free[0]
-        if not self._procs[i].is_alive():  # it died idle: its job goes to a replacement
-            self._start(i)
         self._busy[i] = job
-        self._starts[job.trial_id] = 1
+        self._starts[job.trial_id] = 0   # counted when the worker says it took the job
         self._inboxes[i].put(job)
         return self.label(i)
 
@@ -118,17 +129,24 @@ class LocalExecutor(Executor):
                 if event is not None:
                     events.append(event)
             except queue.Empty:
-                events.extend(self._reap_dead())
+                pass
+            # every time round, not only when nothing arrives: another worker's epoch reports
+            # may never leave a second of silence
+            events.extend(self._reap_dead())
             if deadline is not None and time.monotonic() >= deadline:
                 break
-        while True:  # drain what else is already there, without waiting
+        return events + self._drain()
+
+    def _drain(self) -> List[JobDone]:
+        """The events of the messages already waiting, without waiting for more."""
+        events = []
+        while True:
             try:
                 event = self._to_event(self._outbox.get_nowait())
             except queue.Empty:
-                break
+                return events
             if event is not None:
                 events.append(event)
-        return events
 
     def epochs_done(self, trial_id: int) -> int:
         return self._epochs.get(trial_id, 0)
@@ -143,41 +161,60 @@ class LocalExecutor(Executor):
                 self._plans[index]["device"]).to_dict()
         if job is None or job.trial_id != trial_id:
             return None  # a late message from a worker replaced after it died
+        if kind == "taken":
+            self._taken.add(index)
+            self._starts[trial_id] = self._starts.get(trial_id, 0) + 1
+            self._untaken.pop(trial_id, None)
+            return None
         if kind == "epoch":
             self._epochs[trial_id] = payload
             return None
-        del self._busy[index]
-        self._epochs.pop(trial_id, None)
-        return JobDone(trial_id, payload, self.label(index), self._starts.pop(trial_id, 1))
+        return self._finish(index, payload)
+
+    def _finish(self, index: int, result: dict) -> JobDone:
+        """The JobDone of the job worker ``index`` holds; the worker is free again."""
+        job = self._busy.pop(index)
+        self._taken.discard(index)
+        self._epochs.pop(job.trial_id, None)
+        self._untaken.pop(job.trial_id, None)
+        return JobDone(job.trial_id, result, self.label(index), max(1, self._starts.pop(job.trial_id, 1)))
 
     def _reap_dead(self) -> List[JobDone]:
-        """A worker that died (killed, out of memory) is replaced; its job starts again on the
-        replacement, or fails once it has been started 1 + max_retries times."""
-        out = []
-        for i, p in enumerate(self._procs):
-            if p is None or p.is_alive():
-                continue
-            code = p.exitcode
+        """A worker that died (killed, out of memory) is replaced. Its job goes to the replacement:
+        free when the dead worker had not taken it yet, else as a retry, or it fails once it has
+        been started 1 + max_retries times."""
+        dead = [i for i, p in enumerate(self._procs) if p is not None and not p.is_alive()]
+        if not dead:
+            return []
+        out = self._drain()  # what they said before they died counts (a result, a job taken)
+        for i in dead:
+            code = self._procs[i].exitcode
+            taken = i in self._taken
             self._start(i)
             job = self._busy.get(i)
             if job is None:
-                continue  # died idle: nothing lost
-            self._epochs.pop(job.trial_id, None)
-            starts = self._starts.get(job.trial_id, 1)
-            if starts <= self.max_retries:
-                self._starts[job.trial_id] = starts + 1
+                continue  # died idle, or after its result was sent: nothing lost
+            trial = job.trial_id
+            self._epochs.pop(trial, None)
+            starts = self._starts.get(trial, 0)
+            if not taken:  # died before the job reached it: not the job's doing, not an attempt
+                self._untaken[trial] = self._untaken.get(trial, 0) + 1
+                if self._untaken[trial] < UNTAKEN_LIMIT:
+                    self._inboxes[i].put(job)
+                    continue
+                why = f"before taking the job, {self._untaken[trial]} time(s) in a row"
+            elif starts <= self.max_retries:
                 self._inboxes[i].put(job)
                 continue
-            del self._busy[i]
-            self._starts.pop(job.trial_id, None)
-            out.append(JobDone(job.trial_id, failed(
-                f"worker process died with exit code {code}"
-                + (" (killed; out of memory?)" if code == -signal.SIGKILL else "") + f", {starts} time(s)",
-                self._plans[i]["device"]).to_dict(), self.label(i), starts))
+            else:
+                why = f"{starts} time(s)"
+            error = (f"worker process died with exit code {code}"
+                     + (" (killed; out of memory?)" if code == -signal.SIGKILL else "") + f", {why}")
+            out.append(self._finish(i, failed(error, self._plans[i]["device"]).to_dict()))
         return out
 
     def attempts(self, trial_id: int) -> int:
-        """Times a running job has been started so far (its worker died the others)."""
+        """Times a worker has taken a running job so far (its worker died the others)."""
         return self._starts.get(trial_id, 0)
 
     def close(self, kill: bool = False) -> None:
@@ -202,6 +239,8 @@ class LocalExecutor(Executor):
         self._busy.clear()
         self._epochs.clear()
         self._starts.clear()
+        self._untaken.clear()
+        self._taken.clear()
         for q in [*self._inboxes, self._outbox]:
             if q is not None:
                 q.close()
@@ -218,6 +257,17 @@ def _exit_with_parent(parent_pid: int) -> None:
         time.sleep(0.5)
 
 
+def name_process(name: str) -> None:
+    """What ``ps -o comm`` and ``top`` show for this process (Linux; 15 characters; elsewhere nothing):
+    a worker is ``jointnas-idle`` or ``jointnas-t<trial id>`` while it holds a trial, so a
+    person, or a fault injector, can tell which workers are training."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:
+        pass
+
+
 def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
@@ -229,6 +279,7 @@ def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None
     tqdm.set_lock(threading.RLock())
     torch.set_num_threads(plan["threads"])
     while True:
+        name_process("jointnas-idle")
         try:
             job = inbox.get()
         except Exception as e:  # noqa: BLE001 - e.g. an objective that cannot be unpickled here
@@ -236,6 +287,8 @@ def _worker_main(index: int, plan: dict, inbox, outbox, parent_pid: int) -> None
             continue
         if job is None:
             return
+        outbox.put(("taken", index, job.trial_id, None))  # from here on, a death is this job's attempt
+        name_process(f"jointnas-t{job.trial_id}")
 
         def report(entry, trial_id=job.trial_id):
             outbox.put(("epoch", index, trial_id, entry["epoch"]))

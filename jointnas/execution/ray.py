@@ -10,7 +10,15 @@ a counter on the actor that :meth:`poll` asks for without waiting.
 A worker or node that dies mid-trial loses the actor: it is replaced and the trial runs again,
 up to ``max_retries`` times, then comes back ``failed`` with the error. ``close(kill=True)``
 (Ctrl-C) kills the actors at once; the store still says which trials were running, so the run
-resumes from it.
+resumes from it. Where this machine's own Ray node dies (its raylet), nothing can run any more:
+:meth:`poll` notices within :data:`LIVENESS_EVERY` seconds of Ray marking the node dead and raises
+:class:`ExecutorError`, and the run resumes from its store.
+
+The actors import the jointnas this process imported: Ray puts the driver's working directory
+first on its workers' ``sys.path``, where a folder named ``jointnas`` (a clone) would win, so a
+Ray instance this executor starts or joins gets a worker set-up hook that imports jointnas from
+where the driver found it; and the first actor is asked where its jointnas is before any trial
+(another one on this machine, or one that does not import, is refused in one line).
 
 Ray is an optional dependency: this module imports it only when an executor is made.
 """
@@ -19,18 +27,23 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..errors import UsageError
 from ..evaluation import train
-from .base import Executor, ExecutorSettings, Job, JobDone, run_job
+from .base import Executor, ExecutorError, ExecutorSettings, Job, JobDone, run_job
 from .local import usable_cpus
 from ..trial import failed
 
 INSTALL = "pip install 'jointnas[ray]'"
+PACKAGE = str(Path(__file__).resolve().parents[1])   # the jointnas directory this process imported
+LIVENESS_EVERY = 5.0    # seconds between checks that this machine's Ray node is alive, while trials run
+STARTUP_CHECK = 120.0   # seconds the first actor has to say where its jointnas is (else: not checked)
 
 
 def import_ray():
@@ -49,6 +62,11 @@ def fitting_workers(resources: dict, cpus_per_trial: float, gpus_per_trial: floa
         by_gpu = int(resources.get("GPU", 0) / gpus_per_trial + 1e-9)
         fits = by_gpu if fits is None else min(fits, by_gpu)
     return 0 if fits is None else fits
+
+
+def trial_threads(cpus_per_trial: float, threads: Optional[int] = None) -> int:
+    """Torch threads of a Ray trial: ``threads``, else the whole part of its CPUs (at least 1)."""
+    return threads or max(1, int(cpus_per_trial))
 
 
 class TrialWorker:
@@ -79,7 +97,8 @@ class TrialWorker:
 
     def info(self) -> dict:
         # the evaluators of this (the actor's) process keep the data sets they loaded
-        return {"pid": os.getpid(), "trained": self.trained, "datasets_loaded": len(train._TASKS)}
+        return {"pid": os.getpid(), "trained": self.trained, "datasets_loaded": len(train._TASKS),
+                "package": PACKAGE, "host": socket.gethostname()}
 
 
 @dataclass
@@ -131,13 +150,21 @@ class RayExecutor(Executor):
                                  f"{gpus_per_trial:g} GPU(s)")
         self.max_retries = max_retries
         self.device = wanted
-        self._threads = threads or max(1, int(cpus_per_trial))  # a trial's numbers on a CPU depend on it
+        self._threads = trial_threads(cpus_per_trial, threads)  # a trial's numbers on a CPU depend on it
         self._actor_class = ray.remote(TrialWorker).options(
             num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_concurrency=2, max_restarts=0)
         self._actors: List = [self._new_actor() for _ in range(workers)]
         self._busy: Dict[int, _Running] = {}     # actor slot -> its trial
         self._epochs: Dict[int, int] = {}        # trial id -> epochs finished, as last heard
         self._asked: Dict[int, object] = {}      # actor slot -> pending ObjectRef of progress()
+        # this machine's Ray node (None for a ray:// client, whose lost connection raises by itself)
+        self._node = None if ray.util.client.ray.is_connected() else ray.get_runtime_context().get_node_id()
+        self._next_check = 0.0
+        try:
+            self._check_package()
+        except BaseException:
+            self.close(kill=True)
+            raise
 
     def _new_actor(self):
         return self._actor_class.remote(self._threads, self.device)
@@ -168,11 +195,13 @@ class RayExecutor(Executor):
         events: List[JobDone] = []
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._busy and not events:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = LIVENESS_EVERY if deadline is None else min(LIVENESS_EVERY, max(0.0, deadline - time.monotonic()))
             by_ref = {r.ref: slot for slot, r in self._busy.items()}
             ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=wait)
             if ready:  # and whatever else is finished already
                 ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
+            else:  # nothing finished: is there still a cluster to finish anything?
+                self._check_cluster()
             for ref in ready:
                 event = self._finish(by_ref[ref])
                 if event is not None:
@@ -186,8 +215,9 @@ class RayExecutor(Executor):
 
     def close(self, kill: bool = False) -> None:
         ray = self._ray
-        if not kill and self._busy:  # as the local executor does: running trials end first
-            ray.wait([r.ref for r in self._busy.values()], num_returns=len(self._busy))
+        pending = [] if kill else [r.ref for r in self._busy.values()]
+        while pending and self._node_alive():  # as the local executor does: running trials end first
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=LIVENESS_EVERY)
         for actor in self._actors:
             try:
                 ray.kill(actor, no_restart=True)
@@ -234,6 +264,43 @@ class RayExecutor(Executor):
         self._actors[slot] = self._new_actor()
         self._asked.pop(slot, None)
 
+    def _check_package(self) -> None:
+        """Refuses, in one line, actors that cannot start or that import another jointnas on this
+        machine than this process did (a folder named jointnas in the working directory)."""
+        ray = self._ray
+        ref = self._actors[0].info.remote()
+        ready, _ = ray.wait([ref], timeout=STARTUP_CHECK)
+        if not ready:
+            return  # still waiting for room on a busy cluster: not checked
+        try:
+            info = ray.get(ref)
+        except ray.exceptions.RayError as e:
+            raise ExecutorError(f"a Ray worker could not start: {_last_line(e)}") from None
+        if info["host"] == socket.gethostname() and info["package"] != PACKAGE:
+            raise ExecutorError(f"Ray workers import jointnas from {info['package']}, not from {PACKAGE} as this "
+                                "process does; start from a directory without a folder named jointnas")
+
+    def _node_alive(self) -> bool:
+        """Whether this machine's Ray node is alive, as Ray's control store says (it marks a node
+        whose raylet died dead after missing its health checks, about 15 s)."""
+        if self._node is None:
+            return True
+        try:
+            return any(n["NodeID"] == self._node and n["Alive"] for n in self._ray.nodes())
+        except Exception:  # noqa: BLE001 - no control store to ask: no cluster
+            return False
+
+    def _check_cluster(self) -> None:
+        """ExecutorError once this machine's Ray node is dead (checked every LIVENESS_EVERY seconds)."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + LIVENESS_EVERY
+        if not self._node_alive():
+            raise ExecutorError(f"the Ray cluster was lost: this machine's Ray node died (its raylet) with "
+                                f"{len(self._busy)} trial(s) running; finished trials are saved, and the run "
+                                "continues from its store once Ray can start again")
+
     def _collect_progress(self) -> None:
         """Read the progress answers that have arrived and ask the busy actors again (no waiting)."""
         ray = self._ray
@@ -261,21 +328,52 @@ class RayExecutor(Executor):
         self._owns_ray = False
 
 
+def _import_jointnas_from(parent: str):
+    """A Ray worker set-up hook that imports jointnas from ``parent``, where this process found it,
+    before Ray puts the driver's working directory first on the worker's sys.path (a closure, so
+    that Ray sends it by value: a reference would import jointnas to find it). Where ``parent``
+    holds no jointnas (another machine), the worker imports as it would have."""
+    def hook():
+        import sys
+
+        sys.path.insert(0, parent)
+        try:
+            import jointnas  # noqa: F401 - imported now, it is the one every later import finds
+        except Exception:  # noqa: BLE001 - a hook that raises would stop the worker
+            sys.modules.pop("jointnas", None)
+        finally:
+            sys.path.remove(parent)
+    return hook
+
+
 def _init(ray, address: Optional[str], options: Optional[dict]) -> None:
-    """ray.init, keeping this process's SIGTERM handler (ray.init replaces it with sys.exit)."""
+    """ray.init, keeping this process's SIGTERM handler (ray.init replaces it with sys.exit); its
+    workers import this process's jointnas (see the module's notes) unless ``options`` set a hook."""
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
+    options = dict(options or {})
+    if not str(address).startswith("ray://"):  # a client's workers do not get its working directory
+        runtime_env = dict(options.get("runtime_env") or {})
+        runtime_env.setdefault("worker_process_setup_hook", _import_jointnas_from(str(Path(PACKAGE).parent)))
+        options["runtime_env"] = runtime_env
     try:
         if address is None:
             kwargs = {"num_cpus": usable_cpus(), "include_dashboard": False, "logging_level": logging.WARNING}
-            ray.init(**{**kwargs, **(options or {})})
+            ray.init(**{**kwargs, **options})
         else:
-            ray.init(address=address, logging_level=logging.WARNING, **(options or {}))
+            ray.init(address=address, logging_level=logging.WARNING, **options)
     except ConnectionError as e:
         raise UsageError(f"cannot reach the Ray cluster at {address}: {_brief(e)}") from None
     finally:
         if main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _last_line(e: BaseException, limit: int = 400) -> str:
+    """The last line of Ray's message, cut short: the error under its traceback (``ImportError: ...``)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _brief(e: BaseException, limit: int = 400) -> str:

@@ -19,22 +19,32 @@ run.db alone cannot tell that it lost its write-ahead log (a copy of run.db with
 run.db-wal, a damaged WAL): SQLite then quietly shows an older state. So every transaction
 bumps a counter in the database and, once committed, mirrors it into run.commits; a database
 behind its mirror is refused instead of being resumed from the older state.
+
+Opening a run never writes to it before it has been checked: SQLite, even read-only, rewrites
+run.db-shm, creates run.db-wal, and deletes the WAL of an empty run.db. So run.db and its WAL are
+first checked from their bytes, then read through a private copy; only a store that passed is
+opened in place, and only then is run.lock's holder written. A refused store is left
+byte-identical, every file of it, ready to be restored.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Type, TypeVar
 
 from ..errors import UsageError
-from .errors import StoreError, guard, store_error
-from .files import (POOL_ARRAYS, check_array_header, check_file, check_pool_file, leftover_of_creation,
-                    read_commits, release_lock, take_lock, write_commits)
-from .schema import (COMMITS_NAME, DB_NAME, FINISHED, NEW_DB, build_database, check_format, connect, loads,
-                     trial_from_row)
+from .errors import StoreError, guard, store_error, writing
+from .files import (POOL_ARRAYS, announce_lock, check_array_header, check_database_files, check_file,
+                    check_pool_file, leftover_of_creation, orphan_wal, read_commits, release_lock, take_lock,
+                    write_commits)
+from .schema import (COMMITS_NAME, DB_NAME, FINISHED, NEW_DB, WAL_NAME, build_database, check_format, connect,
+                     loads, trial_from_row)
 
 D = TypeVar("D", bound="RunDirectory")
 
@@ -63,6 +73,8 @@ class RunDirectory:
         path = Path(run_dir)
         if path.exists() and not path.is_dir():
             raise UsageError(f"{path} is a file, not a run directory; give a new directory for the run")
+        if path.is_dir() and not (path / DB_NAME).exists() and orphan_wal(path) is not None:
+            raise orphan_wal(path)
         if path.is_dir() and any(not leftover_of_creation(p.name) for p in path.iterdir()):
             raise UsageError(f"{path} is not empty and is not a jointnas run (no {DB_NAME}); "
                              "give an empty or new directory for the run")
@@ -78,6 +90,7 @@ class RunDirectory:
         held = take_lock(path) if lock else None
         try:
             path = cls.check_new_dir(path)  # another creator may have won the race before the lock
+            announce_lock(held)
             for leftover in path.glob(NEW_DB + "*"):
                 leftover.unlink()
             build_database(path / NEW_DB, config)
@@ -92,29 +105,54 @@ class RunDirectory:
     def open(cls: Type[D], run_dir, lock: bool = False) -> D:
         """An existing run. ``lock=True`` (the run's driver): take the run's lock, held until
         :meth:`close` or the process's death, and check every file of the run before returning
-        (:class:`RunInUse` / :class:`StoreError` otherwise)."""
+        (:class:`RunInUse` / :class:`StoreError` otherwise). A run refused here is left byte-identical."""
         path = Path(run_dir)
         db = path / DB_NAME
         if not db.is_file():
-            raise UsageError(f"{path} is not a jointnas run (no {DB_NAME} in it)")
+            raise orphan_wal(path) or UsageError(f"{path} is not a jointnas run (no {DB_NAME} in it)")
         held = take_lock(path) if lock else None
         try:
-            mirrored = read_commits(path)  # before the database: a commit may land in between
-            # The checks read through a read-only connection: closing it never checkpoints the WAL into
-            # run.db, so a store refused here is left exactly as it was found, for whoever restores it.
-            ro = connect(db, readonly=True)
-            try:
-                check_format(ro, db)
-                store = cls(path, ro)
-                store._check_not_rolled_back(mirrored)
-                if lock:
-                    store.verify()
-            finally:
-                ro.close()
-            store._conn, store._lock = connect(db), held
+            check_database_files(path)  # before SQLite: it would delete or skip what it cannot read
+            store = cls._checked(path, verify=lock)
+            store._conn = connect(db)  # checked: now SQLite may recover the WAL in place
+            store._lock = held
+            announce_lock(held)
         except BaseException:
-            release_lock(held)
+            release_lock(held, undo=True)  # run.lock too is left as it was found
             raise
+        return store
+
+    _COPY_TRIES = 20
+
+    @classmethod
+    def _checked(cls: Type[D], path: Path, verify: bool) -> D:
+        """The store at ``path`` checked (format, no rollback, and with ``verify`` every file) through a
+        copy of run.db and its WAL in a private directory: SQLite writes only to the copy. A copy torn
+        by a writer (the files changed while it was made) is made again; should a busy writer never
+        let it finish, the live store is read read-only instead (with a writer at work it is no store
+        to refuse)."""
+        db = path / DB_NAME
+        for _ in range(cls._COPY_TRIES):
+            mirrored = read_commits(path)  # before the database: a commit may land in between
+            with tempfile.TemporaryDirectory(prefix="jointnas-check-") as tmp:
+                seen = _signature(path)
+                copied = _copy_database(path, Path(tmp))
+                if _signature(path) != seen:
+                    time.sleep(0.05)
+                    continue
+                return cls._check(path, connect(copied, readonly=True), mirrored, verify)
+        return cls._check(path, connect(db, readonly=True), read_commits(path), verify)
+
+    @classmethod
+    def _check(cls: Type[D], path: Path, conn: sqlite3.Connection, mirrored: Optional[dict], verify: bool) -> D:
+        try:
+            check_format(conn, path / DB_NAME)
+            store = cls(path, conn)  # it names the run's files; it reads run.db through ``conn``
+            store._check_not_rolled_back(mirrored)
+            if verify:
+                store.verify()
+        finally:
+            conn.close()
         return store
 
     def _check_not_rolled_back(self, mirrored: Optional[dict]) -> None:
@@ -139,8 +177,8 @@ class RunDirectory:
         db = self.db_path
         check = guard(db, lambda: self._conn.execute("PRAGMA quick_check").fetchall())
         if check != [("ok",)]:
-            raise StoreError(f"{db} is damaged ({check[0][0][:120]}); restore the run directory from a copy, "
-                             "or start a new run")
+            found = " ".join(check[0][0].split())[:120]
+            raise StoreError(f"{db} is damaged ({found}); restore the run directory from a copy, or start a new run")
         for r in self._select("SELECT key, value FROM meta"):
             loads(r["value"], db, f"meta {r['key']!r}")
         for row in self._select("SELECT * FROM trials"):
@@ -213,3 +251,28 @@ class RunDirectory:
     def set_meta(self, key: str, value: Any) -> None:
         with self._write() as c:
             c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
+
+
+def _signature(path: Path) -> tuple:
+    """What changes when a writer touches run.db or its WAL."""
+    out = []
+    for name in (DB_NAME, WAL_NAME):
+        try:
+            st = os.stat(path / name)
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
+def _copy_database(path: Path, dest: Path) -> Path:
+    """run.db and its WAL copied into ``dest`` (not run.db-shm: SQLite rebuilds it from the WAL)."""
+    for name in (DB_NAME, WAL_NAME):
+        try:
+            with writing(dest / name):
+                shutil.copyfile(path / name, dest / name)
+        except FileNotFoundError:
+            if name == DB_NAME:
+                raise StoreError(f"{path / DB_NAME} went missing while it was being opened; restore the run "
+                                 "directory from a copy, or start a new run") from None
+    return dest / DB_NAME

@@ -66,3 +66,6 @@ def guard(db: Path, fn, *args):
         raise
     except sqlite3.DatabaseError as e:
         raise store_error(db, e) from None
+    except UnicodeDecodeError:  # a text column's bytes (see schema.connect's text factory)
+        raise StoreError(f"{db} is damaged (a stored text is not UTF-8); restore the run directory from a copy, "
+                         "or start a new run") from None

@@ -8,7 +8,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from ..errors import UsageError
 from ..space import Candidate
@@ -16,6 +16,7 @@ from ..trial import STATUSES as TRIAL_STATUSES, measured_score, score_at
 from .errors import StoreError, guard
 
 DB_NAME = "run.db"
+WAL_NAME = DB_NAME + "-wal"  # SQLite's write-ahead log of run.db (and run.db-shm, its index)
 COMMITS_NAME = "run.commits"
 LOCK_NAME = "run.lock"
 NEW_DB = ".run.db.new"  # a database being created, renamed to DB_NAME once complete
@@ -100,13 +101,24 @@ class Trial:
         return measured_score(self.status, self.curve, epoch, diverged_score)
 
 
+def _text(data: bytes) -> str:
+    """A stored text as str; bytes that are not UTF-8 (a damaged page) raise UnicodeDecodeError,
+    which :func:`~jointnas.store.errors.guard` turns into a StoreError line."""
+    return data.decode("utf-8")
+
+
 def connect(db: Path, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to ``db``. ``readonly``: SQLite's mode=ro, which still writes run.db-shm and may
+    create or delete run.db-wal: use it on a private copy (see RunDirectory.open) or a live store."""
     # isolation_level=None: transactions are explicit (see RunStore._write); timeout waits for other writers.
     if readonly:
-        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(db))}?mode=ro", uri=True, timeout=60, isolation_level=None)
+        conn = guard(db, lambda: sqlite3.connect(f"file:{urllib.parse.quote(str(db))}?mode=ro", uri=True, timeout=60,
+                                                 isolation_level=None))
+        conn.text_factory = _text
         conn.execute("PRAGMA busy_timeout=60000")
         return conn
     conn = guard(db, lambda: sqlite3.connect(str(db), timeout=60, isolation_level=None))
+    conn.text_factory = _text
     guard(db, conn.execute, "PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=60000")
@@ -128,7 +140,31 @@ def build_database(db: Path, config: dict) -> None:
     conn.close()
 
 
+_COLUMNS: Dict[str, List[str]] = {}
+
+
+def _columns() -> Dict[str, List[str]]:
+    """Each table of SCHEMA with its column names, in order."""
+    if not _COLUMNS:
+        conn = sqlite3.connect(":memory:")
+        conn.executescript(SCHEMA)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name "
+                                             "NOT LIKE 'sqlite_%' ORDER BY name")]
+        _COLUMNS.update({t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables})
+        conn.close()
+    return _COLUMNS
+
+
 def check_format(conn: sqlite3.Connection, db: Path) -> None:
+    """``db`` (read through ``conn``) is a jointnas run database of this jointnas's format."""
+    for table, columns in _columns().items():
+        found = [r[1] for r in guard(db, lambda: conn.execute(f"PRAGMA table_info({table})").fetchall())]
+        if not found:
+            raise StoreError(f"{db} is a SQLite database but not a jointnas run's (it has no table {table}); "
+                             "restore the run directory from a copy, or start a new run")
+        if found != columns:
+            raise StoreError(f"{db} is damaged (its table {table} has the columns {', '.join(found)[:120]}, not "
+                             "jointnas's); restore the run directory from a copy, or start a new run")
     row = guard(db, lambda: conn.execute("SELECT value FROM meta WHERE key='format'").fetchone())
     if row is None or loads(row[0], db, "meta") != FORMAT:
         raise UsageError(f"{db} has store format {row and loads(row[0], db, 'meta')!r}; this jointnas "

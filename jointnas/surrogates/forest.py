@@ -5,7 +5,7 @@
 the family's deployable model two more input features (standardised on the pool), which trees
 can split on directly. That is where proxies carry signal (NAS-Bench-201: accuracy rises with
 the number of conv edges); with ``proxies=False`` they are left out. The checkpoint stores the
-fitted trees as plain arrays (``kind="forest"``), loaded with ``torch.load(weights_only=True)``
+fitted trees as plain arrays (``kind="forest"``), read as plain data by :mod:`jointnas.surrogates.tensorfile`
 and scored by a vectorised traversal: no pickled scikit-learn object is ever read.
 """
 from __future__ import annotations

@@ -11,31 +11,75 @@ import numpy as np
 
 from ..errors import UsageError
 from ..space import Candidate
-from ..trial import measured_score
+from ..trial import STATUSES, measured_score
 from .base import PredictorError, Surrogate
 
 
+class PriorPairsError(UsageError):
+    """A pair table that cannot be used; ``problem`` says what is wrong, the message adds what to do."""
+
+    def __init__(self, problem: str):
+        super().__init__(f"{problem}; give a JSON-lines file of pairs of this space, or none")
+        self.problem = problem
+
+
 def read_prior_rows(path, space) -> List[Tuple[object, str, list]]:
-    """(candidate, status, curve) of each row of a pair table (rows: candidate, status, curve);
-    rows of another space, or whose candidate the space refuses, are skipped."""
+    """(candidate, status, curve) of each row of a pair table: JSON lines, each an object with a
+    ``candidate`` (arch, recipe, optionally space) of ``space``, a ``status`` and a ``curve`` (one
+    mapping per epoch with a ``score`` or ``val_acc``). The whole file is read and checked: a
+    missing or unreadable file, one that is not UTF-8 text, a line that is not such a pair, or a
+    candidate of another space is a :class:`PriorPairsError` naming the file and line."""
+    where = f"the earlier pairs {path}"
     try:
-        lines = Path(path).read_text().splitlines()
+        text = Path(path).read_bytes().decode("utf-8")
+    except IsADirectoryError:
+        raise PriorPairsError(f"{where} is a directory") from None
     except OSError as e:
-        raise UsageError(f"cannot read the earlier pairs {path}: {e.strerror or e}") from None
-    rows = []
-    for line in lines:
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        cand = Candidate.from_dict(row["candidate"])
-        if row["candidate"].get("space") not in (None, space.name):
-            continue
-        try:
-            space.validate(cand.arch, cand.recipe)
-        except Exception:  # noqa: BLE001 - a row from another version of the space
-            continue
-        rows.append((cand, row.get("status", "failed"), row.get("curve") or []))
+        raise PriorPairsError(f"cannot read {where}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise PriorPairsError(f"{where} is not UTF-8 text (byte {e.start} is not)") from None
+    rows = [_row(line, space, f"{where}, line {n}") for n, line in enumerate(text.splitlines(), start=1)
+            if line.strip()]
+    if not rows:
+        raise PriorPairsError(f"{where} holds no pairs")
     return rows
+
+
+def _row(line: str, space, where: str) -> Tuple[object, str, list]:
+    try:
+        row = json.loads(line)
+    except ValueError as e:
+        raise PriorPairsError(f"{where} is not JSON ({e})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("candidate"), dict):
+        raise PriorPairsError(f"{where} is not a pair (an object with a 'candidate' object, a 'status', a 'curve')")
+    named = row["candidate"].get("space")
+    if named not in (None, "", space.name):
+        raise PriorPairsError(f"{where} is a candidate of space {named!r}, not {space.name!r}")
+    try:
+        cand = Candidate.from_dict(row["candidate"])
+        space.validate(cand.arch, cand.recipe)
+    except (ValueError, TypeError) as e:  # SpaceError is a ValueError
+        raise PriorPairsError(f"{where} is not a candidate of space {space.name} ({e})") from None
+    status, curve = row.get("status", "failed"), row.get("curve") or []
+    if status not in STATUSES:
+        raise PriorPairsError(f"{where}: status {status!r} is none of {', '.join(STATUSES)}")
+    if not isinstance(curve, list) or not all(_is_epoch(e) for e in curve):
+        raise PriorPairsError(f"{where}: its 'curve' is not a list of epochs, each an object with a numeric "
+                              "'score' or 'val_acc'")
+    return cand, status, curve
+
+
+def _is_epoch(entry) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    score = entry.get("score", entry.get("val_acc"))
+    return isinstance(score, (int, float)) and not isinstance(score, bool)
+
+
+def check_prior_pairs(path, space) -> int:
+    """How many pairs the table at ``path`` holds for ``space``; a :class:`PriorPairsError` (see
+    :func:`read_prior_rows`) when it cannot be used. Call it before any work that will use it."""
+    return len(read_prior_rows(path, space))
 
 
 def load_prior_pairs(path, space, epoch: int, diverged_score: Optional[float],
