@@ -59,7 +59,7 @@ def small_arch(space):
 def run(arch, space, task, **recipe):
     full = dict(BASE, momentum=0.9, batch_size=32, cutout=0, grad_clip=0.0)
     full.update(recipe)
-    return train(Candidate(dict(arch), full), task, space=space, epochs=1, device="cpu")
+    return train(Candidate(dict(arch), full), task, space=load_space(space), epochs=1, device="cpu")
 
 
 class StepSpy:
@@ -124,7 +124,7 @@ def test_recipe_batch_size_sets_the_steps_per_epoch(small_arch, rich_space, tiny
     for bs in (16, 32, 64):
         spy.norms.clear()
         result = train(Candidate(dict(small_arch), dict(BASE, momentum=0.9, batch_size=bs, cutout=0, grad_clip=0.0)),
-                       tiny, space=rich_space, epochs=1, batch_size=8)  # the recipe wins over the argument
+                       tiny, space=load_space(rich_space), epochs=1, batch_size=8)  # the recipe wins over the argument
         assert result.status == "done" and len(spy.norms) == len(tiny.train) // bs
 
 
@@ -215,9 +215,9 @@ def test_a_space_with_only_the_required_keys_trains_the_schedule_it_is_given(tmp
     lrs = []
     real = trainer.lr_at
     monkeypatch.setattr(trainer, "lr_at", lambda *a: lrs.append(a[3]) or real(*a))
-    result = train(Candidate(dict(small_arch), dict(optimizer="adam", lr=0.003)), tiny, space=space, epochs=2)
+    result = train(Candidate(dict(small_arch), dict(optimizer="adam", lr=0.003)), tiny, space=load_space(space), epochs=2)
     assert result.status == "done" and len(result.curve) == 2
     assert set(lrs) == {2}  # no epochs in the recipe: the schedule is the two epochs asked for
     with pytest.raises(UsageError, match="no epochs"):
-        train(Candidate(dict(small_arch), dict(optimizer="adam", lr=0.003)), tiny, space=space)
+        train(Candidate(dict(small_arch), dict(optimizer="adam", lr=0.003)), tiny, space=load_space(space))
     assert RECIPE_KEYS >= set(NEW_DIMS) | {"optimizer", "lr", "epochs", "weight_decay", "ema"}

@@ -297,6 +297,7 @@ def lost_workers(tmp_path_factory, tiny):
     proc = start_driver(run, tiny, log, argv)
     wait_for(run, lambda s: bool(s.trials("running")), proc)
     (worker,) = worker_pids(proc.pid)
+    trial_taken(worker, proc)  # a worker killed before it takes its trial costs that trial nothing
     os.kill(worker, signal.SIGKILL)
     assert proc.wait(600) == 0, log.read_text()
     return {"run": run, "argv": argv, "log": log.read_text()}

@@ -364,15 +364,16 @@ def run(args):
         settings = {k: v for k, v in {**DEFAULTS, **requested}.items() if k in CoarseConfig.__dataclass_fields__
                     and k != "space"}
         if settings.get("threads") is None and args.executor == "local":
-            from ..execution.local import DEFAULT_THREADS
-
+            from ..execution.local import DEFAULT_THREADS  # not at import: --help loads no executor
             settings["threads"] = DEFAULT_THREADS
         elif settings.get("threads") is None and args.executor == "ray":  # stored, as a local run's are
-            from ..execution.ray import trial_threads
-
+            from ..execution.ray import trial_threads  # ray's module: only for a Ray run
             settings["threads"] = trial_threads(args.cpus_per_trial or 1.0)
         run_dir = args.run or Path("runs") / time.strftime("coarse-%Y%m%d-%H%M%S")
-        check_writable_dir(run_dir, "--run: cannot make a run directory at")
+        try:
+            check_writable_dir(run_dir, "--run")
+        except UsageError as e:
+            raise UsageError(f"cannot make a run directory: {e}") from None
         _check_iterations(settings["iterations"], settings["batch"], settings["pool"])
         settings["prior_pairs"] = _prior_pairs(args, space, requested)
         settings["final"] = not args.no_result
