@@ -153,6 +153,8 @@ def test_train_save_in_proc_is_refused_before_training(capsys, monkeypatch):
     (["fine", "--run", "RUN", "--out", "/proc/fine.json"], "--out /proc/fine.json"),
     (["fine", "--run", "RUN", "--export", "/proc/chosen"], "--export /proc/chosen"),
     (["report", "RUN", "--out", "/proc/report.html"], "/proc/report.html"),
+    (["autotrain", "--arch", "FBNetV3_A", "--run", "/proc/jointnas-autotrain", "--no-progress"],
+     "--run /proc/jointnas-autotrain"),
 ])
 def test_an_output_path_where_nothing_can_be_made_is_refused_before_any_work(capsys, toy, argv, flag):
     made, run, pairs = toy

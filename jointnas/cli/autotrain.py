@@ -16,6 +16,7 @@ from ..errors import UsageError
 from ..evaluation.train import TrainEvaluator
 from ..families.torchvision import TorchvisionFamily, classification_models
 from ..fine.problem import SearchSettings
+from ..io import check_writable_dir
 from . import fraction, int_at_least, non_negative
 from .coarse import _check_device, _executor, _interrupt
 
@@ -140,6 +141,7 @@ def run(args):
                               patience=10, risk=args.risk if args.risk is not None else d["risk"],
                               init_best=8, top_k=3, seed=config.seed)
     run_dir = args.run or Path("runs") / time.strftime("autotrain-%Y%m%d-%H%M%S")
+    check_writable_dir(run_dir, "--run")  # before the line that names it, and before any work
     # logs on stderr: stdout is the result alone (the recipe YAML, or --json), fit for a pipe
     progress = Progress(bars=not args.no_progress, log=_log)
     print(f"autotrain {space.name} on {evaluator.data}: run {run_dir} (continue it with --run {run_dir})",
