@@ -274,8 +274,17 @@ def read_space_file(path: Path) -> SearchSpace:
     except SpaceError as e:
         raise SpaceError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise SpaceError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise SpaceError(f"{path}: not valid YAML{_yaml_where(e)}") from None
     return space_from_dict(doc, str(path))
+
+
+def _yaml_where(e: yaml.YAMLError) -> str:
+    """' at line L, column C: what the parser found (while parsing ...)', as far as the error says."""
+    if not isinstance(e, yaml.MarkedYAMLError) or e.problem_mark is None or e.problem is None:
+        return f": {str(e).splitlines()[0]}"
+    mark = e.problem_mark
+    return (f" at line {mark.line + 1}, column {mark.column + 1}: {e.problem}"
+            + (f" ({e.context})" if e.context else ""))
 
 
 def load_space(name_or_path: Union[str, Path, SearchSpace]) -> SearchSpace:

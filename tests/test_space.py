@@ -80,6 +80,13 @@ def test_invalid_yaml_is_one_clear_error(tmp_path):
         load_space(p)
 
 
+def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
+    p = _write(tmp_path, "name: s\narch:\n  depth: {type: int, low: 1\n  width: {type: int, low: 1, high: 4}\n")
+    with pytest.raises(SpaceError, match=r"bad\.yaml: not valid YAML at line 4, column 8: .*expected ',' or '}'.* "
+                                         r"\(while parsing a flow mapping\)$"):  # libyaml's words or PyYAML's
+        load_space(p)
+
+
 def test_yaml_is_loaded_safely(tmp_path):
     p = _write(tmp_path, "name: !!python/object/apply:os.system ['echo hacked']\narch: {}\nrecipe: {}\n")
     with pytest.raises(SpaceError):
