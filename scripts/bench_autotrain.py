@@ -83,7 +83,6 @@ def space_for(model: str, args):
 
 
 def evaluator_for(args):
-    from jointnas.evaluation.base import TrialRequest
     from jointnas.evaluation.train import TrainEvaluator
 
     class SubsetEvaluator(TrainEvaluator):
@@ -141,6 +140,7 @@ def jointnas_recipe(model: str, args):
 def tpe_recipe(model: str, args):
     import optuna
 
+    from jointnas.evaluation.base import TrialRequest
     from jointnas.space import Candidate
 
     space, evaluator = space_for(model, args), evaluator_for(args)
