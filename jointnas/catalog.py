@@ -154,10 +154,9 @@ def register_family(name: str, factory: Entry) -> None:
 
 # ---------------------------------------------------------------------- space files
 def spaces_dir() -> Path:
-    here = Path(__file__).resolve().parent.parent / "spaces"
-    if here.is_dir():
-        return here
-    return Path(sys.prefix) / "share" / "jointnas" / "spaces"
+    from .shipped import folder
+
+    return folder("spaces")
 
 
 def available_spaces() -> List[str]:
