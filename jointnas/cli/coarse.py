@@ -14,6 +14,7 @@ from ..coarse.config import CoarseConfig
 from ..errors import UsageError
 from ..execution.base import ExecutorSettings
 from ..io import FLOPS_NOTE, check_writable_dir
+from ..shipped import folder
 from ..surrogates.prior import PriorPairsError, check_prior_pairs
 from . import fraction, in_range, int_at_least, non_negative, positive
 
@@ -129,7 +130,7 @@ def register(sub):
     p.add_argument("--prior-pairs", metavar="FILE", help="JSONL of pairs trained before on this space and data, "
                    "always added to the predictor's training set (a warm start), read whole before any training; "
                    "'none' for none; a resume may change it (default: the shipped "
-                   f"{SHIPPED_PAIRS.name} for --space fbnetv3 --data digits, else none; on a resume: the run's)")
+                   f"{SHIPPED_PAIRS} for --space fbnetv3 --data digits, else none; on a resume: the run's)")
     p.add_argument("--baseline", metavar="PRESET", help="the space's preset trained (default recipe, same epochs) "
                    "beside the winner at the end (default: the space's first, FBNetV3_A in fbnetv3)")
     p.add_argument("--no-result", action="store_true", help="end without training the winner again at full "
@@ -139,16 +140,21 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-SHIPPED_PAIRS = Path(__file__).resolve().parents[2] / "data" / "fbnetv3_digits_pairs.jsonl"
+SHIPPED_PAIRS = "fbnetv3_digits_pairs.jsonl"  # in the shipped data folder (jointnas.shipped)
 
 
 def _prior_pairs(args, space, requested: dict):
-    """A new run's earlier pairs: the flag's (checked), else the shipped ones for their space and task."""
+    """A new run's earlier pairs: the flag's (checked), else the shipped ones for their space and task
+    (a refusal when this install lacks them: a run without its warm start is a different run)."""
     if args.prior_pairs:
         return _checked_pairs(args.prior_pairs, space)
     if (space.name == "fbnetv3" and requested.get("data", DEFAULTS["data"]) == "digits" and "objective" not in
-            requested and "train_subset" not in requested and SHIPPED_PAIRS.exists()):
-        return str(SHIPPED_PAIRS)
+            requested and "train_subset" not in requested):
+        path = folder("data") / SHIPPED_PAIRS
+        if not path.is_file():
+            raise UsageError(f"the shipped warm-start pairs {path} are missing from this jointnas install; "
+                             "reinstall jointnas, or pass --prior-pairs none to search without them")
+        return str(path)
     return None
 
 

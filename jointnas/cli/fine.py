@@ -7,10 +7,10 @@ import math
 import sys
 import textwrap
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ..budget import Budget, parse_flops, parse_params
-from ..catalog import STRATEGIES, load_scorer, load_space, make_strategy, spaces_dir
+from ..catalog import STRATEGIES, load_scorer, load_space, make_strategy
 from ..coarse.config import run_space
 from ..coarse.ranking import ranked_in
 from ..errors import UsageError
@@ -18,6 +18,7 @@ from ..export import check_onnx, export_candidates
 from ..fine import search
 from ..fine.problem import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
 from ..io import FLOPS_NOTE as FLOPS_HELP, check_writable_dir, check_writable_file
+from ..shipped import folder
 from . import in_range
 
 
@@ -38,7 +39,7 @@ def register(sub):
             "clones: pairwise at least --min-distance apart; predicted scores within 0.0001 tie and go to the "
             "lower spread, then fewer FLOPs.", 100),
         epilog="examples:\n"
-        "  jointnas fine --budget 600MFLOPs                      # latest run under runs/, or the shipped predictor\n"
+        "  jointnas fine --budget 600MFLOPs                      # the only run in runs/, else the shipped predictor\n"
         "  jointnas fine --run runs/coarse-X --budget 0.4GFLOPs --max-params 8M --export chosen/\n"
         "  jointnas fine --predictor predictors/fbnetv3-digits.pt --budget 6e8 --risk 1 --json\n"
         "  jointnas train --candidate chosen/rank1-<key>/candidate.json --data digits")
@@ -50,8 +51,8 @@ def register(sub):
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", type=Path, metavar="DIR", help="a coarse run: its latest iteration's checkpoint "
                      "(DIR/predictors/iter<k>.pt, not its predictor.pt copy) scores, its best measured candidates "
-                     "seed the population, the result is saved in it (default: the latest run under runs/, or the "
-                     "shipped predictor when there is none)")
+                     "seed the population, the result is saved in it (default: the only run under runs/; with none or "
+                     "several, the shipped predictor of --space, and fine says which it used)")
     src.add_argument("--predictor", type=Path, metavar="FILE.pt", help="a predictor checkpoint instead of a run "
                      "(e.g. the shipped predictors/fbnetv3-digits.pt)")
     p.add_argument("--space", help="space of --predictor (default: the one it was trained on)")
@@ -102,24 +103,20 @@ def register(sub):
 
 
 # --------------------------------------------------------------------------- inputs
-def latest_run(root: Path = Path("runs")) -> Optional[Path]:
-    """The run under ``root`` whose store was written last, or None."""
+def runs_under(root: Path = Path("runs")) -> List[Path]:
+    """The run directories directly under ``root``, by name."""
     if not root.is_dir():
-        return None
-    from ..store import DB_NAME, RunStore  # the run store: `jointnas fine --predictor` starts without it
+        return []
+    from ..store import RunStore  # the run store: `jointnas fine --predictor` starts without it
 
-    runs = [d for d in root.iterdir() if d.is_dir() and RunStore.is_run(d)]
-    return max(runs, key=lambda d: ((d / DB_NAME).stat().st_mtime, d.name)) if runs else None
+    return sorted((d for d in root.iterdir() if d.is_dir() and RunStore.is_run(d)), key=lambda d: d.name)
 
 
 def shipped_predictor(space_name: str) -> Optional[Path]:
-    """The predictor shipped for ``space_name`` (repository checkout first, then the installed copy)."""
-    for folder in (spaces_dir().parent / "predictors", Path(sys.prefix) / "share" / "jointnas" / "predictors"):
-        found = sorted(folder.glob(f"{space_name}-*.pt"))
-        if found:
-            preferred = [f for f in found if f.name == f"{space_name}-digits.pt"]
-            return (preferred or found)[0]
-    return None
+    """The predictor shipped for ``space_name`` (``predictors/<space>-digits.pt`` first), or None."""
+    found = sorted(folder("predictors").glob(f"{space_name}-*.pt"))
+    preferred = [f for f in found if f.name == f"{space_name}-digits.pt"]
+    return (preferred or found or [None])[0]
 
 
 def _measured_seeds(store) -> list:
@@ -136,17 +133,13 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
                              "'jointnas coarse' (RUN/predictors/iter<k>.pt) or a shipped one (predictors/*.pt)")
         predictor = load_scorer(args.predictor, space=args.space)
         return predictor, predictor.space, [], {"predictor": str(args.predictor)}, None
-    run_dir = args.run if args.run is not None else latest_run()
+    run_dir, why = args.run, ""
     if run_dir is None:
-        space_name = args.space or "fbnetv3"
-        path = shipped_predictor(space_name)
-        if path is None:
-            raise UsageError(f"no run under runs/ and no shipped predictor for space {space_name}; run "
-                             "'jointnas coarse' first, or pass --run DIR or --predictor FILE.pt")
-        sys.stderr.write(f"no run under runs/: scoring with the shipped predictor {path}\n")
-        predictor = load_scorer(path, space=args.space)
-        return predictor, predictor.space, [], {"predictor": str(path)}, None
-    from ..store import RunStore  # see latest_run
+        runs = runs_under()
+        if len(runs) != 1:
+            return _shipped_inputs(args, runs)
+        run_dir, why = runs[0], "the only run under runs/; "
+    from ..store import RunStore  # see runs_under
 
     store = RunStore.open(run_dir)
     path = store.predictor_path()
@@ -161,10 +154,29 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
                          "or pass --predictor")
     iteration = max(p["iteration"] for p in store.predictors() if p["path"] == str(path))
     # Said in one line: the iteration checkpoint is what scores; the run's predictor.pt copy is never read.
-    sys.stderr.write(f"scoring with {path}: run {run_dir}'s iteration {iteration} checkpoint, its latest "
-                     "(the run's predictor.pt copy is not read)\n")
+    sys.stderr.write(f"scoring with {path}: run {run_dir}'s iteration {iteration} checkpoint, its latest ({why}"
+                     "the run's predictor.pt copy is not read)\n")
     predictor = load_scorer(path, space=space)
     return predictor, space, _measured_seeds(store), {"run": str(run_dir), "predictor": str(path)}, store
+
+
+def _shipped_inputs(args, runs: List[Path]) -> Tuple[object, object, list, dict, None]:
+    """No --run and not exactly one run under runs/: the shipped predictor of the space (loaded
+    first, so that a broken --space file reports its own error), said in one line."""
+    space = load_space(args.space or "fbnetv3")
+    path = shipped_predictor(space.name)
+    named = ", ".join(str(r) for r in runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+    if path is None:
+        where = f"{len(runs)} runs under runs/ ({named})" if runs else "no run under runs/"
+        raise UsageError(f"{where} and no shipped predictor for space {space.name}; pass --run DIR or "
+                         "--predictor FILE.pt" + ("" if runs else ", or run 'jointnas coarse' first"))
+    if runs:
+        sys.stderr.write(f"scoring with the shipped predictor {path}: {len(runs)} runs under runs/ ({named}) "
+                         "and none chosen; pass --run DIR to score with one of them\n")
+    else:
+        sys.stderr.write(f"no run under runs/: scoring with the shipped predictor {path}\n")
+    predictor = load_scorer(path, space=space)
+    return predictor, predictor.space, [], {"predictor": str(path)}, None
 
 
 # --------------------------------------------------------------------------- output paths

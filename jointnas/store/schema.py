@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .. import __version__
 from ..errors import UsageError
 from ..space import Candidate
 from ..trial import STATUSES as TRIAL_STATUSES, measured_score, score_at
@@ -133,7 +134,8 @@ def build_database(db: Path, config: dict) -> None:
     for stmt in SCHEMA.strip().split(";"):
         if stmt.strip():
             conn.execute(stmt)
-    for key, value in (("format", FORMAT), ("created", time.time()), ("commits", 0)):
+    for key, value in (("format", FORMAT), ("created", time.time()), ("commits", 0),
+                       ("jointnas_version", __version__)):
         conn.execute("INSERT INTO meta VALUES (?, ?)", (key, json.dumps(value)))
     conn.execute("INSERT INTO meta VALUES ('config', ?)", (json.dumps(config, sort_keys=True),))
     conn.execute("COMMIT")

@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from .. import __version__
 from ..errors import UsageError
 from ..io import replacing
 from ..space import SearchSpace
@@ -24,7 +25,7 @@ from .tensorfile import TORCH_DTYPE_NAMES, Refused, TensorFileError, load
 
 FORMAT = "jointnas-predictor"
 FORMAT_VERSION = 1
-ENVELOPE = ("format", "format_version", "kind", "space", "checksum")   # keys a state() may not use
+ENVELOPE = ("format", "format_version", "kind", "space", "jointnas_version", "checksum")  # keys a state() may not use
 LEGACY_KIND = "mlp"   # what a file of this format that names no kind holds
 
 
@@ -106,7 +107,8 @@ def write(path, kind: str, space: SearchSpace, state: dict, error=UsageError) ->
     clash = sorted(set(state) & set(ENVELOPE))
     if clash:
         raise error(f"a surrogate's state() may not use the checkpoint's own key(s) {', '.join(clash)}")
-    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "space": space_record(space)}
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "space": space_record(space),
+            "jointnas_version": __version__}
     data.update(_storable(dict(state), "state", error, torch))
     data["checksum"] = checksum(data)
     path = Path(path)
@@ -165,6 +167,12 @@ class Checkpoint:
         if self.data.get("format") == FORMAT:
             return LEGACY_KIND
         raise UsageError(f"{self.path} is a torch file but not a jointnas surrogate checkpoint (it names no kind)")
+
+    @property
+    def jointnas_version(self) -> Optional[str]:
+        """The jointnas version that wrote the file; None for a file written before versions were recorded."""
+        version = self.data.get("jointnas_version")
+        return None if version is None else str(version)
 
     @property
     def space_name(self) -> Optional[str]:
