@@ -1,8 +1,9 @@
-"""The wheel is self-contained (issue 26, item 1): built from a copy of the source tree, installed
-outside it (``pip install --target``, the ``--user`` scheme, editable), and used from another
-directory where the source tree is not importable, it finds the ``fbnetv3`` space, the shipped
-predictor, the coarse warm-start pairs and every file of the source tree's spaces/, predictors/,
-recipes/ and data/ folders (each folder's top-level files: new recipes are covered as they come)."""
+"""The wheel is self-contained (issue 26, item 1): built from a copy of the source tree (through its
+sdist), installed outside it (``pip install --target``, the ``--user`` scheme, editable) and used
+from another directory where the source tree is not importable, it finds the ``fbnetv3`` space,
+the shipped predictor, the coarse warm-start pairs and every file of the source tree's spaces/,
+predictors/, recipes/ and data/ folders (each folder's top-level files: new recipes are covered as
+they come). Runs and predictor checkpoints record the jointnas version."""
 import json
 import os
 import shutil
@@ -71,9 +72,16 @@ def source(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def built(source, tmp_path_factory):
-    """(the wheel, pip's verbose build output)."""
+    """(the wheel, the build's output). Built as `python -m build` does: an sdist first, the wheel from
+    it, so that a file the sdist leaves out is missing from the wheel too."""
     dist = tmp_path_factory.mktemp("dist")
-    log = _pip("wheel", "-v", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist), str(source))
+    proc = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                           "build_meta.build_sdist(sys.argv[1])", str(dist)], capture_output=True, text=True,
+                          cwd=source, env=_clean_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sdist = next(dist.glob("jointnas-*.tar.gz"))
+    log = proc.stdout + proc.stderr + _pip("wheel", "-v", "--no-deps", "--no-build-isolation", "--no-index",
+                                           "-w", str(dist), str(sdist))
     wheels = list(dist.glob("jointnas-*.whl"))
     assert len(wheels) == 1, log[-3000:]
     return wheels[0], log
