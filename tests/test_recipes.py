@@ -69,6 +69,23 @@ def test_a_partial_recipe_file_takes_the_spaces_default_for_the_rest(tmp_path, s
     assert recipe == dict(space.default_recipe(), optimizer="adamw", lr=0.003)
 
 
+def test_a_key_the_space_lacks_is_accepted_when_the_trainer_uses_that_value_without_it(tmp_path, space):
+    recipe = load_recipe(_recipe_file(tmp_path, {"lr": 0.02, "momentum": 0.9, "grad_clip": 0, "cutout": 0}), space)
+    assert recipe == dict(space.default_recipe(), lr=0.02)
+    with pytest.raises(RecipeError, match="recipe.grad_clip=1.0: space fbnetv3 has no grad_clip dimension"):
+        load_recipe(_recipe_file(tmp_path, {"lr": 0.02, "grad_clip": 1.0}), space)
+
+
+def test_in_a_space_that_holds_the_schedule_the_files_epochs_is_the_schedule_and_is_checked(tmp_path, space):
+    from jointnas.autotrain import fixed_arch_space
+
+    held = fixed_arch_space(space, space.family, arch=space.presets["FBNetV3_A"]["arch"], epochs=3)
+    path = _recipe_file(tmp_path, {"lr": 0.02, "epochs": 5})
+    assert load_recipe(path, held) == dict(held.default_recipe(), lr=0.02) and read_recipe(path).epochs == 5
+    with pytest.raises(RecipeError, match="recipe.epochs=0: a schedule is a whole number of epochs"):
+        load_recipe(_recipe_file(tmp_path, {"lr": 0.02, "epochs": 0}), held)
+
+
 def test_an_unknown_recipe_name_is_refused_listing_the_shipped_ones(refused):
     err = refused(["train", "--preset", "FBNetV3_A", "--recipe", "torchvison-reference"], "unknown recipe")
     assert "fbnetv3-default" in err and "torchvision-reference" in err

@@ -60,11 +60,17 @@ class RecipeFile:
         for key, value in self.values.items():
             if key in space.recipe:
                 out[key] = self._checked(key, value, space.recipe[key], space.name)
-            elif not _honoured_without(key, value, space):
+            elif key == "epochs":  # the space holds the schedule outside the recipe: the caller's to use
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise RecipeError(f"{self.where}: recipe.epochs={value!r}: a schedule is a whole number of "
+                                      "epochs, at least 1")
+            elif not _honoured_without(key, value):
                 if key in RECIPE_KEYS:
+                    default = RECIPE_DEFAULTS.get(key)
+                    used = "the task's batch size" if key == "batch_size" else repr(default)
                     raise RecipeError(f"{self.where}: recipe.{key}={value!r}: space {space.name} has no {key} "
-                                      f"dimension, so training in it would use {RECIPE_DEFAULTS.get(key)!r}; use a "
-                                      f"space that has one, or drop the key")
+                                      f"dimension, so training in it would use {used}; use a space that has one, "
+                                      "or drop the key")
                 raise RecipeError(f"{self.where}: recipe.{key}: unknown key; space {space.name}'s recipe has "
                                   f"{', '.join(space.recipe) or 'no dimensions'}")
         return out
@@ -74,8 +80,8 @@ class RecipeFile:
         if not _type_fits(value, dim):
             raise RecipeError(f"{where}: not a value of its dimension in space {space_name} ({dim.describe()})")
         value = float(value) if isinstance(dim, FloatDim) else value
-        if dim.contains(value):
-            return value
+        if dim.contains(value):  # a categorical's value as the space spells it (1 -> 1.0 among floats)
+            return next((c for c in dim.choices if c == value), value) if isinstance(dim, CategoricalDim) else value
         if key not in self.outside:
             raise RecipeError(f"{where}: outside space {space_name}'s range ({dim.describe()}); list {key} under "
                               "'outside:' in the file to train it anyway")
@@ -94,11 +100,13 @@ class RecipeFile:
         return doc
 
 
-def _honoured_without(key: str, value, space) -> bool:
-    """Whether training in ``space``, which has no ``key`` dimension, does what ``key: value`` says."""
-    if key == "epochs":
-        return True
-    return key in RECIPE_DEFAULTS and type(value) is type(RECIPE_DEFAULTS[key]) and value == RECIPE_DEFAULTS[key]
+def _honoured_without(key: str, value) -> bool:
+    """Whether training in a space without a ``key`` dimension does what ``key: value`` says: the value
+    is the one the trainer uses then (a number equal to it, or the same true/false)."""
+    if key not in RECIPE_DEFAULTS:
+        return False
+    default = RECIPE_DEFAULTS[key]
+    return value == default and isinstance(value, bool) == isinstance(default, bool)
 
 
 def _type_fits(value, dim: Dimension) -> bool:
