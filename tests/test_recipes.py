@@ -13,9 +13,13 @@ from jointnas.errors import RecipeError
 
 @pytest.fixture(scope="module")
 def cheap_candidate(space, tmp_path_factory):
-    """A candidate JSON file of the cheapest fbnetv3 arch."""
+    """A candidate JSON file of the cheapest fbnetv3 arch, with a prediction made on 48 digits."""
+    from jointnas.coarse.target import Target
+    from jointnas.space import Candidate
+
     path = tmp_path_factory.mktemp("cand") / "candidate.json"
-    path.write_text(space.candidate(cheapest_arch(space), space.default_recipe()).to_json())
+    meta = {"predicted_acc": 0.5, "target": Target("digits", train_subset=48, seed=3).to_dict()}
+    path.write_text(Candidate(cheapest_arch(space), space.default_recipe(), space="fbnetv3", meta=meta).to_json())
     return path
 
 
@@ -55,9 +59,11 @@ def test_torchvision_reference_gives_torchvisions_optimizer_and_schedule_length(
 # --------------------------------------------------------------------------- train --recipe
 def test_train_with_a_shipped_recipe_trains_what_the_file_says(cheap_candidate, capsys):
     assert main(["train", "--candidate", str(cheap_candidate), "--recipe", "torchvision-reference",
-                 "--train-subset", "48", "--epochs", "1", "--json"]) == 0
+                 "--epochs", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "done" and out["epochs_run"] == 1  # --epochs still stops the 90-epoch schedule
+    # the prediction was for the candidate's own recipe: not compared; its data, subset and seed stay the defaults
+    assert "honest_check" not in out and (out["train_subset"], out["seed"]) == (48, 3)
     file = yaml.safe_load((recipes_dir() / "torchvision-reference.yaml").read_text())["recipe"]
     trained = out["candidate"]["recipe"]
     assert {k: trained[k] for k in file if k in trained} == {k: v for k, v in file.items() if k in trained}

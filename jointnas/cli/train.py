@@ -72,8 +72,9 @@ def load_candidate(args) -> tuple:
 
 def with_recipe(args, cand, space, label: str) -> tuple:
     """(the candidate's arch with the recipe of --recipe, label). A candidate's prediction was made for
-    its own recipe, so it is dropped. In a space that holds the schedule outside the recipe (no
-    ``epochs`` dimension), the file's epochs is the schedule unless --epochs gives one."""
+    its own recipe, so it is dropped; the data, subset and seed it was made on stay the defaults. In a
+    space that holds the schedule outside the recipe (no ``epochs`` dimension), the file's epochs is
+    the schedule unless --epochs gives one."""
     try:
         found = read_recipe(args.recipe)
         recipe = found.for_space(space)
@@ -81,7 +82,8 @@ def with_recipe(args, cand, space, label: str) -> tuple:
         raise UsageError(f"--recipe: {e}") from None
     if "epochs" not in space.recipe and args.epochs is None:
         args.epochs = found.epochs
-    return Candidate(dict(cand.arch), recipe, space=cand.space), f"{label} with recipe {found.name}"
+    meta = {"target": cand.meta["target"]} if cand.meta.get("target") else {}
+    return Candidate(dict(cand.arch), recipe, space=cand.space, meta=meta), f"{label} with recipe {found.name}"
 
 
 def _names_space(name_or_path: str, space) -> bool:
