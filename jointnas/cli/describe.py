@@ -15,7 +15,8 @@ from ..space import Candidate
 def register(sub):
     p = sub.add_parser("describe", help="show a space, the FLOPs/params of a preset or candidate, or the recipes",
                        description="Show a search space's dimensions, the cost of one candidate, or (--recipes) "
-                       f"the shipped training recipes that 'jointnas train --recipe NAME' takes. FLOPs are {FLOPS_NOTE}.")
+                       "the shipped training recipes that 'jointnas train --recipe NAME' takes. FLOPs are "
+                       f"{FLOPS_NOTE}.")
     p.add_argument("--space", help="space name or YAML path (default: fbnetv3)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", help="a preset of the space, e.g. FBNetV3_A")

@@ -71,19 +71,19 @@ def load_candidate(args) -> tuple:
 
 
 def with_recipe(args, cand, space, label: str) -> tuple:
-    """(the candidate's arch with the recipe of --recipe, label). A candidate's prediction was made for
-    its own recipe, so it is dropped; the data, subset and seed it was made on stay the defaults. In a
-    space that holds the schedule outside the recipe (no ``epochs`` dimension), the file's epochs is
-    the schedule unless --epochs gives one."""
+    """(the candidate's arch with the recipe of --recipe, label, epochs to train). A candidate's
+    prediction was made for its own recipe, so it is dropped; the data, subset and seed it was made on
+    stay the defaults. In a space that holds the schedule outside the recipe (no ``epochs``
+    dimension), the file's epochs is the schedule unless --epochs gives one."""
     try:
         found = read_recipe(args.recipe)
         recipe = found.for_space(space)
     except RecipeError as e:
         raise UsageError(f"--recipe: {e}") from None
-    if "epochs" not in space.recipe and args.epochs is None:
-        args.epochs = found.epochs
+    epochs = found.epochs if "epochs" not in space.recipe and args.epochs is None else args.epochs
     meta = {"target": cand.meta["target"]} if cand.meta.get("target") else {}
-    return Candidate(dict(cand.arch), recipe, space=cand.space, meta=meta), f"{label} with recipe {found.name}"
+    label = f"{label} with recipe {found.name}"
+    return Candidate(dict(cand.arch), recipe, space=cand.space, meta=meta), label, epochs
 
 
 def _names_space(name_or_path: str, space) -> bool:
@@ -101,7 +101,7 @@ def run(args):
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     if args.recipe is not None:
-        cand, label = with_recipe(args, cand, space, label)
+        cand, label, args.epochs = with_recipe(args, cand, space, label)
     if args.max_train is not None:
         sys.stderr.write("jointnas train: --max-train is deprecated; use --train-subset\n")
         args.train_subset = args.train_subset or args.max_train
