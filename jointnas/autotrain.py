@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence
 import yaml
 
 from .budget import Budget
-from .catalog import load_surrogate, space_from_dict
+from .catalog import load_surrogate, save_recipe, space_from_dict
 from .coarse.ranking import ranked_in
 from .coarse.search import CoarseConfig, CoarseSearch
 from .errors import UsageError
@@ -166,7 +166,8 @@ def _measured_seeds(search) -> List[tuple]:
 
 
 def write_outputs(folder: Path, space, result: AutoTrainResult) -> dict:
-    """space.yaml (the searched space), candidate.json (what `jointnas train` reads) and recipe.yaml."""
+    """space.yaml (the searched space), candidate.json (what `jointnas train` reads) and recipe.yaml (a
+    recipe file, which `jointnas train --recipe` takes)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {"space": folder / "space.yaml", "candidate": folder / "candidate.json", "recipe": folder / "recipe.yaml"}
     atomic_write_text(files["space"], yaml.safe_dump(space.to_dict(), sort_keys=False))
@@ -174,7 +175,9 @@ def write_outputs(folder: Path, space, result: AutoTrainResult) -> dict:
     cand = type(cand)(dict(cand.arch), dict(cand.recipe), space=str(files["space"]),
                       meta={"predicted_acc": result.predicted, "predicted_std": result.predicted_std})
     atomic_write_text(files["candidate"], json.dumps(cand.to_dict(), indent=1) + "\n")
-    atomic_write_text(files["recipe"], yaml.safe_dump(result.recipe, sort_keys=False))
+    save_recipe(files["recipe"], result.recipe, space, name=space.name, spaces=[str(files["space"])],
+                source=f"jointnas autotrain, run {folder.parent}",
+                description=f"the recipe autotrain found for {space.name}: the {result.chosen_by.split(':')[0]}")
     return {k: str(v) for k, v in files.items()}
 
 

@@ -175,6 +175,7 @@ def format_result(result) -> str:
     if result.best_measured is not None:
         lines.append(f"# best trained during the search: {result.best_measured['score']:.3f}")
     lines.append(yaml.safe_dump(result.recipe, sort_keys=False).rstrip())
-    lines.append(f"# written to {result.files['recipe']}; train it with:")
+    lines.append(f"# written to {result.files['recipe']} (a recipe file: 'jointnas train --recipe' takes it); "
+                 "train it with:")
     lines.append(result.command)
     return "\n".join(lines)

@@ -6,10 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..catalog import load_space
+from ..catalog import available_recipes, load_space, read_recipe
 from ..coarse.target import Target, compare, format_check
 from ..evaluation.data import TASK_NAMES, load_task
-from ..errors import UsageError
+from ..errors import RecipeError, UsageError
 from ..io import check_writable_dir
 from ..evaluation.saved_model import save_trained
 from ..space import Candidate
@@ -28,6 +28,10 @@ def register(sub):
     g.add_argument("--preset", help="a preset of the space, e.g. FBNetV3_A (with the space's default recipe)")
     g.add_argument("--candidate", type=Path, help="a candidate JSON file (arch + recipe)")
     p.add_argument("--space", help="space name or YAML path (default: the candidate's space; fbnetv3 for --preset)")
+    p.add_argument("--recipe", metavar="NAME|FILE", help="train the preset's or candidate's arch with this recipe "
+                   f"instead of its own: a shipped recipe ({', '.join(available_recipes()) or 'none'}; see "
+                   "'jointnas describe --recipes') or a recipe file, such as the recipe.yaml an autotrain run "
+                   "writes; recipe dimensions the file leaves out take the space's default")
     p.add_argument("--data", help=f"dataset: {', '.join(TASK_NAMES)} (default: the one the candidate's "
                    "prediction refers to, else digits)")
     p.add_argument("--data-root", type=Path, help="where datasets are read from / downloaded to (default: data/cache)")
@@ -66,6 +70,22 @@ def load_candidate(args) -> tuple:
     return cand, space, str(args.candidate)
 
 
+def with_recipe(args, cand, space, label: str) -> tuple:
+    """(the candidate's arch with the recipe of --recipe, label, epochs to train). A candidate's
+    prediction was made for its own recipe, so it is dropped; the data, subset and seed it was made on
+    stay the defaults. In a space that holds the schedule outside the recipe (no ``epochs``
+    dimension), the file's epochs is the schedule unless --epochs gives one."""
+    try:
+        found = read_recipe(args.recipe)
+        recipe = found.for_space(space)
+    except RecipeError as e:
+        raise UsageError(f"--recipe: {e}") from None
+    epochs = found.epochs if "epochs" not in space.recipe and args.epochs is None else args.epochs
+    meta = {"target": cand.meta["target"]} if cand.meta.get("target") else {}
+    label = f"{label} with recipe {found.name}"
+    return Candidate(dict(cand.arch), recipe, space=cand.space, meta=meta), label, epochs
+
+
 def _names_space(name_or_path: str, space) -> bool:
     """Whether a candidate's ``space`` (a name or a file, as autotrain writes) is ``space`` itself."""
     try:
@@ -80,6 +100,8 @@ def run(args):
     cand, space, label = load_candidate(args)
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.recipe is not None:
+        cand, label, args.epochs = with_recipe(args, cand, space, label)
     if args.max_train is not None:
         sys.stderr.write("jointnas train: --max-train is deprecated; use --train-subset\n")
         args.train_subset = args.train_subset or args.max_train
