@@ -144,3 +144,21 @@ def test_importing_jointnas_does_not_import_optuna():
     code = "import sys, jointnas, jointnas.integrations; print('optuna' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_ask_and_tell_with_fixed_distributions_go_on_after_the_sampler_is_pickled():
+    # what Ray Tune's OptunaSearch does: ask(fixed_distributions=...), tell, and pickle its searcher
+    import pickle
+
+    space = {"x": optuna.distributions.FloatDistribution(-2.0, 2.0),
+             "k": optuna.distributions.IntDistribution(1, 64, log=True),
+             "c": optuna.distributions.CategoricalDistribution(["a", "b", "c"])}
+    study = optuna.create_study(direction="minimize", sampler=JointNASSampler(seed=0, n_startup_trials=3))
+    for i in range(16):
+        if i == 8:
+            study.sampler = pickle.loads(pickle.dumps(study.sampler))
+        trial = study.ask(fixed_distributions=space)
+        p = trial.params
+        study.tell(trial, (p["x"] - 0.5) ** 2 + abs(math.log2(p["k"]) - 3) + (p["c"] != "b"))
+    assert len(study.trials) == 16
+    assert all(POINT_ATTR in t.system_attrs for t in study.trials[1:])
