@@ -16,7 +16,8 @@ every finished trial has, Optuna's intersection search space):
 - after that the surrogate (a name registered in ``jointnas.catalog.SURROGATES``; default the
   coarse stage's, ``forest``) is fitted on the finished trials and the batch policy (``ucb``,
   ``ei`` or ``thompson``, ``jointnas.coarse.policies``) picks the untried pool point. The fit and
-  the pool's scores are reused until another trial finishes.
+  the pool's scores are reused until another trial finishes. Once every pool point is tried
+  or running, parameters are sampled independently.
 
 Trials as data: a complete trial gives its value; a pruned trial gives its last intermediate
 value (what the pruner judged it on, a pessimistic estimate of where it would have ended: an
@@ -37,6 +38,12 @@ import threading
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
+
+try:
+    import optuna  # noqa: F401
+except ImportError as e:  # the optional extra is not installed
+    raise ImportError(f"JointNASSampler needs Optuna, which is not installed ({e}): "
+                      "pip install 'jointnas[optuna]'") from e
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.search_space import IntersectionSearchSpace
@@ -120,6 +127,8 @@ class JointNASSampler(BaseSampler):
                 i = int(np.argmax(free))   # the next untried point in Sobol order
             else:
                 i = int(self._policy.choose(state.pool.x, free, 1, state.scores(), self._rng)[0])
+            # recorded before the lock is let go, so a parallel trial's choice already sees it (the
+            # storage's own call, as Optuna's samplers make it: a Study has no public one for a trial id)
             study._storage.set_trial_system_attr(trial._trial_id, POINT_ATTR, state.pool.internal(i))
             return state.pool.params(i)
 
