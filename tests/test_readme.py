@@ -13,14 +13,16 @@ READMES = [REPO / "README.md", REPO / "predictors" / "README.md"]
 
 
 def python_blocks(path: Path):
-    return [code for _, code in marked_blocks(path)]
+    return [code for _, _, code in marked_blocks(path)]
 
 
 def marked_blocks(path: Path):
-    """(slow?, code) of each python block; ``<!-- slow -->`` on the line before marks one that
-    takes minutes (it runs with ``-m slow``)."""
-    found = re.findall(r"^(<!-- slow -->\n)?```python\n(.*?)^```", path.read_text(), flags=re.S | re.M)
-    return [(bool(slow), code) for slow, code in found]
+    """(slow?, needed module or "", code) of each python block; ``<!-- slow -->`` on the line
+    before marks one that takes minutes (it runs with ``-m slow``); ``<!-- needs MODULE -->``
+    (before that) one that is skipped where MODULE does not import (another tool's extra)."""
+    found = re.findall(r"^(?:<!-- needs ([\w.]+) -->\n)?(<!-- slow -->\n)?```python\n(.*?)^```", path.read_text(),
+                       flags=re.S | re.M)
+    return [(bool(slow), needs, code) for needs, slow, code in found]
 
 
 @pytest.fixture
@@ -43,9 +45,11 @@ def test_every_python_snippet_of_the_readmes_is_a_python_block():
 
 @pytest.mark.parametrize("readme, index", [
     pytest.param(p, i, marks=[pytest.mark.slow] if slow else [], id=f"{p.relative_to(REPO)}-{i + 1}")
-    for p in READMES for i, (slow, _) in enumerate(marked_blocks(p))])
+    for p in READMES for i, (slow, _, _) in enumerate(marked_blocks(p))])
 def test_the_readme_python_block_runs_as_printed(readme, index, clone_dir, capsys):
-    code = python_blocks(readme)[index]
+    _, needs, code = marked_blocks(readme)[index]
+    if needs:
+        pytest.importorskip(needs, exc_type=ImportError)  # ray.tune raises ImportError without its extra
     exec(compile(code, f"{readme.name} python block {index + 1}", "exec"), {"__name__": "__main__"})
     out = capsys.readouterr().out
     if readme.name == "README.md" and "space_from_dict" in code:  # the space-and-objective example
