@@ -130,6 +130,10 @@ def draw(result, path: Path) -> None:
         for name, xi, s in zip(result.names, mx, result.members):
             ax.annotate(name, (xi, s.mean), textcoords="offset points", xytext=(4, -12))
         ax.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter  # Plotter has imported matplotlib by now
+
+        for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+            axis(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel(_cost_label(result.objective))
         ax.set_ylabel("predicted accuracy")
         ax.yaxis.set_major_formatter(plotter.percent())
