@@ -176,3 +176,32 @@ def test_cli_pareto_refuses_a_space_without_family_with_one_line(capsys, tmp_pat
                           "--out", str(tmp_path / "r.json"))
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "no model family" in err
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_cli_pareto_from_a_run_seeds_from_it_and_saves_the_front_and_plot_into_it(capsys, space, tmp_path):
+    import shutil
+
+    from jointnas import sample_pool
+    from jointnas.families.cost import count_costs
+    from jointnas.store import RunStore
+
+    run = tmp_path / "runs" / "coarse-1"
+    pool = sample_pool(space, 30, seed=2)
+    costs = count_costs(pool, space)
+    with RunStore.create(run, {"space": "fbnetv3", "seed": 0}) as store:
+        ids = store.add_trials(1, [(i, c, int(f), int(p)) for i, (c, (f, p)) in enumerate(zip(pool, costs))])
+        for k, i in enumerate(ids):
+            acc = 0.5 + 0.01 * k
+            store.record_result(i, {"status": "done", "curve": [{"epoch": 1, "val_acc": acc}], "final_acc": acc,
+                                    "epochs_run": 1})
+        store.predictor_file(1).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SHIPPED, store.predictor_file(1))
+        store.register_predictor(1, store.predictor_file(1))
+    code, out, err = _run(capsys, "--pareto", "--run", str(run), "--population", "30", "--generations", "3")
+    assert code == 0, err
+    assert "member" in out and "of the run's measured candidates seeded" in out
+    with RunStore.open(run) as store:
+        saved = store.results("fine-pareto")
+    assert len(saved) == 1 and saved[0]["measured_seeds"] == SearchSettings.init_best and saved[0]["members"]
+    pytest.importorskip("matplotlib")
+    assert (run / "pareto-front.png").is_file() and str(run / "pareto-front.png") in err
