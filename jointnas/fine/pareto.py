@@ -17,7 +17,6 @@ per second (BENCHMARKS.md, "Pareto fine stage"), and it reuses the genome's oper
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import string
 import time
 from dataclasses import asdict, dataclass, field
@@ -214,7 +213,8 @@ class _Run:
         n_seeded = len(G)
         cheap = problem.genome.cheapest()[None]  # the front's cheap end, from the start
         cheap_c = problem.costs(cheap)
-        if problem.fits(cheap_c)[0] and board.fresh(cheap)[0] and cheap.tobytes() not in {r.tobytes() for r in G}:
+        if problem.fits(cheap_c)[0] and board.fresh(cheap)[0] and problem.genome.keys(cheap)[0] not in set(
+                problem.genome.keys(G)):
             G, costs = np.concatenate([G, cheap]), np.concatenate([costs, cheap_c])
         fill_G, fill_c = random_rows(problem, st.population - len(G), rng, board, exclude=problem.genome.keys(G))
         G, costs = np.concatenate([G, fill_G]), np.concatenate([costs, fill_c])
@@ -269,15 +269,17 @@ class _Run:
                             hypervolume=hypervolume(cost, np.array([s.score for s in front]), *self.box),
                             box=self.box, history=history, scored=board.scored, generations=generation,
                             wall_time=time.perf_counter() - start, stop_reason=stop_reason,
-                            settings=dataclasses.replace(st), budget=problem.budget, seeded=n_seeded,
+                            settings=st, budget=problem.budget, seeded=n_seeded,
                             recounted=recounted, names=member_names(len(members)))
 
     def _exact_front(self, board: Board):
-        """The archive as Scored, cheapest first, every cost recounted by the exact count (the
-        search priced rows with the family's batch count); the front again if a count moved."""
+        """The archive as Scored, cheapest first, every cost recounted by the exact count where the
+        search priced rows with the family's batch count; the front again if a count moved."""
         front = board.scored_list(self.archive_rows, self.archive_stats)
         recounted = 0
         space = self.problem.space
+        if not space.family.vectorised_costs:  # then the search priced every row by the exact count itself
+            return front, recounted
         for s in front:
             exact = count_cost(s.candidate, space)
             if (exact.flops, exact.params) != (s.flops, s.params):
