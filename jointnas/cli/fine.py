@@ -42,6 +42,7 @@ def register(sub):
         "  jointnas fine --budget 600MFLOPs                      # latest run under runs/, or the shipped predictor\n"
         "  jointnas fine --run runs/coarse-X --budget 0.4GFLOPs --max-params 8M --export chosen/\n"
         "  jointnas fine --predictor predictors/fbnetv3-digits.pt --budget 6e8 --risk 1 --json\n"
+        "  jointnas fine --pareto --out front.json --export family/   # the accuracy-FLOPs front: members A, B, ...\n"
         "  jointnas train --candidate chosen/rank1-<key>/candidate.json --data digits")
     p.add_argument("--budget", metavar="FLOPS",
                    help=f"FLOPs budget: {FLOPS_HELP}; e.g. 600MFLOPs, 600M, 0.6GFLOPs, 6e8 (case-insensitive); "
