@@ -1,6 +1,7 @@
 """The Pareto fine stage: a non-dominated front whose costs are the exact count, spanning the space
 from its cheapest arch, better than random sampling at every budget, reproducible; the
 `jointnas fine --pareto` command's table, JSON, plot and export, and its refusals."""
+import argparse
 import json
 import os
 
@@ -11,6 +12,7 @@ import yaml
 from jointnas import count_cost, count_cost_fvcore
 from jointnas.budget import Budget, cheapest_arch
 from jointnas.cli import main
+from jointnas.cli.train import load_candidate
 from jointnas.errors import UsageError
 from jointnas import pareto_search
 from jointnas.fine.pareto import front_ranks, hypervolume, nondominated
@@ -140,9 +142,12 @@ def test_cli_pareto_prints_the_table_writes_json_plot_and_members(capsys, tmp_pa
     assert payload["objective"] == "flops" and payload["flops_counting"] == FLOPS_NOTE
     members = payload["members"]
     assert members and [m["name"] for m in members][0] == "A"
-    for m in members:
+    for rank, m in enumerate(members, 1):
         assert m["key"] in out and f"{m['flops'] / 1e6:.1f}" in out
-        assert (tmp_path / "family" / f"rank{members.index(m) + 1}-{m['key']}" / "candidate.json").is_file()
+        # what `jointnas train --candidate` reads: the member itself, in its space
+        path = tmp_path / "family" / f"rank{rank}-{m['key']}" / "candidate.json"
+        cand, space, _ = load_candidate(argparse.Namespace(preset=None, candidate=path, space=None))
+        assert cand.key() == m["key"] and count_cost(cand, space).flops == m["flops"]
     pytest.importorskip("matplotlib")
     assert (tmp_path / "front-front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
