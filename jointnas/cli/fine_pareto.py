@@ -72,6 +72,10 @@ def plot_path(args, run_dir: Optional[Path]) -> Optional[Path]:
     return None
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _cost_label(objective: str) -> str:
     return f"MFLOPs ({FLOPS_NOTE_SHORT})" if objective == "flops" else "M params"
 
@@ -86,10 +90,10 @@ def format_table(result, source: dict) -> str:
     lines = [f"Pareto fine search: predicted accuracy against {axis}; predictor {source['predictor']}",
              f"NSGA-II, {result.generations} generations, {result.scored} candidates scored in "
              f"{result.wall_time:.2f} s ({result.scored_per_second:.0f}/s){seeded}; {result.stop_reason}",
-             f"front: {len(front)} non-dominated candidates from {unit(lo)} to {unit(hi)} (hypervolume "
+             f"front: {_n(len(front), 'non-dominated candidate')} from {unit(lo)} to {unit(hi)} (hypervolume "
              f"{result.hypervolume:.4f} of log cost x score); "
              + (f"score = predicted mean - {risk:g} x spread" if risk else "score = predicted mean"),
-             f"{len(result.members)} members spread evenly in log cost along it, cheapest first; every FLOPs and "
+             f"{_n(len(result.members), 'member')} spread evenly in log cost along it, cheapest first; every FLOPs and "
              "params figure is the exact count of the member's deployable model"]
     if result.budget is not None:
         lines.append(f"capped by budget {result.budget.describe()}")
