@@ -31,7 +31,7 @@ _EXPORTS = {
     # search
     "Predictor": "surrogates", "Surrogate": "surrogates.base", "load_surrogate": "catalog",
     "CoarseSearch": "coarse.search", "CoarseConfig": "coarse.search", "Study": "coarse.study", "Budget": "budget",
-    "fine_search": "fine.search", "SearchSettings": "fine.problem",
+    "fine_search": "fine.search", "SearchSettings": "fine.problem", "pareto_search": "fine.pareto",
     "SerialExecutor": "execution.serial", "LocalExecutor": "execution.local",
     # errors
     "JointnasError": "errors", "UsageError": "errors", "SpaceError": "errors",

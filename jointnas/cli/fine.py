@@ -16,10 +16,11 @@ from ..coarse.ranking import ranked_in
 from ..errors import UsageError
 from ..export import check_onnx, export_candidates
 from ..fine import search
+from ..fine.pareto import OBJECTIVES
 from ..fine.problem import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
 from ..io import FLOPS_NOTE as FLOPS_HELP, check_writable_dir, check_writable_file
 from ..shipped import folder
-from . import in_range
+from . import fine_pareto, in_range
 
 
 def register(sub):
@@ -42,6 +43,7 @@ def register(sub):
         "  jointnas fine --budget 600MFLOPs                      # the only run in runs/, else the shipped predictor\n"
         "  jointnas fine --run runs/coarse-X --budget 0.4GFLOPs --max-params 8M --export chosen/\n"
         "  jointnas fine --predictor predictors/fbnetv3-digits.pt --budget 6e8 --risk 1 --json\n"
+        "  jointnas fine --pareto --out front.json --export family/   # the accuracy-FLOPs front: members A, B, ...\n"
         "  jointnas train --candidate chosen/rank1-<key>/candidate.json --data digits")
     p.add_argument("--budget", metavar="FLOPS",
                    help=f"FLOPs budget: {FLOPS_HELP}; e.g. 600MFLOPs, 600M, 0.6GFLOPs, 6e8 (case-insensitive); "
@@ -88,6 +90,10 @@ def register(sub):
                    f"its range; 0 allows near-clones (default: {d.min_distance:g})")
     p.add_argument("--seed", type=in_range(int, 0, 2**32 - 1, "a whole number in 0..2**32-1"), default=d.seed,
                    help=f"same seed, same result (default: {d.seed})")
+    p.add_argument("--pareto", nargs="?", const="flops", choices=sorted(OBJECTIVES), metavar="flops|params",
+                   help="one search for the front of predicted accuracy against FLOPs (default) or params, like "
+                   "FBNetV3's family A-G: prints --top-k members spread along it, draws it beside --out (or in "
+                   "--export), --export writes the members; --budget, if given, caps the front")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--out", type=Path, metavar="FILE.json", help="also write the result as JSON to FILE.json")
     p.add_argument("--export", type=Path, metavar="DIR", help="write each top candidate to DIR/rank<i>-<key>/: "
@@ -257,6 +263,8 @@ def run(args):
                               evaluations=args.evaluations, min_distance=args.min_distance).validate()
     check_outputs(args)
     predictor, space, seeds, source, store = _load_inputs(args)
+    if args.pareto is not None:
+        return fine_pareto.run(args, settings, budget, predictor, space, seeds, source, store)
     try:
         if budget is None and _priced(space):
             raise UsageError(f"space {space.name} counts FLOPs: pass --budget, e.g. --budget 600MFLOPs ({FLOPS_HELP})")

@@ -37,6 +37,7 @@ class Evolution(Strategy):
 
     name = "evolution"
     label = "adaptive genetic search"
+    _draws_per_child = 2.0  # draws per accepted child, learnt generation by generation
 
     def search(self, problem: FineProblem, seeds: Sequence = (), *, seed: int = 0, top_k: int = 5,
                progress: bool = False) -> SearchResult:
@@ -60,7 +61,7 @@ class Evolution(Strategy):
         rate, stalled, stop_reason = st.mutation_rate, 0, "generation limit reached"
         history = [_record(0, stats, rate, board)]
 
-        bar = _bar(progress, st.generations)
+        bar = progress_bar(progress, st.generations)
         generation = 0
         for generation in range(1, st.generations + 1):
             if board.scored >= cap:
@@ -69,7 +70,7 @@ class Evolution(Strategy):
                 break
             parents, parent_stats = G[:n_parents], stats[:n_parents]
             want = int(min(st.population - n_parents, cap - board.scored))
-            child_G, child_c, child_keys = self._children(problem, parents, want, rate, board, rng)
+            child_G, child_c, child_keys = self.children(problem, parents, want, rate, board, rng)
             child_stats = board.score(child_G, child_c, child_keys)
             all_G = np.concatenate([parents, child_G])
             all_stats = np.concatenate([parent_stats, child_stats])
@@ -101,10 +102,11 @@ class Evolution(Strategy):
     def describe(self, result: SearchResult) -> str:
         return f"{self.label}, {result.generations} generations"
 
-    def _children(self, problem: FineProblem, parents: np.ndarray, n: int, rate: float, board: Board,
+    def children(self, problem: FineProblem, parents: np.ndarray, n: int, rate: float, board: Board,
                   rng: np.random.Generator):
-        """Up to ``n`` fresh children within the budget, the first ``crossover_fraction`` by
-        crossover and the rest by mutation; with their costs and keys."""
+        """Up to ``n`` fresh children of ``parents`` (pairs drawn uniformly among them) within the
+        budget, the first ``crossover_fraction`` by crossover and the rest by mutation; with their
+        costs and keys. The Pareto search (``pareto.py``) breeds its tournament winners here too."""
         genome = problem.genome
         quota = {True: int(round(n * self.settings.crossover_fraction))}
         quota[False] = n - quota[True]
@@ -158,7 +160,7 @@ class Evolution(Strategy):
                 [k for p in parts for k in p[2]])
 
 
-def _bar(progress: bool, total: int):
+def progress_bar(progress: bool, total: int):
     if not progress:
         return None
     from tqdm import tqdm  # only when a bar is drawn: its import costs a command's start-up

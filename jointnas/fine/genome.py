@@ -285,6 +285,12 @@ class Genome:
         row[self.cost_genes] = self._from_rank[self.cost_genes, 0]
         return row
 
+    def dearest(self) -> np.ndarray:
+        """:meth:`cheapest` with every cost-ordered arch dimension at its dearest value instead."""
+        row = self.cheapest()
+        row[self.cost_genes] = self._from_rank[self.cost_genes, self.k[self.cost_genes] - 1]
+        return row
+
     def repair(self, G: np.ndarray, costs: np.ndarray, limit: np.ndarray, price: Callable,
                rng: np.random.Generator, protect: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Step randomly chosen cost-ordered arch dimensions one value cheaper until every row's
