@@ -147,3 +147,98 @@ def test_an_unknown_surrogate_exits_2_naming_the_known_ones(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "forest" in err and "mlp" in err
     assert not (tmp_path / "r").exists()
+
+
+def _default_is_best(space):
+    """A landscape over the recipe whose highest point is the space's default recipe, with a
+    test score beside the validation one (what an evaluator that trains reports)."""
+    from jointnas.evaluation.base import Evaluator
+    from jointnas.trial import TrialResult
+
+    default = space.encode([space.candidate({}, space.default_recipe())])[0]
+
+    class DefaultIsBest(Evaluator):
+        score_bounds = (0.0, 1.0)
+
+        def evaluate(self, candidate, space_, request, on_epoch=None):
+            import numpy as np
+
+            distance = float(np.abs(space.encode([candidate])[0] - default).sum())
+            score = 0.95 - 0.05 * distance + 0.001 * request.seed
+            curve = [{"epoch": e, "score": score * e / (request.epochs or 1)} for e in range(1, (request.epochs or 1) + 1)]
+            extra = {"test_score": score - 0.01} if request.test else {}
+            return TrialResult("done", curve, curve[-1]["score"], len(curve), 0.0, "python", extra=extra)
+
+    return DefaultIsBest()
+
+
+def _small_autotrain(run, space, evaluator, seeds=2, lines=None):
+    from jointnas.autotrain import autotrain, default_config
+    from jointnas.execution.serial import SerialExecutor
+    from jointnas.fine.problem import SearchSettings
+
+    config = default_config(pool=64, batch=4, iterations=2, epoch_cap=2, fidelities=[])
+    settings = SearchSettings(population=8, generations=3, patience=2, init_best=2, seed=0)
+    return autotrain(run, space, evaluator, config, fine_settings=settings, executor=SerialExecutor, epochs=2,
+                     seeds=seeds, log=(lines.append if lines is not None else lambda line: None))
+
+
+def test_the_default_recipe_is_trained_in_the_first_batch(tmp_path):
+    from jointnas.autotrain import fixed_arch_space
+    from jointnas.catalog import load_space
+    from jointnas.families.torchvision import TorchvisionFamily
+    from jointnas.store import RunStore
+
+    space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"}, epochs=2)
+    _small_autotrain(tmp_path / "run", space, _default_is_best(space), seeds=0)
+    default = space.candidate({}, space.default_recipe()).key()
+    with RunStore.open(tmp_path / "run") as store:
+        first = store.trials(iteration=1)
+        assert len(first) == 4 and default in [t.candidate.key() for t in first]
+        assert default not in [t.candidate.key() for t in store.trials() if t.iteration > 1]
+
+
+def test_where_the_default_recipe_is_best_autotrain_returns_it_and_says_the_search_did_not_beat_it(tmp_path):
+    from jointnas.autotrain import fixed_arch_space
+    from jointnas.catalog import load_space
+    from jointnas.families.torchvision import TorchvisionFamily
+
+    space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"}, epochs=2)
+    lines = []
+    result = _small_autotrain(tmp_path / "run", space, _default_is_best(space), lines=lines)
+    assert {k: v for k, v in result.recipe.items() if k != "epochs"} == space.default_recipe()
+    comparison = result.comparison
+    if comparison["answer"]["recipe"] != comparison["baseline"]["recipe"]:  # the search found another recipe
+        assert comparison["returned"] == "baseline" and comparison["validation"]["difference"] < 0
+        assert [line for line in lines if "does NOT beat the baseline" in line]
+
+
+def test_a_result_holds_the_baseline_and_its_test_score_and_report_shows_both(tmp_path):
+    from jointnas.autotrain import fixed_arch_space
+    from jointnas.catalog import load_space
+    from jointnas.families.torchvision import TorchvisionFamily
+    from jointnas.report import build_report
+
+    space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"}, epochs=2)
+    run = tmp_path / "run"
+    result = _small_autotrain(run, space, _default_is_best(space), seeds=2)
+    stored = json.loads((run / "autotrain" / "result.json").read_text())["comparison"]
+    assert stored == json.loads(json.dumps(result.comparison))
+    assert stored["baseline"]["recipe"] == space.default_recipe() and stored["seeds"] == [0, 1]
+    for who in ("answer", "baseline"):
+        assert [r["test_score"] is not None for r in stored[who]["runs"]] == [True, True]
+    test = stored["test"]
+    assert test["difference"] == pytest.approx(test["answer"] - test["baseline"]) and test["spread"] is not None
+    report = build_report(run)
+    page = report.html_path.read_text()
+    shown = "\n".join(report.result)
+    for pct in (test["answer"], test["baseline"]):
+        assert f"{100 * pct:.2f} %" in shown and f"{100 * pct:.2f} %" in page
+    assert "baseline (the space's default recipe)" in shown
+
+
+def test_autotrain_prints_the_baseline_beside_the_answer(tmp_path, capsys):
+    args = [a for a in AUTOTRAIN if a != "--json"] + ["--run", str(tmp_path / "run"), "--seeds", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "baseline (the space's default recipe)" in out and "difference on test" in out
