@@ -19,8 +19,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Type, Uni
 
 import yaml
 
-from .errors import SpaceError, UsageError
+from .errors import RecipeError, SpaceError, UsageError
 from .evaluation.function import FunctionEvaluator
+from .evaluation.recipe_file import RecipeFile, recipe_from_dict, write_recipe_file
 from .families.fixed import FixedArch
 from .space.core import SearchSpace
 from .surrogates.base import PredictorError, Scorer, Surrogate
@@ -262,19 +263,24 @@ def space_from_dict(doc: dict, source: str = "<memory>") -> SearchSpace:
 
 
 def read_space_file(path: Path) -> SearchSpace:
+    return space_from_dict(_read_yaml(path, "space", "spaces/fbnetv3.yaml", SpaceError), str(path))
+
+
+def _read_yaml(path: Path, what: str, example: str, error: Type[Exception]):
+    """The parsed YAML document of a ``what`` file (safe load, duplicate keys refused); ``error``
+    naming the file for an unreadable, non-text or invalid one."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise SpaceError(f"{path} is not a text file; a space is a YAML file (see spaces/fbnetv3.yaml)") from None
+        raise error(f"{path} is not a text file; a {what} is a YAML file (see {example})") from None
     except OSError as e:
-        raise SpaceError(f"cannot read space file {path}: {e.strerror or e}") from None
+        raise error(f"cannot read {what} file {path}: {e.strerror or e}") from None
     try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except SpaceError as e:
-        raise SpaceError(f"{path}: {e}") from None
+        raise error(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise SpaceError(f"{path}: not valid YAML{_yaml_where(e)}") from None
-    return space_from_dict(doc, str(path))
+        raise error(f"{path}: not valid YAML{_yaml_where(e)}") from None
 
 
 def _yaml_where(e: yaml.YAMLError) -> str:
@@ -304,6 +310,50 @@ def load_space(name_or_path: Union[str, Path, SearchSpace]) -> SearchSpace:
     if key not in _CACHE:
         _CACHE[key] = read_space_file(path)
     return _CACHE[key]
+
+
+# ---------------------------------------------------------------------- recipe files
+def recipes_dir() -> Path:
+    from .shipped import folder
+
+    return folder("recipes")
+
+
+def available_recipes() -> List[str]:
+    """The names of the shipped recipes (``recipes/<name>.yaml``)."""
+    folder = recipes_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def read_recipe(name_or_path: Union[str, Path]) -> RecipeFile:
+    """A recipe file by name (``"torchvision-reference"`` -> ``recipes/torchvision-reference.yaml``)
+    or by path, parsed and checked for its own structure (its values are checked against a space
+    by :meth:`RecipeFile.for_space`)."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith((".yaml", ".yml")) or path.is_file()):
+        path = recipes_dir() / f"{text}.yaml"
+        if not path.is_file():
+            raise RecipeError(f"unknown recipe {text!r}; shipped: {', '.join(available_recipes()) or 'none'} "
+                              "(or give the path of a .yaml recipe file)")
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist")
+    return recipe_from_dict(_read_yaml(path, "recipe", "recipes/torchvision-reference.yaml", RecipeError), str(path))
+
+
+def load_recipe(name_or_path: Union[str, Path], space) -> dict:
+    """The recipe named ``name_or_path`` (a shipped recipe's name or a recipe file) as a point of
+    ``space``'s recipe part (a SearchSpace, a space name or file): the file's values, checked
+    against the space's recipe dimensions, and the space's default for the dimensions it leaves out."""
+    return read_recipe(name_or_path).for_space(load_space(space))
+
+
+def save_recipe(path, recipe: dict, space, source: str = "", **details) -> Path:
+    """Write ``recipe`` (values of ``space``'s recipe dimensions) as a recipe file at ``path``,
+    atomically, after checking that :func:`load_recipe` reads it back against ``space``.
+    ``details``: ``name`` (default: the file's stem), ``description``, ``spaces``, ``outside``."""
+    write_recipe_file(path, recipe, load_space(space), source=source, **details)
+    return Path(path)
 
 
 def load_trained(path, space=None):

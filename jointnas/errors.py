@@ -14,6 +14,11 @@ class SpaceError(UsageError):
     """A search-space file or value is malformed; the message names file and key."""
 
 
+class RecipeError(UsageError):
+    """A recipe file is malformed, or its values do not fit a space or the trainer; the message names
+    file and key."""
+
+
 class BudgetError(UsageError):
     """No candidate can meet a resource budget, or a budget was given where none applies.
 

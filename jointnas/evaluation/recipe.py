@@ -4,7 +4,7 @@ a recipe or a space's recipe dimensions must pass. Free of torch, so a space is 
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 from ..errors import SpaceError, UsageError
 
@@ -29,6 +29,30 @@ def full_recipe(recipe: Mapping) -> dict:
     if missing:
         raise UsageError(f"recipe lacks {', '.join(missing)} (the trainer requires {', '.join(REQUIRED_RECIPE_KEYS)})")
     return {**RECIPE_DEFAULTS, **recipe}
+
+# The values the trainer can run, whatever a space's search range: key -> (lowest, whether the lowest
+# itself is refused, highest or None, whether the highest itself is refused).
+RUNNABLE = {"lr": (0, True, None, False), "weight_decay": (0, False, None, False), "momentum": (0, False, 1, True),
+            "batch_size": (1, False, None, False), "epochs": (1, False, None, False),
+            "warmup_epochs": (0, False, None, False), "label_smoothing": (0, False, 1, True),
+            "mixup_alpha": (0, False, None, False), "cutout": (0, False, None, False),
+            "grad_clip": (0, False, None, False), "dropout": (0, False, 1, True),
+            "stochastic_depth": (0, False, 1, True)}
+
+
+def runnable_problem(key: str, value) -> Optional[str]:
+    """Why the trainer cannot run ``key = value`` (None when it can, or when the trainer does not
+    know ``key``: a user objective's recipe). Types are the space's to check."""
+    if key == "optimizer":
+        return None if value in OPTIMIZERS else f"the trainer knows {', '.join(OPTIMIZERS)}"
+    if key not in RUNNABLE or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    low, low_open, high, high_open = RUNNABLE[key]
+    if value < low or (low_open and value == low):
+        return f"the trainer needs a value {'above' if low_open else 'at least'} {low}"
+    if high is not None and (value > high or (high_open and value == high)):
+        return f"the trainer needs a value {'below' if high_open else 'at most'} {high}"
+    return None
 
 
 def check_recipe_dims(recipe_dims: Mapping, source: str) -> None:
