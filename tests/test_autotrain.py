@@ -237,8 +237,18 @@ def test_a_result_holds_the_baseline_and_its_test_score_and_report_shows_both(tm
     assert "baseline (the space's default recipe)" in shown
 
 
-def test_autotrain_prints_the_baseline_beside_the_answer(tmp_path, capsys):
-    args = [a for a in AUTOTRAIN if a != "--json"] + ["--run", str(tmp_path / "run"), "--seeds", "1"]
+def test_autotrain_prints_the_named_baseline_recipe_beside_the_answer(tmp_path, capsys):
+    args = AUTOTRAIN + ["--run", str(tmp_path / "run"), "--seeds", "1", "--baseline-recipe", "torchvision-reference"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "baseline (the space's default recipe)" in out and "difference on test" in out
+    assert "baseline (recipe torchvision-reference)" in out and "difference on test" in out
+    stored = json.loads((tmp_path / "run" / "autotrain" / "result.json").read_text())["comparison"]
+    assert stored["baseline"]["recipe"]["lr"] == 0.1 and stored["baseline"]["recipe"]["optimizer"] == "sgd_plain"
+    assert stored["epochs"] == 1 and stored["test"]["baseline"] is not None
+
+
+def test_an_unknown_baseline_recipe_exits_2_before_any_training(tmp_path, capsys):
+    assert main(AUTOTRAIN + ["--run", str(tmp_path / "r"), "--baseline-recipe", "no-such-recipe"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--baseline-recipe" in err and "torchvision-reference" in err
+    assert not (tmp_path / "r").exists()

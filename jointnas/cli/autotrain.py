@@ -79,6 +79,11 @@ def register(sub):
     p.add_argument("--risk", type=non_negative, metavar="L",
                    help=f"fine: score = predicted mean - L * ensemble spread (default: {d['risk']}: few trained "
                    "recipes make the predictor unsure away from them)")
+    p.add_argument("--baseline-recipe", metavar="NAME|FILE",
+                   help="the recipe the answer must beat: a shipped recipe's name (" + ", ".join(
+                       catalog.available_recipes()) + ") or a recipe file (default: the space's default recipe); "
+                   "trained for the same epochs on the same data, and in the first batch when it is a point of the "
+                   "searched space")
     p.add_argument("--seeds", type=int_at_least(0), metavar="N",
                    help=f"train the answer and the baseline alike with N seeds each and score both on the test "
                    f"split (default: {d['seeds']}; 3 gives the difference's spread; 0 skips the comparison)")
@@ -122,7 +127,7 @@ def resolve_arch(text: str, resolution=None):
 
 def run(args):
     # the coarse stage and run store: the other commands (`jointnas fine`) start without them
-    from ..autotrain import autotrain, default_config, fixed_arch_space, train_command
+    from ..autotrain import DEFAULT_BASELINE, autotrain, default_config, fixed_arch_space, train_command
     from ..coarse.search import Progress
 
     d = DEFAULTS
@@ -135,6 +140,13 @@ def run(args):
     preset = models[0] if arch is not None and "model" not in arch else None
     epochs = (d["epochs"] if args.epochs is None else args.epochs) or None
     space = fixed_arch_space(base, family, arch=arch, models=models, epochs=epochs, name=preset)
+    baseline, baseline_name = None, DEFAULT_BASELINE
+    if args.baseline_recipe is not None:
+        try:
+            baseline = catalog.load_recipe(args.baseline_recipe, space)
+        except UsageError as e:
+            raise UsageError(f"--baseline-recipe {args.baseline_recipe}: {e}") from None
+        baseline_name = f"recipe {args.baseline_recipe}"
     evaluator = TrainEvaluator(args.data or d["data"], data_root=args.data_root, train_subset=args.train_subset,
                                device=args.device)
     epoch_cap = epochs if epochs is not None else (d["epoch_cap"] if args.epoch_cap is None
@@ -157,7 +169,7 @@ def run(args):
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = autotrain(run_dir, space, evaluator, config, fine_settings=settings, executor=_executor(args),
-                           progress=progress, epochs=epochs, seeds=d["seeds"] if args.seeds is None else args.seeds,
+                           progress=progress, epochs=epochs, baseline=baseline, baseline_name=baseline_name, seeds=d["seeds"] if args.seeds is None else args.seeds,
                            log=_log)
     except KeyboardInterrupt:
         sys.stderr.write(f"interrupted; finished trials are saved. Continue with the same command and --run {run_dir}\n")
