@@ -4,10 +4,14 @@ has, found with the joint search's machinery held to the recipe.
 :func:`fixed_arch_space` turns a space's recipe part into a space for one fixed architecture
 (the arch part empty, the ``fixed`` family building that arch) or for a choice among a few
 torchvision models. :func:`autotrain` runs the coarse stage on it (Sobol pool of recipes,
-a diverse first batch trained to the full schedule, predictor-chosen batches after it) and
-then the fine stage (the genetic search scored by the predictor), and returns the recipe: the
-fine stage's pick when the predictor ranks held-out trained recipes well enough
-(:data:`MIN_PREDICTOR_TAU`), else the best recipe the coarse stage trained.
+a first batch of the baseline recipe and diverse ones trained to the full schedule, the early
+stop and a cheaper fidelity calibrated on it, predictor-chosen batches after it) and then the
+fine stage (the genetic search scored by the predictor). Its answer is the fine stage's pick
+when the predictor ranks held-out trained recipes well enough (:data:`MIN_PREDICTOR_TAU`),
+else the best recipe the coarse stage trained. :func:`compare` then trains the answer and the
+baseline (the space's default recipe, or a named one) alike, with one or more seeds, scores
+both on the test split, and the run returns the better of the two, saying so when it is the
+baseline.
 
 Proxies (FLOPs, params) are the same for every candidate of a fixed arch, so the predictor's
 proxy pretraining has nothing to learn and is skipped; the predictor is fitted on the recipe

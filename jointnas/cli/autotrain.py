@@ -40,8 +40,12 @@ def register(sub):
         "ensemble spread). FLOPs/params are the same for every recipe of a fixed arch, so the predictor skips "
         "proxy pretraining and learns from the recipe features alone. The answer is the fine stage's pick when "
         "the predictor ranks held-out trained recipes with Kendall tau >= 0.3, else the best trained recipe. "
-        "Prints the recipe as YAML (logs go to stderr) and the `jointnas train` command that trains it.",
-        epilog="Example: jointnas autotrain --arch resnet18 --data fashion-mnist --epochs 10")
+        "The baseline (the space's default recipe, or --baseline-recipe) is in the first batch, and at the end "
+        "the answer and the baseline are trained alike (same epochs, same data, --seeds seeds) and scored on the "
+        "test split; when the answer does not beat the baseline on validation, the run says so and returns the "
+        "baseline. Prints the recipe as YAML with the comparison (logs go to stderr) and the `jointnas train` "
+        "command that trains it.",
+        epilog="Example: jointnas autotrain --arch resnet18 --data fashion-mnist --epochs 10 --seeds 3")
     p.add_argument("--arch", required=True, metavar="NAME[,NAME...]",
                    help="torchvision model (resnet18, mobilenet_v3_small, ...), several comma-separated, or an "
                    "FBNetV3 preset (FBNetV3_A ... FBNetV3_G)")
