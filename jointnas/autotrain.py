@@ -163,7 +163,8 @@ def autotrain(run_dir, space, evaluator, config=None, *, fine_settings=None, exe
             best = found.top[0]
             top = seeds_found[0] if seeds_found else None
             best_measured = {"recipe": dict(top[0].recipe), "arch": dict(top[0].arch), "score": top[1]} if top else None
-            candidate, chosen_by = choose(best.candidate, top[0] if top else None, coarse.get("predictor_eval"))
+            candidate, chosen_by = choose(best.candidate, top[0] if top else None, coarse.get("predictor_eval"),
+                                          best.score, top[1] if top else None)
             log(f"autotrain: the recipe is the {chosen_by}")
             base = baseline_candidate(space, baseline, candidate.arch)
             comparison = None
@@ -201,13 +202,22 @@ def _last_tau(predictor_eval: Optional[list]) -> Optional[float]:
     return (predictor_eval or [{}])[-1].get("kendall_tau")
 
 
-def choose(fine_pick, best_trained, predictor_eval: Optional[list]):
+def choose(fine_pick, best_trained, predictor_eval: Optional[list], expected: Optional[float] = None,
+           measured: Optional[float] = None):
     """(candidate, why): the fine search's pick when the last predictor's out-of-fold Kendall tau
-    reached :data:`MIN_PREDICTOR_TAU`, else the best trained candidate."""
+    reached :data:`MIN_PREDICTOR_TAU` and the predictor expects the pick (``expected``: its fine-search
+    score, mean - risk x spread) above the best trained candidate's ``measured`` score; else the
+    best trained candidate."""
     tau = _last_tau(predictor_eval)
     if best_trained is None:
         return fine_pick, "fine search's pick (nothing was trained to compare with)"
     if tau is not None and tau >= MIN_PREDICTOR_TAU:
+        if expected is not None and measured is not None and expected <= measured:
+            # a pick the predictor itself does not expect to beat a measured recipe (BENCHMARKS.md,
+            # "AutoTrain against its baseline": such a pick lost 3 points on digits)
+            return best_trained, (f"best trained recipe: the predictor expects its fine-search pick at "
+                                  f"{expected:.3f} (mean - risk x spread), not above the best trained recipe's "
+                                  f"measured {measured:.3f}")
         return fine_pick, f"fine search's pick (the predictor's held-out Kendall tau is {tau:.2f})"
     why = "not measurable (too few trained recipes)" if tau is None else f"only {tau:.2f}"
     return best_trained, (f"best trained recipe: the predictor's held-out Kendall tau is {why} "

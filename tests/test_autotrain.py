@@ -114,6 +114,17 @@ def test_the_fine_pick_is_the_answer_only_when_the_predictor_ranks_held_out_reci
     assert choose(fine, None, None)[0] is fine
 
 
+def test_a_trusted_predictor_s_pick_is_not_taken_when_it_expects_less_than_the_best_trained_recipe_measured():
+    from jointnas.autotrain import MIN_PREDICTOR_TAU, choose
+    from jointnas.space import Candidate
+
+    fine, trained = Candidate({}, {"lr": 0.3}), Candidate({}, {"lr": 0.01})
+    good = [{"kendall_tau": MIN_PREDICTOR_TAU + 0.1}]
+    cand, why = choose(fine, trained, good, expected=0.56, measured=0.95)
+    assert cand is trained and "0.560" in why and "0.950" in why
+    assert choose(fine, trained, good, expected=0.97, measured=0.95)[0] is fine
+
+
 def _recipe_objective(candidate, report):
     """A made-up landscape over two recipe dimensions (no training)."""
     import math
