@@ -59,7 +59,8 @@ def test_autotrain_on_digits_runs_coarse_and_fine_and_ends_with_a_recipe_and_its
     assert set(recipe) == set(space.recipe) | {"epochs"} and recipe["epochs"] == 1
     space.validate({}, {k: v for k, v in recipe.items() if k != "epochs"})
     assert 0.0 <= out["predicted"] <= 1.0 and out["fine"]["generations"] >= 1
-    assert out["chosen_by"].startswith(("fine search's pick", "best trained recipe"))
+    assert out["chosen_by"].startswith(("fine search's pick", "best trained recipe", "baseline ("))
+    assert out["comparison"]["returned"] in ("answer", "baseline") and out["comparison"]["epochs"] == 1
     assert out["chosen_by"] in captured.err
     command = shlex.split(out["command"])
     assert command[:2] == ["jointnas", "train"] and "--candidate" in command
