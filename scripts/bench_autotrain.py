@@ -127,7 +127,7 @@ def jointnas_recipe(model: str, args):
                             **({"surrogate": args.surrogate} if args.surrogate else {}))
     t = time.time()
     result = autotrain(args.out / f"jointnas-{model}", space_for(model, args), evaluator_for(args), config,
-                       executor=SerialExecutor, epochs=args.epochs,
+                       executor=SerialExecutor, epochs=args.epochs, seeds=0,  # this script retrains every answer itself
                        log=lambda line: print(f"[{model}] {line}", flush=True))
     print(f"[{model}] jointnas search {time.time() - t:.0f} s: predicted {result.predicted:.3f} "
           f"+- {result.predicted_std:.3f}", flush=True)

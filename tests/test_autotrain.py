@@ -59,7 +59,8 @@ def test_autotrain_on_digits_runs_coarse_and_fine_and_ends_with_a_recipe_and_its
     assert set(recipe) == set(space.recipe) | {"epochs"} and recipe["epochs"] == 1
     space.validate({}, {k: v for k, v in recipe.items() if k != "epochs"})
     assert 0.0 <= out["predicted"] <= 1.0 and out["fine"]["generations"] >= 1
-    assert out["chosen_by"].startswith(("fine search's pick", "best trained recipe"))
+    assert out["chosen_by"].startswith(("fine search's pick", "best trained recipe", "baseline ("))
+    assert out["comparison"]["returned"] in ("answer", "baseline") and out["comparison"]["epochs"] == 1
     assert out["chosen_by"] in captured.err
     command = shlex.split(out["command"])
     assert command[:2] == ["jointnas", "train"] and "--candidate" in command
@@ -114,6 +115,17 @@ def test_the_fine_pick_is_the_answer_only_when_the_predictor_ranks_held_out_reci
     assert choose(fine, None, None)[0] is fine
 
 
+def test_a_trusted_predictor_s_pick_is_not_taken_when_it_expects_less_than_the_best_trained_recipe_measured():
+    from jointnas.autotrain import MIN_PREDICTOR_TAU, choose
+    from jointnas.space import Candidate
+
+    fine, trained = Candidate({}, {"lr": 0.3}), Candidate({}, {"lr": 0.01})
+    good = [{"kendall_tau": MIN_PREDICTOR_TAU + 0.1}]
+    cand, why = choose(fine, trained, good, expected=0.56, measured=0.95)
+    assert cand is trained and "0.560" in why and "0.950" in why
+    assert choose(fine, trained, good, expected=0.97, measured=0.95)[0] is fine
+
+
 def _recipe_objective(candidate, report):
     """A made-up landscape over two recipe dimensions (no training)."""
     import math
@@ -146,4 +158,109 @@ def test_an_unknown_surrogate_exits_2_naming_the_known_ones(tmp_path, capsys):
     assert main(["autotrain", "--arch", "resnet18", "--surrogate", "gp", "--run", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "forest" in err and "mlp" in err
+    assert not (tmp_path / "r").exists()
+
+
+def _default_is_best(space):
+    """A landscape over the recipe whose highest point is the space's default recipe, with a
+    test score beside the validation one (what an evaluator that trains reports)."""
+    from jointnas.evaluation.base import Evaluator
+    from jointnas.trial import TrialResult
+
+    default = space.encode([space.candidate({}, space.default_recipe())])[0]
+
+    class DefaultIsBest(Evaluator):
+        score_bounds = (0.0, 1.0)
+
+        def evaluate(self, candidate, space_, request, on_epoch=None):
+            import numpy as np
+
+            distance = float(np.abs(space.encode([candidate])[0] - default).sum())
+            score = 0.95 - 0.05 * distance + 0.001 * request.seed
+            curve = [{"epoch": e, "score": score * e / (request.epochs or 1)} for e in range(1, (request.epochs or 1) + 1)]
+            extra = {"test_score": score - 0.01} if request.test else {}
+            return TrialResult("done", curve, curve[-1]["score"], len(curve), 0.0, "python", extra=extra)
+
+    return DefaultIsBest()
+
+
+def _small_autotrain(run, space, evaluator, seeds=2, lines=None):
+    from jointnas.autotrain import autotrain, default_config
+    from jointnas.execution.serial import SerialExecutor
+    from jointnas.fine.problem import SearchSettings
+
+    config = default_config(pool=64, batch=4, iterations=2, epoch_cap=2, fidelities=[])
+    settings = SearchSettings(population=8, generations=3, patience=2, init_best=2, seed=0)
+    return autotrain(run, space, evaluator, config, fine_settings=settings, executor=SerialExecutor, epochs=2,
+                     seeds=seeds, log=(lines.append if lines is not None else lambda line: None))
+
+
+def test_the_default_recipe_is_trained_in_the_first_batch(tmp_path):
+    from jointnas.autotrain import fixed_arch_space
+    from jointnas.catalog import load_space
+    from jointnas.families.torchvision import TorchvisionFamily
+    from jointnas.store import RunStore
+
+    space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"}, epochs=2)
+    _small_autotrain(tmp_path / "run", space, _default_is_best(space), seeds=0)
+    default = space.candidate({}, space.default_recipe()).key()
+    with RunStore.open(tmp_path / "run") as store:
+        first = store.trials(iteration=1)
+        assert len(first) == 4 and default in [t.candidate.key() for t in first]
+        assert default not in [t.candidate.key() for t in store.trials() if t.iteration > 1]
+
+
+def test_where_the_default_recipe_is_best_autotrain_returns_it_and_says_the_search_did_not_beat_it(tmp_path):
+    from jointnas.autotrain import fixed_arch_space
+    from jointnas.catalog import load_space
+    from jointnas.families.torchvision import TorchvisionFamily
+
+    space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"}, epochs=2)
+    lines = []
+    result = _small_autotrain(tmp_path / "run", space, _default_is_best(space), lines=lines)
+    assert {k: v for k, v in result.recipe.items() if k != "epochs"} == space.default_recipe()
+    comparison = result.comparison
+    if comparison["answer"]["recipe"] != comparison["baseline"]["recipe"]:  # the search found another recipe
+        assert comparison["returned"] == "baseline" and comparison["validation"]["difference"] < 0
+        assert [line for line in lines if "does NOT beat the baseline" in line]
+
+
+def test_a_result_holds_the_baseline_and_its_test_score_and_report_shows_both(tmp_path):
+    from jointnas.autotrain import fixed_arch_space
+    from jointnas.catalog import load_space
+    from jointnas.families.torchvision import TorchvisionFamily
+    from jointnas.report import build_report
+
+    space = fixed_arch_space(load_space("autotrain"), TorchvisionFamily(), {"model": "resnet18"}, epochs=2)
+    run = tmp_path / "run"
+    result = _small_autotrain(run, space, _default_is_best(space), seeds=2)
+    stored = json.loads((run / "autotrain" / "result.json").read_text())["comparison"]
+    assert stored == json.loads(json.dumps(result.comparison))
+    assert stored["baseline"]["recipe"] == space.default_recipe() and stored["seeds"] == [0, 1]
+    for who in ("answer", "baseline"):
+        assert [r["test_score"] is not None for r in stored[who]["runs"]] == [True, True]
+    test = stored["test"]
+    assert test["difference"] == pytest.approx(test["answer"] - test["baseline"]) and test["spread"] is not None
+    report = build_report(run)
+    page = report.html_path.read_text()
+    shown = "\n".join(report.result)
+    for pct in (test["answer"], test["baseline"]):
+        assert f"{100 * pct:.2f} %" in shown and f"{100 * pct:.2f} %" in page
+    assert "baseline (the space's default recipe)" in shown
+
+
+def test_autotrain_prints_the_named_baseline_recipe_beside_the_answer(tmp_path, capsys):
+    args = AUTOTRAIN + ["--run", str(tmp_path / "run"), "--seeds", "1", "--baseline-recipe", "torchvision-reference"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "baseline (recipe torchvision-reference)" in out and "difference on test" in out
+    stored = json.loads((tmp_path / "run" / "autotrain" / "result.json").read_text())["comparison"]
+    assert stored["baseline"]["recipe"]["lr"] == 0.1 and stored["baseline"]["recipe"]["optimizer"] == "sgd_plain"
+    assert stored["epochs"] == 1 and stored["test"]["baseline"] is not None
+
+
+def test_an_unknown_baseline_recipe_exits_2_before_any_training(tmp_path, capsys):
+    assert main(AUTOTRAIN + ["--run", str(tmp_path / "r"), "--baseline-recipe", "no-such-recipe"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--baseline-recipe" in err and "torchvision-reference" in err
     assert not (tmp_path / "r").exists()

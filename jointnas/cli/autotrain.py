@@ -20,8 +20,11 @@ from ..io import check_writable_dir
 from . import fraction, int_at_least, non_negative
 from .coarse import _check_device, _executor, _interrupt
 
-DEFAULTS = dict(space="autotrain", data="digits", pool=1024, batch=6, iterations=3, epoch_cap=3, seed=0,
-                population=64, generations=60, risk=1.0)
+# Sized for 2 CPU cores (BENCHMARKS.md, "AutoTrain against its baseline"): every recipe trains the same
+# 4 epochs, so a search trial measures the schedule the answer gets; 5 iterations of 6 give the predictor
+# 30 trained recipes.
+DEFAULTS = dict(space="autotrain", data="digits", pool=1024, batch=6, iterations=5, epochs=4, epoch_cap=3, seed=0,
+                population=64, generations=60, risk=1.0, seeds=1)
 
 
 def register(sub):
@@ -37,8 +40,12 @@ def register(sub):
         "ensemble spread). FLOPs/params are the same for every recipe of a fixed arch, so the predictor skips "
         "proxy pretraining and learns from the recipe features alone. The answer is the fine stage's pick when "
         "the predictor ranks held-out trained recipes with Kendall tau >= 0.3, else the best trained recipe. "
-        "Prints the recipe as YAML (logs go to stderr) and the `jointnas train` command that trains it.",
-        epilog="Example: jointnas autotrain --arch resnet18 --data fashion-mnist --epochs 10")
+        "The baseline (the space's default recipe, or --baseline-recipe) is in the first batch, and at the end "
+        "the answer and the baseline are trained alike (same epochs, same data, --seeds seeds) and scored on the "
+        "test split; when the answer does not beat the baseline on validation, the run says so and returns the "
+        "baseline. Prints the recipe as YAML with the comparison (logs go to stderr) and the `jointnas train` "
+        "command that trains it.",
+        epilog="Example: jointnas autotrain --arch resnet18 --data fashion-mnist --epochs 10 --seeds 3")
     p.add_argument("--arch", required=True, metavar="NAME[,NAME...]",
                    help="torchvision model (resnet18, mobilenet_v3_small, ...), several comma-separated, or an "
                    "FBNetV3 preset (FBNetV3_A ... FBNetV3_G)")
@@ -47,9 +54,10 @@ def register(sub):
     p.add_argument("--data-root", help="where fashion-mnist / cifar10 files are (default: data/cache)")
     p.add_argument("--train-subset", type=int_at_least(16), metavar="N",
                    help="train every recipe on the first N (shuffled) training images only (default: all)")
-    p.add_argument("--epochs", type=int_at_least(1), metavar="E",
-                   help="hold the schedule at E epochs for every recipe instead of searching the recipe's "
-                   "epochs (default: searched)")
+    p.add_argument("--epochs", type=int_at_least(0), metavar="E",
+                   help=f"hold the schedule at E epochs for every recipe, the baseline included (default: "
+                   f"{d['epochs']}); 0 searches the recipe's epochs (capped by --epoch-cap during the search, the "
+                   "baseline trained for the answer's)")
     p.add_argument("--resolution", type=int_at_least(8), metavar="PX",
                    help="torchvision models: the deployable model's input side (default 224); a data set trains "
                    "at its base resolution scaled by PX / 224 (fashion-mnist: 56 px at 224, 28 px at 112)")
@@ -60,7 +68,7 @@ def register(sub):
                    help=f"coarse iterations, the first being the calibration batch (default: {d['iterations']})")
     p.add_argument("--epoch-cap", type=int_at_least(0), metavar="E",
                    help=f"train at most E epochs of each recipe's schedule during the search; 0 = full schedules "
-                   f"(default: {d['epoch_cap']}); ignored with --epochs")
+                   f"(default: {d['epoch_cap']}); used with --epochs 0 only")
     p.add_argument("--rank-threshold", type=fraction, metavar="TAU",
                    help="Kendall tau-b the early-stop epoch must reach (default: 0.9)")
     p.add_argument("--surrogate", metavar="NAME",
@@ -75,6 +83,14 @@ def register(sub):
     p.add_argument("--risk", type=non_negative, metavar="L",
                    help=f"fine: score = predicted mean - L * ensemble spread (default: {d['risk']}: few trained "
                    "recipes make the predictor unsure away from them)")
+    p.add_argument("--baseline-recipe", metavar="NAME|FILE",
+                   help="the recipe the answer must beat: a shipped recipe's name (" + ", ".join(
+                       catalog.available_recipes()) + ") or a recipe file (default: the space's default recipe); "
+                   "trained for the same epochs on the same data, and in the first batch when it is a point of the "
+                   "searched space")
+    p.add_argument("--seeds", type=int_at_least(0), metavar="N",
+                   help=f"train the answer and the baseline alike with N seeds each and score both on the test "
+                   f"split (default: {d['seeds']}; 3 gives the difference's spread; 0 skips the comparison)")
     p.add_argument("--seed", type=int_at_least(0), help=f"seed of pool, training, predictor, fine search "
                    f"(default: {d['seed']})")
     p.add_argument("--run", type=Path, metavar="DIR",
@@ -115,7 +131,7 @@ def resolve_arch(text: str, resolution=None):
 
 def run(args):
     # the coarse stage and run store: the other commands (`jointnas fine`) start without them
-    from ..autotrain import autotrain, default_config, fixed_arch_space, train_command
+    from ..autotrain import DEFAULT_BASELINE, autotrain, default_config, fixed_arch_space, train_command
     from ..coarse.search import Progress
 
     d = DEFAULTS
@@ -126,11 +142,19 @@ def run(args):
         catalog.resolve(catalog.SURROGATES, args.surrogate, "surrogate")
     base = catalog.load_space(args.space or d["space"])
     preset = models[0] if arch is not None and "model" not in arch else None
-    space = fixed_arch_space(base, family, arch=arch, models=models, epochs=args.epochs, name=preset)
+    epochs = (d["epochs"] if args.epochs is None else args.epochs) or None
+    space = fixed_arch_space(base, family, arch=arch, models=models, epochs=epochs, name=preset)
+    baseline, baseline_name = None, DEFAULT_BASELINE
+    if args.baseline_recipe is not None:
+        try:
+            baseline = catalog.load_recipe(args.baseline_recipe, space)
+        except UsageError as e:
+            raise UsageError(f"--baseline-recipe {args.baseline_recipe}: {e}") from None
+        baseline_name = f"recipe {args.baseline_recipe}"
     evaluator = TrainEvaluator(args.data or d["data"], data_root=args.data_root, train_subset=args.train_subset,
                                device=args.device)
-    epoch_cap = args.epochs if args.epochs is not None else (d["epoch_cap"] if args.epoch_cap is None
-                                                             else (args.epoch_cap or None))
+    epoch_cap = epochs if epochs is not None else (d["epoch_cap"] if args.epoch_cap is None
+                                                   else (args.epoch_cap or None))
     config = default_config(pool=args.pool or d["pool"], seed=args.seed if args.seed is not None else d["seed"],
                             batch=args.batch or d["batch"], iterations=args.iterations or d["iterations"],
                             epoch_cap=epoch_cap,
@@ -149,13 +173,14 @@ def run(args):
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = autotrain(run_dir, space, evaluator, config, fine_settings=settings, executor=_executor(args),
-                           progress=progress, epochs=args.epochs, log=_log)
+                           progress=progress, epochs=epochs, baseline=baseline, baseline_name=baseline_name, seeds=d["seeds"] if args.seeds is None else args.seeds,
+                           log=_log)
     except KeyboardInterrupt:
         sys.stderr.write(f"interrupted; finished trials are saved. Continue with the same command and --run {run_dir}\n")
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    result.command = train_command(result, evaluator.data, args.epochs, args.train_subset)
+    result.command = train_command(result, evaluator.data, epochs, args.train_subset)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1, default=str))
         return 0
@@ -170,10 +195,15 @@ def _log(line: str) -> None:
 
 
 def format_result(result) -> str:
-    lines = [f"# recipe: the {result.chosen_by}",
-             f"# predicted val accuracy {result.predicted:.3f} +- {result.predicted_std:.3f}"]
+    from ..report.autotrain import comparison_lines
+
+    lines = [f"# recipe: the {result.chosen_by}"]
+    if result.predicted is not None:
+        lines.append(f"# predicted val accuracy {result.predicted:.3f} +- {result.predicted_std:.3f}")
     if result.best_measured is not None:
         lines.append(f"# best trained during the search: {result.best_measured['score']:.3f}")
+    if result.comparison is not None:
+        lines += [f"# {line}" for line in comparison_lines(result.comparison)]
     lines.append(yaml.safe_dump(result.recipe, sort_keys=False).rstrip())
     lines.append(f"# written to {result.files['recipe']} (a recipe file: 'jointnas train --recipe' takes it); "
                  "train it with:")

@@ -32,6 +32,9 @@ class CoarseConfig:
     # (BENCHMARKS.md, "The README's main command"); paper scale is batch 48, 4 iterations, no cap.
     batch: int = 6
     first_batch: Optional[int] = None  # the first (calibration) batch's size; None: ``batch``
+    # candidates ({"arch", "recipe"}) the pool holds and the first batch trains ahead of the policy's
+    # choice, so that the run measures them (autotrain: the recipe it must beat)
+    first_candidates: Optional[list] = None
     iterations: int = 2
     epoch_cap: Optional[int] = 2       # None: every candidate's full recipe schedule
     rank_threshold: float = 0.9
@@ -121,6 +124,10 @@ def build_pool(space: SearchSpace, config: CoarseConfig, progress: bool = True):
     """(feasible candidates, their (n, 2) [flops, params], number sampled); UsageError if none fits.
     A space without a family has no costs: they are all 0 and nothing is dropped."""
     pool = space.sample(config.pool, seed=config.seed)
+    if config.first_candidates:
+        lead = [space.as_candidate(c, i) for i, c in enumerate(config.first_candidates)]
+        keys = {c.key() for c in lead}
+        pool = lead + [c for c in pool if c.key() not in keys]
     if space.family is None:
         return pool, np.zeros((len(pool), 2), dtype=np.int64), len(pool)
     costs = space.family.costs([c.arch for c in pool], progress=progress)

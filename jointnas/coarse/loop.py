@@ -161,8 +161,10 @@ class CoarseLoop(CoarseRun):
         if it == 1:
             # The first batch's choice, extended: farthest-point sampling continues where the batch stopped.
             have = len(self.store.trials(iteration=1)) if more else 0
-            idx = [i for i in self.policy.first(self.encoded, have + k, self.config.seed) if untried[i]][:k]
-            how = self.policy.describe_first()
+            lead = [i for i in self.first_rows() if untried[i]][:k]
+            idx = lead + [i for i in self.policy.first(self.encoded, have + k, self.config.seed)
+                          if untried[i] and i not in lead][:k - len(lead)]
+            how = self.policy.describe_first() + (f", led by {len(lead)} given candidate(s)" if lead else "")
             epochs = None
         else:
             surrogate = self.surrogate(it - 1)
@@ -182,6 +184,11 @@ class CoarseLoop(CoarseRun):
                  + ("full schedule" + (f" capped at {self.config.epoch_cap} epochs" if self.config.epoch_cap else "")
                     if epochs is None else f"{epochs} epochs (calibrated early stop)"))
         return len(idx)
+
+    def first_rows(self) -> list:
+        """Pool rows of the run's ``first_candidates`` (the first batch trains them first)."""
+        keys = {self.space.as_candidate(c, i).key() for i, c in enumerate(self.config.first_candidates or ())}
+        return [i for i, c in enumerate(self.pool) if c.key() in keys]
 
     def _cheaper_tasks(self) -> Tuple[Task, ...]:
         """The first batch's finished trials at each cheaper fidelity of the run, less those told."""

@@ -129,9 +129,7 @@ class CoarseSearch:
                 result.retrain_winner(self.loop, *winner, train=self._run_all)
         finally:
             failed = sys.exc_info()[0] is not None
-            if self._executor is not None:
-                self._executor.close(kill=failed)
-                self._executor = None
+            self._close_executor(failed)
             if failed:
                 self.store.requeue_running()
         last = self.store.predictor_path(self.config.iterations)
@@ -140,6 +138,20 @@ class CoarseSearch:
                 shutil.copyfile(last, tmp)
         self.store.set_meta("finished", time.time())
         return self.summary()
+
+    def evaluate(self, tasks: List[Task], desc: str, line: Callable[[Task, dict], str]) -> Dict[int, dict]:
+        """Train ``tasks`` that are not trials of the run (a later stage's trainings, e.g. autotrain's
+        comparison with its baseline) on the run's executor; ``line(task, result)`` logs each.
+        Returns the results by task id."""
+        try:
+            return self._run_all(list(tasks), desc, line)
+        finally:
+            self._close_executor(sys.exc_info()[0] is not None)
+
+    def _close_executor(self, kill: bool) -> None:
+        if self._executor is not None:
+            self._executor.close(kill=kill)
+            self._executor = None
 
     def _executor_now(self) -> Executor:
         if self._executor is None:

@@ -21,6 +21,7 @@ from ..coarse.ranking import rule
 from ..coarse.summary import format_final
 from ..errors import UsageError
 from ..io import FLOPS_NOTE_SHORT, atomic_write_bytes, check_writable_dir, check_writable_file
+from .autotrain import autotrain_lines
 from .plots import PLOTS, Plotter, Section
 from .view import RunView, budget_of, plural, predictor_eval_rows, status_text
 
@@ -103,7 +104,7 @@ def trials_html(view: RunView) -> str:
 
 def final_lines(view: RunView) -> List[str]:
     """The winner's full-fidelity retraining beside the baseline, as ``jointnas coarse`` prints it."""
-    return format_final(view.final) if view.final else []
+    return (format_final(view.final) if view.final else []) + autotrain_lines(view.run_dir)
 
 
 def final_html(view: RunView) -> str:
