@@ -378,7 +378,7 @@ def test_config_table_shows_values_not_python_reprs(real_run, tmp_path):
     for repr_text in ("None", "[]", "{", "True", "False"):
         assert not any(repr_text in c for c in cells), (repr_text, cells)
     assert "<td>baseline</td><td>the space&#x27;s first preset</td>" in table  # not "None" above a result
-    assert human(config["evaluator_options"]) == "data_root: not set\ntrain_subset: not set\nextra: \n  a: 1\n  b: none"
+    assert human(config["evaluator_options"]) == "data_root: not set\ntrain_subset: not set\nextra:\n  a: 1\n  b: none"
 
 
 def test_baseline_row_names_the_preset_the_result_stage_trains(tmp_path):

@@ -185,7 +185,7 @@ h3{font-size:1.05em}
 table{border-collapse:collapse;margin:8px 0;font-size:0.92em}
 th,td{border:1px solid #ddd;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f4f4f4} table.config td:first-child{font-weight:600;white-space:nowrap}
-table.config td{white-space:pre-line} tr.winner td{background:#fff3c4;font-weight:600}
+table.config td{white-space:pre-wrap} tr.winner td{background:#fff3c4;font-weight:600}
 table.result{font-size:1em;max-width:100%} table.result th{white-space:nowrap;width:11em;background:#eef4fb}
 figure{margin:10px 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:0.92em;margin-top:4px}

@@ -55,8 +55,8 @@ def _why(view: RunView) -> List[str]:
     ranked = view.ranked(top=1)
     if ranked and ranked[0][0].id != w.trial.id:
         first = ranked[0][0].id
-        lines.append(f"trial {first} was first at {_at(view)} ({pct(ranked[0][1])}, the winner {pct(score)}) "
-                     f"but is expected {pct(view.expected.get(first))} at its end")
+        lines.append(f"trial {first} was first at {_at(view)} ({pct(ranked[0][1])}, the winner {pct(score)})"
+                     + (f" but is expected {pct(view.expected[first])} at its end" if first in view.expected else ""))
     return lines + [part[0].upper() + part[1:] for part in w.chosen_by.split("; ")]
 
 
@@ -127,6 +127,6 @@ def result_rows(view: RunView) -> Rows:
     """(label, lines) of the Result block; [] before any trial is measured."""
     if view.winner is None:
         return []
-    return [("Winner", _winner(view)), ("Why it won", _why(view)), ("Winner measured", _measured(view)),
+    return [("Winner" if view.winner.retrained else "Winner so far", _winner(view)), ("Why it won", _why(view)), ("Winner measured", _measured(view)),
             ("Baseline", _baseline(view)), ("Predicted vs measured", _predicted(view)), ("Weights", _weights(view))]
 

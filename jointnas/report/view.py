@@ -269,8 +269,6 @@ def status_text(view: RunView) -> str:
     return "trials: " + counts_text(view.counts())
 
 
-
-
 def predicted_before(view: RunView, trial: Trial) -> Optional[Tuple[float, float, int]]:
     """What the predictor that chose ``trial`` expected of it before it was trained, at the run's
     ranking epoch and fidelity: (mean, spread, that predictor's iteration); None for a trial of the
@@ -312,6 +310,6 @@ def human(value, indent: str = "") -> str:
     if isinstance(value, dict):
         if not value:
             return "none"
-        return "\n".join(f"{indent}{k}: " + (f"\n{human(v, indent + '  ')}" if isinstance(v, dict) and v
-                                             else human(v, indent + "  ")) for k, v in value.items())
+        return "\n".join(f"{indent}{k}:\n{human(v, indent + '  ')}" if isinstance(v, dict) and v
+                         else f"{indent}{k}: {human(v, indent + '  ')}" for k, v in value.items())
     return str(value)
