@@ -255,11 +255,11 @@ def plot_calibration(view: RunView, mpl: Plotter) -> Section:
                    "whose ranking agrees with the final one at least as much as the threshold.")
     if itself:
         cap = view.config.get("epoch_cap")
-        sec.caption += (f" Iteration 1 trained every trial {full} epochs" + (" (the run's epoch cap)" if cap == full
+        sec.caption += (f" Iteration 1 trained every trial for {full} epochs" + (" (the run's epoch cap)" if cap == full
                         else "") + f", so epoch {full} is the final score and its correlation is 1 by construction: "
                         "only the earlier epochs test the early stop.")
         if reached and chosen == full:
-            sec.caption += (f" None of them reached the threshold, so the early stop saves nothing: every later "
+            sec.caption += (f" No earlier epoch reached the threshold, so the early stop saves nothing: every later "
                             f"trial also trains {full} epochs.")
     if not reached:
         sec.caption += " No earlier epoch reached the threshold, so later iterations train the full schedule."
