@@ -157,7 +157,8 @@ def test_report_of_a_partial_run(real_run, tmp_path):
         decoded_png(path)
     html = out.read_text()
     assert_page_shows(html, out, report.plots)
-    assert html.count("Not available yet:") == 4  # parity, calibration, result, fine search
+    assert html.count("Not available yet:") == 3  # parity, calibration, fine search
+    assert "not retrained yet" in html.split("id='result'")[1].split("</table>")[0]  # a provisional winner
     assert "still going or was interrupted (2 trials not finished)" in html
 
 
@@ -247,7 +248,8 @@ def test_report_ranks_and_plots_every_trial_at_the_calibrated_epoch(real_run, tm
     html = report.html_path.read_text()
     assert "ranked by validation accuracy at epoch 1, the run&#x27;s calibrated early stop" in html
     table = html.split("Best measured candidates")[1]
-    assert table.index("<tr><td>2</td>") < table.index("<tr><td>3</td>") < table.index("<tr><td>1</td>")
+    assert table.index("<tr class='winner'><td>2 ★ winner</td>") < table.index("<tr><td>3</td>") \
+        < table.index("<tr><td>1</td>")
 
 
 def test_learning_curve_legend_lists_only_iterations_that_draw_something(real_run, tmp_path):
@@ -257,9 +259,9 @@ def test_learning_curve_legend_lists_only_iterations_that_draw_something(real_ru
     mpl = Plotter()
     with mpl.style():
         sec = plot_learning_curves(RunView.read(run), mpl)
-    # Trial 3 (iteration 2) is the best at epoch 1 and is drawn in black: iteration 2 draws nothing else.
+    # Trial 3 (iteration 2) is the best at epoch 1, so the winner, drawn in black: iteration 2 draws nothing else.
     assert [x for x in sec.legend if x.startswith("iteration")] == ["iteration 1"]
-    assert any(x.startswith("best: trial 3 (40.0% at epoch 1") for x in sec.legend)
+    assert "winner: trial 3 (40.0% at epoch 1)" in sec.legend
 
 
 def test_every_plot_fits_in_its_figure(real_run, monkeypatch):
@@ -281,10 +283,142 @@ def test_every_plot_fits_in_its_figure(real_run, monkeypatch):
         axes[0, 0].set_title("a title far too long for a figure two inches wide " * 2)
         assert report.texts_outside(fig)  # the check sees what a PNG would cut off
     for sec in sections:
-        assert sec.png is not None and sec.clipped == (), (sec.name, sec.clipped)
+        assert sec.png is not None and sec.clipped == () and sec.cut == (), (sec.name, sec.clipped, sec.cut)
 
 
 def test_an_unwritable_report_file_is_refused_before_drawing(real_run, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["report", str(real_run), "--out", str(tmp_path / "file" / "r.html")]) == 2
     assert "is a file" in one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- one winner, the Result block
+def _result_lines(html: str) -> list:
+    """The Result block's lines as a reader sees them: one per row label and per <br>-separated line."""
+    import html as html_lib
+
+    block = html.split("<h2 id='result'>Result</h2>")[1].split("<h2")[0]
+    text = re.sub(r"<br>|</th>|</tr>|</p>", "\n", block)
+    return [html_lib.unescape(line).strip() for line in re.sub(r"<[^>]+>", "", text).split("\n") if line.strip()]
+
+
+def _winner_marks(report) -> dict:
+    """Which trial each part of a written report marks as the winner."""
+    from jointnas.report.plots import Plotter, plot_accuracy_vs_flops, plot_learning_curves
+
+    html = report.html_path.read_text()
+    view, mpl = RunView.read(Path(re.search(r"<h1>jointnas run <code>(.*?)</code>", html).group(1)).resolve()), Plotter()
+    with mpl.style():
+        flops, curves = plot_accuracy_vs_flops(view, mpl), plot_learning_curves(view, mpl)
+    first = lambda pattern, texts: {int(m.group(1)) for t in texts for m in [re.match(pattern, t)] if m}  # noqa: E731
+    return {"result": first(r"trial (\d+) of iteration", _result_lines(html)),
+            "table": {int(n) for n in re.findall(r"<tr class='winner'><td>(\d+) ★ winner</td>", html)},
+            "flops plot": first(r"winner: trial (\d+)$", flops.legend),
+            "curves plot": first(r"winner: trial (\d+) ", curves.legend)}
+
+
+def test_every_part_of_the_report_marks_the_summarys_winner(real_run, tmp_path):
+    from jointnas.coarse.run import CoarseRun
+    from jointnas.coarse.summary import summary
+
+    with CoarseRun.open(real_run) as run:
+        final = summary(run)["final"]
+    assert final is not None  # the real run's result stage retrained its winner
+    marks = _winner_marks(build_report(real_run, tmp_path / "r.html"))
+    assert marks == {part: {final["trial"]} for part in marks}, marks
+
+
+def test_the_stored_result_names_the_winner_even_when_the_ranking_puts_another_first(real_run, tmp_path):
+    # Trial 2 is first at the calibrated epoch; the result stage (e.g. by extrapolation) retrained trial 1.
+    run = _run_with_curves(real_run, tmp_path, [(1, [0.30, 0.60]), (2, [0.50, 0.70]), (2, [0.20, 0.40])],
+                           chosen_epoch=2)
+    with RunStore.open(run) as store:
+        trial = store.trials()[0]
+        store.save_result("final", {"trial": trial.id, "key": trial.key, "expected_final": 0.91,
+                                    "chosen_by": "extrapolated from the score at epoch 2; held-out tau 0.7",
+                                    "predicted": 0.55, "searched_score": 0.60, "fidelity_label": "full", "epoch": 2,
+                                    "winner": {"status": "done", "epochs": 8, "final_acc": 0.93, "test_score": 0.92}})
+    assert RunView.read(run).ranked()[0][0].id == 2
+    report = build_report(run, tmp_path / "r.html")
+    marks = _winner_marks(report)
+    assert marks == {part: {trial.id} for part in marks}, marks
+    lines = _result_lines(report.html_path.read_text())
+    assert "at the end of its schedule: extrapolated 91.00 %; measured validation 93.00 % after 8 epochs" in lines
+    at = lines.index("at epoch 2: measured 60.00 %")  # the predictions of that score follow it
+    assert lines[at + 1] == "the run's last predictor (fitted on this measurement too) gives 55.00 %"
+    assert "test 92.00 %, validation 93.00 %" in lines
+
+
+def test_result_block_is_at_the_top_in_short_lines(real_run, tmp_path):
+    html = build_report(real_run, tmp_path / "r.html").html_path.read_text()
+    assert "<pre" not in html
+    assert html.index("<h2 id='result'>Result</h2>") < html.index("<h2>Run configuration</h2>") \
+        < html.index("<h2>Trials</h2>")
+    lines = _result_lines(html)
+    for label in ("Winner", "Why it won", "Winner measured", "Baseline", "Predicted vs measured", "Weights"):
+        assert label in lines, label
+    assert all(len(line) <= 120 for line in lines), max(lines, key=len)
+    weights = real_run / "winner" / "weights.pt"
+    assert weights.is_file() and str(weights) in lines
+    assert f"model, candidate = jointnas.catalog.load_trained({str(weights.parent)!r})" in lines
+    assert "none (the space has no preset)" in lines  # the toy space has no preset to train as a baseline
+
+
+def test_config_table_shows_values_not_python_reprs(real_run, tmp_path):
+    from jointnas.report.view import human
+
+    with RunStore.open(real_run) as full:
+        config = dict(full.config, baseline=None, fidelities=[], first_batch=None, final=True,
+                      evaluator_options={"data_root": None, "train_subset": None, "extra": {"a": 1, "b": []}})
+    run = tmp_path / "odd"
+    RunStore.create(run, config).close()
+    html = build_report(run, tmp_path / "r.html").html_path.read_text()
+    table = html.split("<h2>Run configuration</h2>")[1].split("</table>")[0]
+    cells = re.findall(r"<td>(.*?)</td>", table, re.S)
+    for repr_text in ("None", "[]", "{", "True", "False"):
+        assert not any(repr_text in c for c in cells), (repr_text, cells)
+    assert "<td>baseline</td><td>the space&#x27;s first preset</td>" in table  # not "None" above a result
+    assert human(config["evaluator_options"]) == "data_root: not set\ntrain_subset: not set\nextra:\n  a: 1\n  b: none"
+
+
+def test_baseline_row_names_the_preset_the_result_stage_trains(tmp_path):
+    from jointnas.report.page import config_rows
+
+    view = RunView(run_dir=tmp_path, config={"baseline": None}, trials=[], calibration=None, predictor_evals=[],
+                   predictors=[], fine=None, space=__import__("jointnas.catalog", fromlist=["x"]).load_space("fbnetv3"))
+    assert dict(config_rows(view))["baseline"] == "FBNetV3_A (the space's first preset)"
+
+
+def test_parity_axes_hold_every_bar_and_stop_near_the_score_bounds(real_run, monkeypatch):
+    import jointnas.report.plots as report
+    from jointnas.report.view import Parity, parity_bars, parity_limits
+
+    # Spreads reaching past 100 % and below 0 %: bars are cut at the bounds, and the axes hold them.
+    p = Parity(1, np.array([0.85, 0.9, 0.95, 0.3]), np.array([0.8, 0.75, 0.9, 0.1]), np.array([0.3, 0.1, 0.25, 0.2]),
+               {"kendall_tau": 0.5, "spearman_rho": 0.6, "mae": 0.1})
+    low, high = parity_bars(p, (0.0, 1.0))
+    lo, hi = parity_limits(p, low, high)
+    assert np.all(low <= p.predicted) and np.all(p.predicted <= high) and high.max() == 1.0 and low.min() == 0.0
+    assert lo <= min(low.min(), p.measured.min()) and hi >= max(high.max(), p.measured.max())
+    assert -0.05 < lo and hi < 1.05
+    mpl = report.Plotter()
+    monkeypatch.setattr(report, "parity_data", lambda view: ([p], []))
+    with mpl.style():
+        sec = report.plot_parity(RunView.read(real_run), mpl)
+        fig, axes = mpl.figure(3, 3)
+        axes[0, 0].errorbar([0.5], [0.5], yerr=[0.7])
+        axes[0, 0].set_ylim(0, 1)
+        assert report.marks_outside(fig)  # the check sees a bar the frame cuts off
+    assert sec.cut == () and sec.clipped == ()
+
+
+def test_calibration_says_when_its_last_epoch_is_the_final_score(real_run):
+    from jointnas.report.plots import Plotter, plot_calibration
+
+    view = RunView.read(real_run)
+    assert view.calibration["epochs"][-1] == view.calibration["full_epochs"] == 2  # every trial capped at 2 epochs
+    mpl = Plotter()
+    with mpl.style():
+        sec = plot_calibration(view, mpl)
+    assert "the final score itself: 1 by construction" in sec.legend
+    assert "epoch 2 is the final score and its correlation is 1 by construction" in sec.caption

@@ -23,14 +23,17 @@ from ..errors import UsageError
 from ..io import FLOPS_NOTE_SHORT, atomic_write_bytes, check_writable_dir, check_writable_file
 from .autotrain import autotrain_lines
 from .plots import PLOTS, Plotter, Section
-from .view import RunView, budget_of, plural, predictor_eval_rows, status_text
+from .result import pct, result_rows
+from .view import RunView, baseline_text, budget_of, human, plural, predictor_eval_rows, status_text
 
 FLOPS_NOTE = f"FLOPs: {FLOPS_NOTE_SHORT}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence], cls: str = "") -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence], cls: str = "", marked: Sequence[bool] = ()) -> str:
+    """A table; the rows whose ``marked`` entry is true get class 'winner'."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(("<tr class='winner'>" if i < len(marked) and marked[i] else "<tr>")
+                   + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for i, row in enumerate(rows))
     return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -68,16 +71,16 @@ def config_rows(view: RunView) -> List[Tuple[str, str]]:
         device = f"{cfg['device']}; trials ran on: {device}"
     pool = str(cfg.get("pool", "?")) + " Sobol samples" + (
         f", {view.pool_size} within the budget" if view.pool_size is not None else ", not sampled yet")
-    rows = [("space", cfg.get("space", "?")), ("evaluator", cfg.get("evaluator") or cfg.get("data", "?")),
-            ("pool", pool),
-            ("seed", cfg.get("seed", "?")), ("device", device), ("budget", budget + f" — {FLOPS_NOTE}")]
-    shown = {"space", "data", "evaluator", "pool", "seed", "device", "budget", "max_flops", "max_params"}
-    rows += [(k, _short(v)) for k, v in sorted(cfg.items()) if k not in shown]
-    return [(k, str(v)) for k, v in rows]
+    rows = [("space", cfg.get("space", "?")),
+            ("evaluator", cfg.get("evaluator") or cfg.get("data") or "a Python function (not importable by name)"),
+            ("pool", pool), ("seed", cfg.get("seed", "?")), ("device", device),
+            ("budget", budget + f" — {FLOPS_NOTE}"), ("baseline", baseline_text(view))]
+    shown = {"space", "data", "evaluator", "pool", "seed", "device", "budget", "max_flops", "max_params", "baseline"}
+    rows += [(k, _short(human(v))) for k, v in sorted(cfg.items()) if k not in shown]
+    return [(k, human(v)) for k, v in rows]
 
 
-def _short(value, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else repr(value)
+def _short(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -90,16 +93,36 @@ def trials_html(view: RunView) -> str:
     rows = [[it] + [sum(t.iteration == it and t.status == s for t in view.trials) for s in statuses]
             for it in iterations]
     out = _table(["iteration"] + statuses, rows, "counts")
-    best = view.ranked(top=5)
-    if best:
-        epoch = view.rank_epoch
-        out += "<h3>Best measured candidates</h3>" + f"<p class='sub'>{html.escape(rule(epoch))}.</p>" + _table(
-            ["trial", "iteration", f"accuracy at epoch {epoch}" if epoch else "accuracy", "final accuracy",
-             "epochs", "MFLOPs", "M params", "resolution", "optimizer", "lr"],
-            [[t.id, t.iteration, f"{100 * score:.2f}%", f"{100 * t.final_acc:.2f}%", t.epochs_run or len(t.curve),
-              f"{t.flops / 1e6:.1f}", f"{t.params / 1e6:.2f}", t.candidate.arch.get("resolution", "?"),
-              t.candidate.recipe.get("optimizer", "?"), _num(t.candidate.recipe.get("lr"))] for t, score in best])
-    return out
+    return out + best_html(view)
+
+
+def best_html(view: RunView, top: int = 5) -> str:
+    """The best measured trials by the ranking rule, the winner marked (and added when it is not among them)."""
+    ranked = view.ranked()
+    if not ranked:
+        return ""
+    winner = view.winner.trial.id if view.winner else None
+    best = ranked[:top] + [(t, s) for t, s in ranked[top:] if t.id == winner]
+    epoch = view.rank_epoch
+    later = any(t.final_acc is not None and abs(t.final_acc - s) > 1e-12 for t, s in best)
+    header = (["trial", "iteration", f"accuracy at epoch {epoch}" if epoch else "accuracy"]
+              + (["last measured accuracy"] if later else []) + ["epochs run", "schedule"]
+              + (["expected at the end of its schedule"] if view.expected else [])
+              + ["MFLOPs", "M params", "resolution", "optimizer", "lr"])
+    rows, marked = [], []
+    for t, score in best:
+        recipe = t.candidate.recipe
+        rows.append([f"{t.id} ★ winner" if t.id == winner else t.id, t.iteration, f"{100 * score:.2f}%"]
+                    + ([f"{100 * t.final_acc:.2f}%" if t.final_acc is not None else "–"] if later else [])
+                    + [t.epochs_run or len(t.curve), recipe.get("epochs", "–")]
+                    + ([pct(view.expected.get(t.id))] if view.expected else [])
+                    + [f"{t.flops / 1e6:.1f}", f"{t.params / 1e6:.2f}", t.candidate.arch.get("resolution", "?"),
+                       recipe.get("optimizer", "?"), _num(recipe.get("lr"))])
+        marked.append(t.id == winner)
+    why = ("; the winner is the trial expected to end its schedule best" if view.winner and view.winner.expected
+           is not None else "")
+    return ("<h3>Best measured candidates</h3>" + f"<p class='sub'>{html.escape(rule(epoch) + why)}.</p>"
+            + _table(header, rows, "best", marked))
 
 
 def final_lines(view: RunView) -> List[str]:
@@ -107,11 +130,14 @@ def final_lines(view: RunView) -> List[str]:
     return (format_final(view.final) if view.final else []) + autotrain_lines(view.run_dir)
 
 
-def final_html(view: RunView) -> str:
-    lines = final_lines(view)
-    if not lines:
-        return "<p class='missing'>Not available yet: the winner is retrained when the coarse search ends.</p>"
-    return "<pre>" + html.escape("\n".join(lines)) + "</pre>"
+def result_html(view: RunView) -> str:
+    """The Result block: one labelled row per fact, each a few short lines."""
+    rows = result_rows(view)
+    if not rows:
+        return "<p class='missing'>Not available yet: no trial has finished training, so the run has no winner.</p>"
+    body = "".join(f"<tr><th>{html.escape(label)}</th><td>{'<br>'.join(html.escape(x) for x in lines)}</td></tr>"
+                   for label, lines in rows)
+    return f"<table class='result'><tbody>{body}</tbody></table>"
 
 
 def fine_html(view: RunView) -> str:
@@ -160,6 +186,8 @@ h3{font-size:1.05em}
 table{border-collapse:collapse;margin:8px 0;font-size:0.92em}
 th,td{border:1px solid #ddd;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f4f4f4} table.config td:first-child{font-weight:600;white-space:nowrap}
+table.config td{white-space:pre-wrap} tr.winner td{background:#fff3c4;font-weight:600}
+table.result{font-size:1em;max-width:100%} table.result th{white-space:nowrap;width:11em;background:#eef4fb}
 figure{margin:10px 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:0.92em;margin-top:4px}
 .missing{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px}
@@ -180,8 +208,8 @@ def render_html(view: RunView, sections: Sequence[Section], plot_links: Dict[str
              f"<title>jointnas report: {html.escape(view.run_dir.name)}</title><style>{_CSS}</style></head><body>",
              f"<h1>jointnas run <code>{html.escape(str(view.run_dir))}</code></h1>",
              f"<p class='sub'>Report made {now} from the run's store; {html.escape(status)}.</p>",
+             "<h2 id='result'>Result</h2>", result_html(view),
              "<h2>Run configuration</h2>", _table(["setting", "value"], config_rows(view), "config"),
-             "<h2 id='result'>Result</h2>", final_html(view),
              "<h2>Trials</h2>", trials_html(view)]
     for sec in sections:
         parts.append(f"<h2 id='{sec.name}'>{html.escape(sec.title)}</h2>")

@@ -14,8 +14,8 @@ from ..budget import format_flops
 from ..coarse.ranking import rule
 from ..errors import UsageError
 from ..trial import entry_score
-from .view import (RunView, accuracy_vs_flops, budget_of, counts_text, pareto_front, parity_data, plural,
-                   status_text, stopped_early)
+from .view import (RunView, accuracy_vs_flops, budget_of, counts_text, pareto_front, parity_bars, parity_data,
+                   parity_limits, plural, score_bounds, status_text, stopped_early)
 
 INSTALL_HINT = "pip install 'jointnas[report]'"
 PLOT_NAMES = ("accuracy_vs_flops", "parity", "calibration", "learning_curves")
@@ -68,6 +68,27 @@ def texts_outside(fig) -> List[str]:
             (box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1)]
 
 
+def marks_outside(fig) -> List[str]:
+    """Plots of a drawn ``fig`` whose points or bars (scatter and error-bar collections in data
+    coordinates) reach beyond the axis limits, so are cut off at the plot's frame."""
+    from matplotlib.collections import LineCollection, PathCollection  # the optional extra: only to draw
+
+    out = []
+    for ax in fig.axes:
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        for coll in ax.collections:
+            if isinstance(coll, LineCollection) and coll.get_transform() == ax.transData:
+                points = [xy for seg in coll.get_segments() for xy in seg]
+            elif isinstance(coll, PathCollection) and coll.get_offset_transform() == ax.transData:
+                points = list(coll.get_offsets())
+            else:
+                continue
+            if any(not (x0 <= x <= x1 and y0 <= y <= y1) for x, y in points):
+                out.append(f"plot {ax.get_title()!r}")
+                break
+    return out
+
+
 def _iteration_colors(iterations: Sequence[int]) -> Dict[int, tuple]:
     import matplotlib  # the optional extra: imported only to draw
 
@@ -84,11 +105,13 @@ class Section:
     missing: Optional[str] = None  # why the plot is not there yet
     notes: Tuple[str, ...] = ()   # what the page lists below the plot
     clipped: Tuple[str, ...] = ()  # parts drawn beyond the figure's edges (none, when the layout is right)
+    cut: Tuple[str, ...] = ()      # plots whose points or bars reach beyond their axes (none, when limits fit)
     legend: Tuple[str, ...] = ()   # the figure legend's entries
 
     def draw(self, fig) -> None:
         self.png = _png(fig)
         self.clipped = tuple(texts_outside(fig))
+        self.cut = tuple(marks_outside(fig))
         self.legend = tuple(t.get_text() for legend in fig.legends for t in legend.get_texts())
 
 
@@ -113,6 +136,10 @@ def plot_accuracy_vs_flops(view: RunView, mpl: Plotter) -> Section:
     # Every point is at the same fidelity (accuracy at the ranking epoch), so one front is meaningful.
     front = pareto_front(flops, acc)
     ax.step(flops[front], acc[front], where="post", color="black", lw=1.4, label="Pareto front", zorder=2)
+    won = [i for i, t in enumerate(trials) if view.winner and t.id == view.winner.trial.id]
+    if won:
+        ax.scatter(flops[won], acc[won], marker="*", s=260, facecolors="none", edgecolors="black", linewidths=1.4,
+                   label=f"winner: trial {view.winner.trial.id}", zorder=4)
     if max_flops is not None:
         ax.axvline(max_flops / 1e6, color="crimson", ls="--", lw=1.4, label=f"budget {format_flops(max_flops)}")
     ax.set_xlabel("MFLOPs of the deployable model (fvcore, 1 multiply-add = 1 flop)")
@@ -125,6 +152,7 @@ def plot_accuracy_vs_flops(view: RunView, mpl: Plotter) -> Section:
     early = any(stopped_early(view, t) for t in trials)
     sec.caption = ("Every candidate that finished training, coloured by the iteration that chose it, at one "
                    f"fidelity: {rule(epoch, fidelity=view.fidelity_label)}. "
+                   + ("The star is the run's winner (see Result). " if won else "")
                    + ("Triangles were trained only to that epoch; the others ran longer, and their later "
                       "accuracies are in the learning curves. " if early else "")
                    + ("The dashed line is the FLOPs budget. " if max_flops else "The run has no FLOPs budget. ")
@@ -153,15 +181,16 @@ def plot_parity(view: RunView, mpl: Plotter) -> Section:
     fig, axes = mpl.figure(4.8 * ncols, 5.0 * nrows, nrows, ncols)
     for ax in axes.flat[len(data):]:
         ax.set_visible(False)
+    bounds = score_bounds(view.config)
     for ax, p in zip(axes.flat, data):
-        lo = min(p.measured.min(), (p.predicted - p.spread).min())
-        hi = max(p.measured.max(), (p.predicted + p.spread).max())
-        pad = 0.05 * (hi - lo) + 0.005
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", ls="--", lw=1)
-        ax.errorbar(p.measured, p.predicted, yerr=p.spread, fmt="none", ecolor="tab:blue", alpha=0.4, lw=1)
+        low, high = parity_bars(p, bounds)
+        lo, hi = parity_limits(p, low, high)
+        ax.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1)
+        ax.errorbar(p.measured, p.predicted, yerr=[p.predicted - low, high - p.predicted], fmt="none",
+                    ecolor="tab:blue", alpha=0.4, lw=1)
         ax.scatter(p.measured, p.predicted, s=24, color="tab:blue", zorder=3)
-        ax.set_xlim(lo - pad, hi + pad)
-        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
         ax.set_aspect("equal", adjustable="box")
         for axis in (ax.xaxis, ax.yaxis):  # few ticks: percent labels of a narrow panel must not collide
             axis.set_major_locator(MaxNLocator(5))
@@ -177,7 +206,8 @@ def plot_parity(view: RunView, mpl: Plotter) -> Section:
                    "trained (so held out from it). Measured = what the run fits the predictor to: accuracy at "
                    "the early-stop epoch, chance level for a diverged trial. Kendall τ, Spearman ρ, mean "
                    "absolute error in accuracy points; the dashed diagonal is a perfect prediction, bars the "
-                   "ensemble spread (±1 std).")
+                   "ensemble spread (±1 std), cut at the scores a trial can have"
+                   + (f" ({bounds[0]:.0%} to {bounds[1]:.0%})." if bounds else "."))
     return sec
 
 
@@ -198,9 +228,15 @@ def plot_calibration(view: RunView, mpl: Plotter) -> Section:
         return sec
     label = _metric_label(cal.get("metric", "rank correlation"))
     threshold = cal.get("threshold")
+    full = cal.get("full_epochs")
+    # The last epoch of a capped first batch is the final score itself: its correlation is 1 by construction.
+    itself = full is not None and epochs[-1] == full
     fig, axes = mpl.figure(10, 4.2)
     ax = axes[0, 0]
     ax.plot(epochs, corr, marker="o", color="tab:blue", label=f"{label}: epoch e vs final")
+    if itself:
+        ax.plot(epochs[-1:], corr[-1:], marker="o", ms=11, mfc="none", mec="grey", ls="none",
+                label="the final score itself: 1 by construction")
     if threshold is not None:
         ax.axhline(threshold, color="crimson", ls="--", lw=1.2, label=f"threshold {threshold:g}")
     if chosen is not None:
@@ -210,13 +246,21 @@ def plot_calibration(view: RunView, mpl: Plotter) -> Section:
     ax.set_ylabel(label)
     ax.set_ylim(min(-0.05, min(corr) - 0.05), 1.05)
     ax.set_xticks(_integer_ticks(epochs))
-    ax.set_title(f"rank correlation of accuracy at each epoch with the final accuracy "
-                 f"({cal.get('n_trials', '?')} trials of iteration 1)")
+    ax.set_title(f"accuracy at each epoch vs the final (epoch {full or '?'}): "
+                 f"{cal.get('n_trials', '?')} trials of iteration 1")
     fig.legend(loc="outside right upper")
     sec.draw(fig)
     sec.caption = ("The first iteration's candidates, trained to their full schedule, ranked by validation "
                    "accuracy after each epoch and at the end; later iterations train only to the first epoch "
                    "whose ranking agrees with the final one at least as much as the threshold.")
+    if itself:
+        cap = view.config.get("epoch_cap")
+        sec.caption += (f" Iteration 1 trained every trial for {full} epochs" + (" (the run's epoch cap)" if cap == full
+                        else "") + f", so epoch {full} is the final score and its correlation is 1 by construction: "
+                        "only the earlier epochs test the early stop.")
+        if reached and chosen == full:
+            sec.caption += (f" No earlier epoch reached the threshold, so the early stop saves nothing: every later "
+                            f"trial also trains {full} epochs.")
     if not reached:
         sec.caption += " No earlier epoch reached the threshold, so later iterations train the full schedule."
     return sec
@@ -229,8 +273,7 @@ def plot_learning_curves(view: RunView, mpl: Plotter) -> Section:
         sec.missing = f"no trial has recorded a learning curve yet ({status_text(view)})"
         return sec
     colors = _iteration_colors([t.iteration for t in trials])
-    ranked = view.ranked(top=1)
-    best, best_score = ranked[0] if ranked else (None, None)
+    best = next((t for t in trials if view.winner and t.id == view.winner.trial.id), None)
     fig, axes = mpl.figure(10.5, 4.8)
     ax = axes[0, 0]
     drawn = set()
@@ -244,10 +287,8 @@ def plot_learning_curves(view: RunView, mpl: Plotter) -> Section:
         if it in drawn:
             ax.plot([], [], color=color, lw=1.5, label=f"iteration {it}")
     if best is not None:
-        at = f" at epoch {view.rank_epoch}" if view.rank_epoch else ""
         ax.plot([p["epoch"] for p in best.curve], [entry_score(p) for p in best.curve], color="black", lw=2.6,
-                marker="o", ms=3, label=f"best: trial {best.id} ({100 * best_score:.1f}%{at}, "
-                                        f"{format_flops(best.flops)})", zorder=5)
+                marker="o", ms=3, label=_winner_label(view, best), zorder=5)
     chosen = (view.calibration or {}).get("chosen_epoch")
     if chosen is not None and (view.calibration or {}).get("reached"):
         ax.axvline(chosen, color="tab:green", ls=":", lw=1.3, label=f"early-stop epoch {chosen}")
@@ -258,9 +299,28 @@ def plot_learning_curves(view: RunView, mpl: Plotter) -> Section:
     ax.set_title(plural(len(trials), "trial"))
     fig.legend(loc="outside right upper")
     sec.draw(fig)
-    sec.caption = ("Validation accuracy after each epoch; thin lines by iteration, the best measured trial in black "
-                   f"({rule(view.rank_epoch, fidelity=view.fidelity_label)}).")
+    sec.caption = ("Validation accuracy after each epoch; thin lines by iteration, the run's winner in black "
+                   f"(the trial the Result block names; trials are {rule(view.rank_epoch, fidelity=view.fidelity_label)})"
+                   "." + (f" {_winner_end(view)}" if best is not None and view.winner.expected is not None else ""))
     return sec
+
+
+def _winner_label(view: RunView, trial) -> str:
+    """The winner's legend entry: its score where it was ranked."""
+    score = next((s for t, s in view.ranked() if t.id == trial.id), None)
+    at = f" at epoch {view.rank_epoch}" if view.rank_epoch else ""
+    return f"winner: trial {trial.id} ({100 * score:.1f}%{at})" if score is not None else f"winner: trial {trial.id}"
+
+
+def _winner_end(view: RunView) -> str:
+    """Where the winner's curve was expected to end (it chose the winner), and where it did when retrained."""
+    retrained = ((view.final or {}).get("winner") or {}) if view.winner.retrained else {}
+    end = f"epoch {retrained['epochs']}" if retrained.get("epochs") else "the end of its schedule"
+    text = (f"Trial {view.winner.trial.id} won because its curve was expected to reach "
+            f"{100 * view.winner.expected:.1f}% at {end}")
+    if retrained.get("final_acc") is not None:
+        text += f"; retrained that long, it measured {100 * retrained['final_acc']:.1f}%"
+    return text + "."
 
 
 def _integer_ticks(values: Sequence[int]) -> List[int]:

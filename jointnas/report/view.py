@@ -15,6 +15,8 @@ from ..budget import parse_flops, parse_params
 from ..coarse.calibration import read_calibration
 from ..coarse.config import run_space
 from ..coarse.ranking import best_trials, cheap_runs, score_at
+from ..coarse.result import baseline_of, choose
+from ..coarse.run import CoarseRun
 from ..errors import JointnasError, UsageError
 from ..store import RunStore, Trial
 from ..catalog import load_surrogate
@@ -26,6 +28,45 @@ def _space_of(store: RunStore):
         return run_space(store)
     except JointnasError:
         return None  # a run whose space cannot be rebuilt here: the report shows what needs no predictor
+
+
+@dataclass
+class Winner:
+    """The run's one winner, as every part of the report shows it: the trial the result stage
+    retrained (the stored final record's), or, before that stage, the one it would retrain
+    (:func:`jointnas.coarse.result.choose`)."""
+
+    trial: Trial
+    expected: Optional[float]   # the extrapolated end-of-schedule score that chose it; None: chosen by the ranking
+    chosen_by: str              # how: the extrapolator's description, or "the ranking"
+    retrained: bool             # whether the final record is of this trial
+
+
+def _choice(store: RunStore, space, final: Optional[dict]) -> Tuple[Optional[Winner], Dict[int, float]]:
+    """(the winner, each measured trial's expected end-of-schedule score when the run extrapolates)."""
+    trials = store.trials()
+    cal = read_calibration(store)
+    ranked = best_trials(trials, cal.chosen_epoch if cal else None, None,
+                         cheap_runs(cal, store.results("fidelity_trial")))
+    chosen, how, expected = ((ranked[0][0], None) if ranked else None), "the ranking", {}
+    if space is not None and ranked:
+        try:
+            run = CoarseRun(store, space, evaluator=None)  # read only: the report trains nothing
+            extrapolator = run.extrapolator()
+            chosen = choose(run)
+        except JointnasError:
+            extrapolator = None  # e.g. its surrogate's plug-in is not installed here: the ranking's first
+        if extrapolator is not None:
+            values = extrapolator.predict([t.candidate for t, _ in ranked], [s for _, s in ranked])
+            expected = {t.id: float(v) for (t, _), v in zip(ranked, values)}
+            how = extrapolator.describe()
+    by_id = {t.id: t for t in trials}
+    if final is not None and final.get("trial") in by_id:
+        return Winner(by_id[final["trial"]], final.get("expected_final"), final.get("chosen_by") or "the ranking",
+                      True), expected
+    if chosen is None:
+        return None, expected
+    return Winner(chosen[0], chosen[1], how if chosen[1] is not None else "the ranking", False), expected
 
 
 @dataclass
@@ -44,19 +85,23 @@ class RunView:
     space: Optional[object] = None     # the SearchSpace the run searched
     final: Optional[dict] = None       # the winner retrained at full fidelity, beside the baseline
     cheap: Dict[int, dict] = field(default_factory=dict)  # first-batch runs at the calibrated fidelity
+    winner: Optional[Winner] = None    # the one winner every part of the report marks
+    expected: Dict[int, float] = field(default_factory=dict)  # trial id -> extrapolated end-of-schedule score
 
     @classmethod
     def read(cls, run_dir) -> "RunView":
         with RunStore.open(run_dir) as store:
             fine = store.results("fine")
             calibration = store.results("calibration")
+            space, final = _space_of(store), (store.results("final") or [None])[-1]
+            winner, expected = _choice(store, space, final)
             return cls(run_dir=Path(run_dir), config=store.config or {}, trials=store.trials(),
                        calibration=calibration[-1] if calibration else None,
                        predictor_evals=store.results("predictor_eval"), predictors=store.predictors(),
                        fine=fine[-1] if fine else None, finished=store.get_meta("finished"),
-                       pool_size=(store.pool_info() or {}).get("size"), space=_space_of(store),
-                       final=(store.results("final") or [None])[-1],
-                       cheap=cheap_runs(read_calibration(store), store.results("fidelity_trial")))
+                       pool_size=(store.pool_info() or {}).get("size"), space=space, final=final,
+                       cheap=cheap_runs(read_calibration(store), store.results("fidelity_trial")),
+                       winner=winner, expected=expected)
 
     @property
     def measured(self) -> List[Trial]:
@@ -121,6 +166,29 @@ def diverged_score(config: dict) -> Optional[float]:
         return config["diverged_score"]
     classes = config.get("num_classes")  # runs from before evaluators
     return 1.0 / classes if classes else None
+
+
+def score_bounds(config: dict) -> Optional[Tuple[float, float]]:
+    """The scores a trial can have (e.g. 0 to 1 for accuracies), or None for any finite score."""
+    bounds = config.get("score_bounds")
+    return (float(bounds[0]), float(bounds[1])) if bounds else None
+
+
+def parity_bars(p: "Parity", bounds: Optional[Tuple[float, float]]) -> Tuple[np.ndarray, np.ndarray]:
+    """(low, high) ends of each prediction's ±1-spread bar, cut at the scores a trial can have: a
+    spread past 100 % accuracy says the predictor is unsure, not that such a score exists."""
+    low, high = p.predicted - p.spread, p.predicted + p.spread
+    if bounds is not None:
+        low, high = np.clip(low, *bounds), np.clip(high, *bounds)
+    return np.minimum(low, p.predicted), np.maximum(high, p.predicted)
+
+
+def parity_limits(p: "Parity", low: np.ndarray, high: np.ndarray) -> Tuple[float, float]:
+    """One (lo, hi) range for both axes of a parity panel: every point and every bar, with a small margin."""
+    lo = float(min(p.measured.min(), low.min()))
+    hi = float(max(p.measured.max(), high.max()))
+    pad = 0.03 * (hi - lo) + 0.002
+    return lo - pad, hi + pad
 
 
 def parity_data(view: RunView) -> Tuple[List[Parity], List[str]]:
@@ -201,3 +269,47 @@ def status_text(view: RunView) -> str:
     return "trials: " + counts_text(view.counts())
 
 
+def predicted_before(view: RunView, trial: Trial) -> Optional[Tuple[float, float, int]]:
+    """What the predictor that chose ``trial`` expected of it before it was trained, at the run's
+    ranking epoch and fidelity: (mean, spread, that predictor's iteration); None for a trial of the
+    first batch (no accuracy predictor chose it) or when the checkpoint cannot be read here."""
+    k = trial.iteration - 1
+    path = next((Path(p["path"]) for p in view.predictors if int(p["iteration"]) == k), None)
+    if k < 1 or path is None or view.space is None or not path.is_file():
+        return None
+    try:
+        mean, std = load_surrogate(path, view.space).predict([trial.candidate])
+    except UsageError:
+        return None  # a damaged or foreign checkpoint: the page shows what needs none
+    return float(np.asarray(mean)[0]), float(np.asarray(std)[0]), k
+
+
+def baseline_text(view: RunView) -> str:
+    """The baseline the result stage trains beside the winner, by name and where it comes from."""
+    named = view.config.get("baseline")
+    if named:
+        return f"{named} (a preset of the space, named for this run)"
+    name = ((view.final or {}).get("baseline") or {}).get("name")
+    if name is None and view.space is None:
+        return "the space's first preset"  # a space that cannot be rebuilt here: its presets are unknown
+    if name is None:
+        name = (baseline_of(view.space, None) or (None,))[0]
+    return f"{name} (the space's first preset)" if name else "none (the space has no preset)"
+
+
+def human(value, indent: str = "") -> str:
+    """A config value as a person reads it: no Python reprs (``None``, ``[]``, ``{...}``, ``True``)."""
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return format(value, "g")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(human(v, indent) for v in value) if value else "none"
+    if isinstance(value, dict):
+        if not value:
+            return "none"
+        return "\n".join(f"{indent}{k}:\n{human(v, indent + '  ')}" if isinstance(v, dict) and v
+                         else f"{indent}{k}: {human(v, indent + '  ')}" for k, v in value.items())
+    return str(value)
