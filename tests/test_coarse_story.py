@@ -158,7 +158,7 @@ def test_coarse_searches_under_the_space_budget_and_fine_defaults_to_the_runs(tm
     (tmp_path / "flat_objective.py").write_text(FLAT)
     run = tmp_path / "run"
     assert main(["coarse", "--run", str(run), "--objective", "flat_objective:objective", "--pool", "300",
-                 "--batch", "3", "--iterations", "1", "--executor", "serial", "--no-progress", "--no-result"]) == 0
+                 "--batch", "5", "--iterations", "1", "--executor", "serial", "--no-progress", "--no-result"]) == 0
     out, err = capsys.readouterr()
     assert "budget: <= 600.0 MFLOPs per candidate, the fbnetv3 space's default" in err and "fvcore" in err
     assert re.search(r"pool: 300 Sobol samples, \d+ within the budget \(<= 600.0 MFLOPs\)", out)
@@ -170,7 +170,15 @@ def test_coarse_searches_under_the_space_budget_and_fine_defaults_to_the_runs(tm
     assert main(["fine", "--run", str(run), "--population", "8", "--generations", "2", "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert f"budget: <= 600.0 MFLOPs, run {run}'s (its coarse search's; --budget to change it)" in err
-    assert "3 of the run's measured candidates seeded" in out
+    assert "5 of the run's measured candidates seeded" in out
+    # its intervals are the run's held-out errors, said as such, with their level
+    assert "80 % interval: split conformal on the out-of-fold errors of 5 held-out trials" in out
+    assert re.search(r"^ +1 +\d+\.\d\d% +\d+\.\d-\d+\.\d% ", out, re.M), out
+    assert main(["fine", "--run", str(run), "--population", "8", "--generations", "2", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["interval"]["level"] == 0.8 and payload["interval"]["n"] == 5
+    low, high = payload["interval"]["bounds"][0]
+    assert low <= payload["top"][0]["predicted_acc"] <= high
     assert main(["coarse", "--run", str(tmp_path / "free"), "--objective", "flat_objective:objective", "--pool", "40",
                  "--budget", "none", "--batch", "3", "--iterations", "1", "--executor", "serial", "--no-progress",
                  "--no-result"]) == 0
