@@ -88,3 +88,4 @@ def test_without_earlier_whole_curves_the_winner_is_the_rankings_first(tmp_path)
     assert final["expected_final"] is None and final["chosen_by"] == "the ranking"
     assert "expected acc@end" not in format_summary(summary)
     assert f"* winner: trial {final['trial']}, the best measured acc@" in format_summary(summary)
+    assert "the ranking's first" in format_summary(summary)

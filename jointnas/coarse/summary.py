@@ -128,7 +128,8 @@ def why_won(w: dict, epoch) -> str:
         return (f"* winner: trial {w['trial']}, the highest expected accuracy at the end of its schedule "
                 f"({_ratio(w['expected_final'])}; {w.get('how')}); {place} by measured {at} "
                 f"({w['score']:.3f}), which favours short schedules")
-    return f"* winner: trial {w['trial']}, the best measured {at} ({w['score']:.3f}), the ranking rule"
+    return (f"* winner: trial {w['trial']}, the best measured {at} ({w['score']:.3f}): the ranking's first, with no "
+            "earlier whole curves to extrapolate its schedule's end from")
 
 
 def _ordinal(n: int) -> str:
