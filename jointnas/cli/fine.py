@@ -210,8 +210,8 @@ def format_table(result, source: dict, strategy, interval: Optional[CalibratedIn
     recipe = [(k, h) for k, h in RECIPE_COLUMNS if top and k in top[0].candidate.recipe]
     if top and not recipe:
         recipe = [(k, k) for k in list(top[0].candidate.recipe)[:6]]
-    lines.append(f"pred acc: the predictor's score at the run's early-stop epoch; {interval.describe()} (the run's "
-                 "trials: the top of a search is chosen for a high prediction, so read it as the typical error)"
+    lines.append(f"pred acc: the predictor's score at the run's early-stop epoch and fidelity; {interval.describe()} "
+                 "of the run (the top of a search is chosen for a high prediction: read it as the typical error)"
                  if interval is not None else "pred acc: the predictor's score; spread: how much its members disagree "
                  "(not an error bar: no held-out trials to calibrate one)")
     priced = bool(top) and top[0].flops is not None
