@@ -133,9 +133,10 @@ def test_the_eta_is_timed_per_flop_epoch_so_a_heavy_first_trial_does_not_inflate
     # A stage is never shorter than its longest training (the result stage: winner and baseline).
     assert clock.seconds_left([[(10, 6e8), (2, 3e8)]], slots=2) == pytest.approx(150.0)
     clock.record({"status": "diverged", "epochs_run": 1, "wall_time": 500.0}, flops=1e8)   # not a timing
-    clock.record({"status": "done", "epochs_run": 2, "wall_time": 20.0}, flops=4e8)
-    assert clock.seconds_per_work() == pytest.approx(80.0 / 3.2e9)
-    assert "timed by the 2 finished so far" in clock.eta([[(2, 3e8)]], slots=1)
+    clock.record({"status": "done", "epochs_run": 2, "wall_time": 20.0}, flops=4e8)        # 25 s per GFLOP-epoch
+    clock.record({"status": "done", "epochs_run": 2, "wall_time": 150.0}, flops=4e8)       # a slow start
+    assert clock.seconds_per_work() == pytest.approx(25e-9)   # the median: one slow training does not set it
+    assert "timed by the 3 finished so far" in clock.eta([[(2, 3e8)]], slots=1)
 
 
 def test_an_image_folder_without_a_path_is_refused_before_any_work(tmp_path, refused):

@@ -1,5 +1,5 @@
 """The whole run's ETA from measured trial times: the seconds the finished trainings took per unit
-of work (FLOPs x full-fidelity epochs), times the work the run still has to do (:func:`remaining_work`),
+of work (FLOPs x full-fidelity epochs; their median), times the work the run still has to do (:func:`remaining_work`),
 stage by stage (a batch, the first batch again at a cheaper fidelity, each later iteration, the result
 stage), each stage shared by the executor's slots but never shorter than its longest training.
 
@@ -9,6 +9,7 @@ first set the whole estimate; per FLOP-epoch the twelve trials agreed within a f
 (15-26 s per GFLOP-epoch on 2 shared cores)."""
 from __future__ import annotations
 
+import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..evaluation.fidelity import Fidelity
@@ -34,8 +35,12 @@ class RunClock:
             self.works.append(epochs * epoch_cost * (flops or 1.0))
 
     def seconds_per_work(self) -> Optional[float]:
-        """Measured seconds per unit of work (all finished trainings pooled); None before the first."""
-        return sum(self.walls) / sum(self.works) if self.works else None
+        """Measured seconds per unit of work, the median over finished trainings (a worker's first one
+        also pays its start: 55 s against 17-29 s for the same work in the README's main command);
+        None before the first."""
+        if not self.works:
+            return None
+        return statistics.median(w / x for w, x in zip(self.walls, self.works))
 
     def seconds_left(self, stages: Sequence[Sequence[Work]], slots: int) -> Optional[float]:
         rate = self.seconds_per_work()
