@@ -46,6 +46,11 @@ def format_flops(flops: float) -> str:
     return f"{flops / 1e6:.1f} MFLOPs"
 
 
+def flops_flag(flops: int) -> str:
+    """A FLOPs count as a budget is written on the command line: 600000000 -> ``600MFLOPs``."""
+    return f"{flops // 10**6}MFLOPs" if flops % 10**6 == 0 else str(int(flops))
+
+
 def format_params(params: float) -> str:
     return f"{params / 1e6:.2f} M params"
 

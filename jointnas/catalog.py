@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Type, Uni
 
 import yaml
 
+from .budget import parse_flops
 from .errors import RecipeError, SpaceError, UsageError
 from .evaluation.function import FunctionEvaluator
 from .evaluation.recipe_file import RecipeFile, recipe_from_dict, write_recipe_file
@@ -182,7 +183,7 @@ def _construct_unique_mapping(loader, node, deep=False):
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
-_TOP_KEYS = {"name", "description", "family", "deploy", "network", "arch", "recipe", "presets"}
+_TOP_KEYS = {"name", "description", "family", "deploy", "network", "arch", "recipe", "presets", "budget"}
 _CACHE: Dict[tuple, SearchSpace] = {}
 
 
@@ -242,6 +243,7 @@ def space_from_dict(doc: dict, source: str = "<memory>") -> SearchSpace:
                             str(doc.get("description") or ""), source)
         if family is not None:
             family.check_space(space)
+        space.budget = _space_budget(doc.get("budget"), family)
     except SpaceError as e:
         raise SpaceError(f"{source}: {e}") from None
     presets = doc.get("presets") or {}
@@ -260,6 +262,18 @@ def space_from_dict(doc: dict, source: str = "<memory>") -> SearchSpace:
             raise SpaceError(f"{source}: presets.{pname}: {e}") from None
         space.presets[pname] = {"arch": dict(p["arch"]), "recipe": p.get("recipe"), "outside": outside}
     return space
+
+
+def _space_budget(value, family) -> Optional[int]:
+    """A space file's ``budget:`` (FLOPs of its deployable model, e.g. 600MFLOPs) as a number."""
+    if value is None:
+        return None
+    if family is None:
+        raise SpaceError("budget: a space without a model family has no FLOPs to budget; remove it")
+    try:
+        return parse_flops(value)
+    except UsageError as e:
+        raise SpaceError(f"budget: {e}") from None
 
 
 def read_space_file(path: Path) -> SearchSpace:

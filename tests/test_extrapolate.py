@@ -76,7 +76,8 @@ def test_the_result_stage_retrains_the_trial_expected_to_end_best(tmp_path):
     assert final["expected_final"] == pytest.approx(final["winner"]["final_acc"], abs=0.15)
     assert "80 earlier whole curves" in final["chosen_by"]
     text = format_summary(summary)
-    assert "chosen as the trial expected to end its schedule best" in text and "expected at its end" in text
+    assert f"* winner: trial {winner.id}, the highest expected accuracy at the end of its schedule" in text
+    assert "expected acc@end" in text
     assert any(f"the winner is the trial expected to end its schedule best: trial {winner.id}" in line
                for line in lines)
 
@@ -85,4 +86,6 @@ def test_without_earlier_whole_curves_the_winner_is_the_rankings_first(tmp_path)
     summary, final, _, _ = _run(tmp_path, None, first_batch=4)  # and a first batch of its own size
     assert final["trial"] == summary["best"][0]["trial"]
     assert final["expected_final"] is None and final["chosen_by"] == "the ranking"
-    assert "expected at its end" not in format_summary(summary)
+    assert "expected acc@end" not in format_summary(summary)
+    assert f"* winner: trial {final['trial']}, the best measured acc@" in format_summary(summary)
+    assert "the ranking's first" in format_summary(summary)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..budget import parse_flops, parse_params
+from ..budget import format_flops, parse_flops, parse_params
 from ..coarse.config import CoarseConfig
 from ..errors import UsageError
 from ..execution.base import ExecutorSettings
@@ -74,8 +74,8 @@ def register(sub):
                    f"(default: {d['seed']})")
     p.add_argument("--budget", metavar="FLOPS",
                    help=f"drop candidates above this many FLOPs: {FLOPS_NOTE} (the space's deploy section: "
-                   "3 channels, 1000 classes, at the candidate's resolution), e.g. 600MFLOPs, 0.6GFLOPs, 6e8 "
-                   "(default: no limit)")
+                   "3 channels, 1000 classes, at the candidate's resolution), e.g. 600MFLOPs, 0.6GFLOPs, 6e8, "
+                   "or none for no limit (default: the space's budget, 600MFLOPs in fbnetv3; else no limit)")
     p.add_argument("--max-params", metavar="N", help="drop candidates with more parameters (deployable model), "
                    "e.g. 8M (default: no limit)")
     p.add_argument("--batch", type=int_at_least(3), metavar="N",
@@ -172,6 +172,16 @@ def _checked_pairs(text, space, run=None):
     return path
 
 
+def _budget_line(space, budget, asked: bool) -> str:
+    """Which FLOPs budget a new run searches under, and where it came from."""
+    if budget is None:
+        return ("budget: none, every pool candidate may be trained" + (" (--budget none)" if asked else "")
+                if space.family is not None else "budget: none (the space has no model family to count FLOPs)")
+    source = ("--budget" if asked else
+              f"the {space.name} space's default, from {space.source} (--budget FLOPS or --budget none to change it)")
+    return f"budget: <= {format_flops(budget)} per candidate, {source}; FLOPs: {FLOPS_NOTE}"
+
+
 def _names(registry: str) -> str:
     from .. import catalog
 
@@ -182,7 +192,7 @@ def _requested(args) -> dict:
     """The run-defining flags the user actually passed, parsed and validated (no files touched)."""
     out = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
     if "budget" in out:
-        out["budget"] = parse_flops(out["budget"])
+        out["budget"] = None if str(out["budget"]).strip().lower() == "none" else parse_flops(out["budget"])
     if "max_params" in out:
         out["max_params"] = parse_params(out["max_params"])
     if out.get("epoch_cap") == 0:
@@ -363,7 +373,7 @@ def run(args):
             search.retry_failed()
     else:
         space = load_space(requested.get("space", DEFAULTS["space"]))
-        if space.family is None and ("budget" in requested or "max_params" in requested):
+        if space.family is None and (requested.get("budget") is not None or "max_params" in requested):
             raise UsageError(f"space {space.name} has no model family, so it has no FLOPs or params: drop "
                              "--budget / --max-params")
         evaluator = _evaluator(requested, args.device)
@@ -387,10 +397,13 @@ def run(args):
             raise UsageError(f"--baseline {args.baseline!r}: space {space.name} has "
                              + (f"the presets {', '.join(space.presets)}" if space.presets else "no presets"))
         settings["baseline"] = args.baseline  # None: the space's first preset
+        if "budget" not in requested:
+            settings["budget"] = space.budget
         search = CoarseSearch.create(run_dir, space, evaluator, CoarseConfig(**settings), executor=make_executor,
                                      progress=progress)
         print(f"new run {run_dir} (continue it after an interruption with: jointnas coarse --run {run_dir})",
               file=sys.stderr)
+        print(_budget_line(space, settings["budget"], "budget" in requested), file=sys.stderr)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops as cleanly as Ctrl-C
     try:
         summary = search.run()

@@ -20,6 +20,7 @@ from ..fine.pareto import OBJECTIVES
 from ..fine.problem import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
 from ..io import FLOPS_NOTE as FLOPS_HELP, check_writable_dir, check_writable_file
 from ..shipped import folder
+from ..surrogates.interval import CalibratedInterval
 from . import fine_pareto, in_range
 
 
@@ -46,8 +47,8 @@ def register(sub):
         "  jointnas fine --pareto --out front.json --export family/   # the accuracy-FLOPs front: members A, B, ...\n"
         "  jointnas train --candidate chosen/rank1-<key>/candidate.json --data digits")
     p.add_argument("--budget", metavar="FLOPS",
-                   help=f"FLOPs budget: {FLOPS_HELP}; e.g. 600MFLOPs, 600M, 0.6GFLOPs, 6e8 (case-insensitive); "
-                   "required unless the space has no model family (then there are no FLOPs to bound)")
+                   help=f"FLOPs budget: {FLOPS_HELP}; e.g. 600MFLOPs, 600M, 0.6GFLOPs, 6e8 (case-insensitive) "
+                   "(default: the run's budget, else the space's, 600MFLOPs in fbnetv3)")
     p.add_argument("--max-params", metavar="N", help="parameter budget of the deployable model, e.g. 8M, 7.5M, "
                    "7500K (default: none)")
     src = p.add_mutually_exclusive_group()
@@ -159,11 +160,13 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
         raise UsageError(f"--space {args.space}: run {run_dir} searched space {store.config['space']}; drop --space "
                          "or pass --predictor")
     iteration = max(p["iteration"] for p in store.predictors() if p["path"] == str(path))
+    record = next((e for e in store.results("predictor_eval") if e["iteration"] == iteration), None)
     # Said in one line: the iteration checkpoint is what scores; the run's predictor.pt copy is never read.
     sys.stderr.write(f"scoring with {path}: run {run_dir}'s iteration {iteration} checkpoint, its latest ({why}"
                      "the run's predictor.pt copy is not read)\n")
     predictor = load_scorer(path, space=space)
-    return predictor, space, _measured_seeds(store), {"run": str(run_dir), "predictor": str(path)}, store
+    return predictor, space, _measured_seeds(store), {"run": str(run_dir), "predictor": str(path),
+                                                      "interval": CalibratedInterval.from_record(record)}, store
 
 
 def _shipped_inputs(args, runs: List[Path]) -> Tuple[object, object, list, dict, None]:
@@ -201,8 +204,9 @@ RECIPE_COLUMNS = [("optimizer", "optimizer"), ("lr", "lr"), ("weight_decay", "wd
                   ("ema", "ema"), ("mixup_alpha", "mixup")]
 
 
-def format_table(result, source: dict, strategy) -> str:
-    """``result`` of the :class:`jointnas.fine.base.Strategy` ``strategy`` as lines of text."""
+def format_table(result, source: dict, strategy, interval: Optional[CalibratedInterval] = None) -> str:
+    """``result`` of the :class:`jointnas.fine.base.Strategy` ``strategy`` as lines of text; ``interval``:
+    the run's calibrated prediction interval (None: the spread alone, said to be uncalibrated)."""
     risk = result.settings.risk
     seeded = f", {result.seeded} of the run's measured candidates seeded" if "run" in source else ""
     budget = (f"budget {result.budget.describe()} (FLOPs: {FLOPS_HELP})" if result.budget is not None
@@ -224,13 +228,19 @@ def format_table(result, source: dict, strategy) -> str:
     recipe = [(k, h) for k, h in RECIPE_COLUMNS if top and k in top[0].candidate.recipe]
     if top and not recipe:
         recipe = [(k, k) for k in list(top[0].candidate.recipe)[:6]]
+    lines.append(f"pred acc: the predictor's score at the run's early-stop epoch and fidelity; {interval.describe()} "
+                 "of the run (the top of a search is chosen for a high prediction: read it as the typical error)"
+                 if interval is not None else "pred acc: the predictor's score; spread: how much its members disagree "
+                 "(not an error bar: no held-out trials to calibrate one)")
     priced = bool(top) and top[0].flops is not None
-    header = (["rank", "pred acc", "± spread", "score"] + (["MFLOPs", "M params"] if priced else [])
+    header = (["rank", "pred acc"] + ([f"{100 * interval.level:.0f} % interval"] if interval is not None else [])
+              + ["spread", "score"] + (["MFLOPs", "M params"] if priced else [])
               + (["res"] if top and "resolution" in top[0].candidate.arch else []) + [h for _, h in recipe] + ["key"])
     rows = []
     for i, s in enumerate(top, 1):
         r = s.candidate.recipe
-        row = [str(i), f"{100 * s.mean:.2f}%", f"{100 * s.std:.2f}", f"{s.score:.4f}"]
+        row = [str(i), f"{100 * s.mean:.2f}%"] + ([_interval(interval, s.mean, s.std)] if interval is not None else [])
+        row += [f"{100 * s.std:.2f}", f"{s.score:.4f}"]
         if priced:
             row += [f"{s.flops / 1e6:.1f}", f"{s.params / 1e6:.2f}"]
         if "resolution" in s.candidate.arch:
@@ -240,6 +250,11 @@ def format_table(result, source: dict, strategy) -> str:
     lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths)))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
     return "\n".join(lines)
+
+
+def _interval(interval, mean: float, std: float) -> str:
+    low, high = interval.bounds([mean], [std])
+    return f"{100 * low[0]:.1f}-{100 * high[0]:.1f}%"
 
 
 def _g(v) -> str:
@@ -263,16 +278,17 @@ def run(args):
                               evaluations=args.evaluations, min_distance=args.min_distance).validate()
     check_outputs(args)
     predictor, space, seeds, source, store = _load_inputs(args)
+    interval = source.pop("interval", None)   # calibrated on the run's held-out trials (None: no run)
     if args.pareto is not None:
         return fine_pareto.run(args, settings, budget, predictor, space, seeds, source, store)
     try:
         if budget is None and _priced(space):
-            raise UsageError(f"space {space.name} counts FLOPs: pass --budget, e.g. --budget 600MFLOPs ({FLOPS_HELP})")
+            budget = _default_budget(store, source, space)
         progress = not args.no_progress and sys.stderr.isatty()
         strategy = make_strategy(args.strategy, settings)
         result = search.fine_search(predictor, space, budget, seeds, settings, progress=progress, strategy=strategy)
         payload = dict(result.to_dict(), space=space.name, flops_counting=FLOPS_HELP, **source,
-                       measured_seeds=result.seeded)
+                       measured_seeds=result.seeded, interval=_interval_dict(interval, result.top))
         if store is not None:
             store.save_result("fine", payload)
     finally:
@@ -287,8 +303,33 @@ def run(args):
                                 context=context)
         sys.stderr.write(f"exported {len(dirs)} candidates to {args.export}/ (train one with: jointnas train "
                          f"--candidate {dirs[0] / 'candidate.json'} --data ...)\n")
-    print(json.dumps(payload, indent=2, sort_keys=True) if args.json else format_table(result, source, strategy))
+    print(json.dumps(payload, indent=2, sort_keys=True) if args.json else format_table(result, source, strategy, interval))
     return 0
+
+
+def _interval_dict(interval, top) -> Optional[dict]:
+    """The calibrated interval as plain values, with the bounds of each reported candidate."""
+    if interval is None:
+        return None
+    low, high = interval.bounds([s.mean for s in top], [s.std for s in top])
+    return {"level": interval.level, "scale": interval.scale, "offset": interval.offset, "n": interval.n,
+            "method": interval.describe(), "bounds": [[float(a), float(b)] for a, b in zip(low, high)]}
+
+
+def _default_budget(store, source: dict, space) -> Budget:
+    """Without --budget: the run's budget (the coarse search's, so that both stages search the same
+    models), else the space's default; said in one line. UsageError when there is neither."""
+    config = store.config if store is not None else {}
+    if config.get("budget") is not None:
+        budget = Budget(int(config["budget"]), config.get("max_params"))
+        sys.stderr.write(f"budget: {budget.describe()}, run {source['run']}'s (its coarse search's; --budget to "
+                         "change it)\n")
+        return budget
+    if space.budget is not None:
+        budget = Budget(int(space.budget))
+        sys.stderr.write(f"budget: {budget.describe()}, the {space.name} space's default (--budget to change it)\n")
+        return budget
+    raise UsageError(f"space {space.name} counts FLOPs: pass --budget, e.g. --budget 600MFLOPs ({FLOPS_HELP})")
 
 
 def _priced(space) -> bool:

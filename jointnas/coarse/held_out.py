@@ -3,7 +3,7 @@ set (once per iteration), how well the previous iteration's surrogate ranked the
 and a plain line while it is still near chance."""
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,13 +28,27 @@ def held_out(template, trials: Sequence, y: np.ndarray, iteration: int, seed: in
     if len(trials) >= MIN_HELD_OUT:
         metrics = cross_validate(template, [t.candidate for t in trials], y, k=5, seed=seed)
         record.update(kendall_tau=metrics["kendall_tau_pooled"], spearman_rho=metrics["spearman_rho_pooled"],
-                      mae=metrics["mae_pooled"], k=metrics["k"])
+                      mae=metrics["mae_pooled"], k=metrics["k"],
+                      # what calibrates the printed intervals (jointnas.surrogates.interval)
+                      out_of_fold={"trial": [t.id for t in trials], "truth": [float(v) for v in y],
+                                   "predicted": metrics["predictions"], "spread": metrics["spreads"]})
     if iteration > 1:
         batch = [(t, s) for t, s in zip(trials, y) if t.iteration == iteration]
         if len(batch) >= 2:
             mean, _ = previous().predict([t.candidate for t, _ in batch])
             record["next_batch_tau"] = rank_correlation(mean, [s for _, s in batch])
     return record
+
+
+def out_of_fold(record: Optional[dict], trial_id: int) -> Optional[Tuple[float, float]]:
+    """(prediction, spread) of trial ``trial_id`` by the fold that did not see it, from a
+    ``predictor_eval`` record; None when the record has no out-of-fold part or not that trial."""
+    oof = (record or {}).get("out_of_fold") or {}
+    ids = oof.get("trial") or []
+    if trial_id not in ids:
+        return None
+    i = ids.index(trial_id)
+    return float(oof["predicted"][i]), float(oof["spread"][i])
 
 
 def fit_lines(record: dict, note: str, n_prior: int, batch: int) -> List[str]:

@@ -15,6 +15,8 @@ import numpy as np
 
 from ..evaluation.base import TrialRequest
 from ..space import Candidate
+from ..surrogates.interval import CalibratedInterval
+from .held_out import out_of_fold
 from .loop import Task
 from .run import CoarseRun
 
@@ -52,6 +54,26 @@ def choose(run: CoarseRun) -> Optional[Tuple[object, Optional[float]]]:
     return ranked[best][0], float(expected[best])
 
 
+HELD_OUT_HOW = "k-fold out-of-fold: predicted by the predictor fitted without this trial"
+
+
+def held_out_estimate(run: CoarseRun, trial) -> Tuple[Optional[float], Optional[list]]:
+    """What the predictor expected ``trial`` to score at the searched epoch and fidelity without having
+    seen it (its out-of-fold prediction at the last fit), and that prediction's calibrated interval
+    ([low, high, level], :mod:`jointnas.surrogates.interval`); (None, None) when not measured."""
+    evals = sorted(run.store.results("predictor_eval"), key=lambda e: e["iteration"])
+    record = evals[-1] if evals else None
+    found = out_of_fold(record, trial.id)
+    if found is None:
+        return None, None
+    mean, spread = found
+    calibrated = CalibratedInterval.from_record(record)
+    if calibrated is None:
+        return mean, None
+    low, high = calibrated.bounds([mean], [spread])
+    return mean, [float(low[0]), float(high[0]), calibrated.level]
+
+
 def pending(run: CoarseRun) -> Optional[tuple]:
     """:func:`choose`'s (trial, expected) when the stored result is missing or is of another trial (a
     run continued with more iterations may have a new winner); None when there is nothing to do."""
@@ -76,8 +98,7 @@ def retrain_winner(run: CoarseRun, trial, expected: Optional[float], train: Trai
     if base is not None:
         tasks.append(Task(BASELINE_ID, same_schedule(base[1], epochs),
                         TrialRequest(epochs, seed, test=True, validate_every_epoch=False)))
-    final = run.final_surrogate()
-    predicted = float(final.predict([winner])[0][0]) if final is not None else None
+    predicted, interval = held_out_estimate(run, trial)
     extrapolator = run.extrapolator() if expected is not None else None
     if extrapolator is not None:
         run.log(f"result: the winner is the trial expected to end its schedule best: trial {trial.id}, "
@@ -89,7 +110,8 @@ def retrain_winner(run: CoarseRun, trial, expected: Optional[float], train: Trai
     results = train(tasks, "result", lambda task, r: f"  {names[task.id]}: {r.get('status')}, "
                     f"validation {_pct(r.get('final_acc'))}, test {_pct(r.get('test_score'))}")
     cal = run.calibration()
-    record = {"trial": trial.id, "key": trial.key, "predicted": predicted, "searched_score": run.score(trial),
+    record = {"trial": trial.id, "key": trial.key, "predicted": predicted, "predicted_interval": interval,
+              "predicted_how": HELD_OUT_HOW if predicted is not None else None, "searched_score": run.score(trial),
               "fidelity_label": cal.fidelity_label if cal else "full", "epoch": cal.chosen_epoch if cal else None,
               "expected_final": expected,
               "chosen_by": extrapolator.describe() if extrapolator is not None else "the ranking"}

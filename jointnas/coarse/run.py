@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
 import numpy as np
 
 from .. import catalog
+from ..budget import format_flops, format_params
 from ..errors import UsageError
 from ..evaluation.base import Evaluator
 from ..progress import Progress
@@ -132,7 +133,11 @@ class CoarseRun:
         cands, costs, sampled = pool
         self.store.save_pool(self.space, cands, costs, sampled=sampled)
         self.pool, self.costs = cands, np.asarray(costs, dtype=np.int64)
-        self.log(f"pool: {sampled} Sobol samples, {len(cands)} within the budget")
+        c = self.config
+        limit = ", ".join(([f"<= {format_flops(c.budget)}"] if c.budget is not None else [])
+                          + ([f"<= {format_params(c.max_params)}"] if c.max_params is not None else []))
+        self.log(f"pool: {sampled} Sobol samples, {len(cands)} within the budget" + (f" ({limit})" if limit else
+                                                                                       " (none set)"))
 
     def _pretrain(self) -> Surrogate:
         if self.store.predictor_path(0) is not None:

@@ -24,7 +24,7 @@ from ..progress import Progress
 from ..space import SearchSpace
 from ..store import RunStore, writing
 from . import result
-from .clock import RunClock, epoch_cost, remaining_work
+from .clock import RunClock, epoch_cost, flops_of, remaining_work
 from .config import CoarseConfig
 from .loop import CoarseLoop, Due, Task
 from .summary import summary as run_summary
@@ -175,6 +175,7 @@ class CoarseSearch:
         overall = self.loop.progress.bar(total=total, initial=total - len(queued), desc=f"iteration {it} training",
                                          unit="trial")
         running: Dict[int, object] = {}  # trial id -> its bar of epochs
+        flops = {task.id: task.trial.flops for task in queued}
         try:
             while queued or ex.in_flight:
                 while queued and ex.free_slots > 0:
@@ -190,7 +191,7 @@ class CoarseSearch:
                         bar.update(max(0, (done.result.get("epochs_run") or 0) - bar.n))
                         bar.close()
                     overall.update(1)
-                    self.clock.record(done.result, 1.0)
+                    self.clock.record(done.result, flops.get(done.trial_id))
                     self.log(_trial_line(it, done, self.config.score_bounds == [0.0, 1.0])
                              + self.clock.eta(remaining_work(self.loop), ex.capacity))
                 for trial_id, bar in running.items():
@@ -217,10 +218,12 @@ class CoarseSearch:
                     + (f" score {score:.3f}" if score is not None else "")
                     + (f" in {r['wall_time']:.1f} s" if r.get("wall_time") else ""))
 
-        self._run_all(list(tasks), "fidelity calibration", line)
+        self._run_all(list(tasks), "fidelity calibration", line, stage="cheaper")
 
-    def _run_all(self, tasks: List[Task], desc: str, line: Callable[[Task, dict], str]) -> Dict[int, dict]:
-        """Train ``tasks`` on the executor; ``line(task, result)`` logs each. Returns results by task id."""
+    def _run_all(self, tasks: List[Task], desc: str, line: Callable[[Task, dict], str],
+                 stage: str = "result") -> Dict[int, dict]:
+        """Train ``tasks`` on the executor; ``line(task, result)`` logs each; ``stage``: their name in
+        :func:`~jointnas.coarse.clock.remaining_work`. Returns results by task id."""
         ex, todo, by_id, out = self._executor_now(), list(tasks), {t.id: t for t in tasks}, {}
         bar = self.loop.progress.bar(total=len(tasks), desc=desc, unit="run")
         try:
@@ -232,12 +235,13 @@ class CoarseSearch:
                     out[done.trial_id] = done.result
                     bar.update(1)
                     cal = self.loop.calibration()
-                    self.clock.record(done.result, epoch_cost(cal, task.request.fidelity))
-                    # remaining_work counts all of these tasks until the stage is recorded: less those done
-                    done_work = sum((by_id[i].request.epochs or 1) * epoch_cost(cal, by_id[i].request.fidelity)
-                                    for i in out)
+                    self.clock.record(done.result, flops_of(self.loop, task.candidate),
+                                      epoch_cost(cal, task.request.fidelity))
                     text = line(task, done.result)
-                    self.log(text + self.clock.eta(remaining_work(self.loop) - done_work, ex.capacity))
+                    # the stage's own trainings, less those done: the run's count has them all until it is recorded
+                    left = [((t.request.epochs or 1) * epoch_cost(cal, t.request.fidelity), flops_of(self.loop, t.candidate))
+                            for t in tasks if t.id not in out]
+                    self.log(text + self.clock.eta(remaining_work(self.loop, {stage: left}), ex.capacity))
         finally:
             bar.close()
         return out

@@ -131,11 +131,23 @@ def task_resolution(arch_resolution: int, task: Task, space) -> int:
 
 
 # --------------------------------------------------------------------------- loading
+def check_task_name(name: str) -> None:
+    """UsageError, saying what is wrong, unless ``name`` is one of :data:`TASK_NAMES` (nothing is read)."""
+    if name.startswith("imagefolder:"):
+        if not name.split(":", 1)[1].strip():
+            raise UsageError(f"dataset {name!r} names no folder; use imagefolder:DIR, where DIR holds one subfolder "
+                             "of images per class (or train/ and val/ or test/ subfolders of that form)")
+        return
+    if name not in TASK_NAMES:
+        raise UsageError(f"unknown dataset {name!r}; use one of {', '.join(TASK_NAMES)}")
+
+
 def load_task(name: str, data_root=None, seed: int = 0, download: bool = False) -> Task:
     """Load a task by name (``digits``, ``fashion-mnist``, ``cifar10``, ``imagefolder:PATH``).
 
     Raises :class:`UsageError` with the fix when the data is missing or the name unknown.
     """
+    check_task_name(name)
     root = Path(data_root) if data_root is not None else DEFAULT_DATA_ROOT
     if name == "digits":
         return _digits(seed)

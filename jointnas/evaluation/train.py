@@ -9,7 +9,7 @@ from ..errors import SpaceError
 from ..space import Candidate
 from ..trial import TrialResult, failed
 from .base import Evaluator, TrialRequest
-from .data import load_task
+from .data import check_task_name, load_task
 from .fidelity import Fidelity, narrower
 from .recipe import MODEL_RECIPE_DIMS, check_recipe_dims
 from .saved_model import save_trained
@@ -25,6 +25,7 @@ class TrainEvaluator(Evaluator):
 
     def __init__(self, data: str = "digits", data_root: Optional[str] = None, train_subset: Optional[int] = None,
                  device: str = "auto"):
+        check_task_name(data)   # a typo is refused when the evaluator is made, before any work
         self.data, self.data_root, self.train_subset, self.device = data, data_root, train_subset, device
         if data_root is not None:
             self.data_root = str(data_root)

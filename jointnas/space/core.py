@@ -26,6 +26,9 @@ class SearchSpace:
     presets: Dict[str, dict] = field(default_factory=dict)
     description: str = ""
     source: str = "<memory>"                # the file it was read from, for error messages
+    # The FLOPs budget a search of this space runs under unless told otherwise (None: no limit):
+    # a property of the space because its FLOPs are those of its own deployable model.
+    budget: Optional[int] = None
 
     def __post_init__(self):
         dup = set(self.arch) & set(self.recipe)
@@ -169,6 +172,8 @@ class SearchSpace:
                "family": None if self.family is None else self.family.to_dict(),
                "arch": {k: dim_to_dict(d) for k, d in self.arch.items()},
                "recipe": {k: dim_to_dict(d) for k, d in self.recipe.items()}}
+        if self.budget is not None:
+            out["budget"] = int(self.budget)
         if self.presets:
             out["presets"] = {k: {kk: (list(vv) if kk == "outside" else vv) for kk, vv in p.items() if vv is not None}
                               for k, p in self.presets.items()}

@@ -59,7 +59,8 @@ def cross_validate(template, candidates, scores, k: int = 5, seed: int = 0, **fi
     """k-fold cross-validation of any surrogate: each fold fits a copy of ``template`` (e.g. one
     pretrained on proxies) on the other folds and predicts its own. For the MLP predictor this
     is :func:`evaluate` with ``pretrain=template``, fold for fold. Returns the pooled metrics
-    (``*_pooled``), the per-fold means and the out-of-fold ``predictions``."""
+    (``*_pooled``), the per-fold means, the out-of-fold ``predictions`` and their ``spreads``
+    (0 for a surrogate without one)."""
     y = np.asarray(scores, dtype=np.float64).reshape(-1)
     rows = candidates if isinstance(candidates, np.ndarray) else None   # already encoded
     candidates = candidates if rows is not None else list(candidates)
@@ -69,7 +70,7 @@ def cross_validate(template, candidates, scores, k: int = 5, seed: int = 0, **fi
     k = int(min(k, len(y)))
     if k < 2:
         raise PredictorError(f"k-fold evaluation needs k >= 2 and at least 2 pairs (got k={k}, {len(y)} pairs)")
-    oof = np.empty(len(y))
+    oof, spread = np.empty(len(y)), np.zeros(len(y))
     folds, seconds = [], []
     from sklearn.model_selection import KFold  # scikit-learn on use: scoring (the fine stage) needs none
 
@@ -78,12 +79,14 @@ def cross_validate(template, candidates, scores, k: int = 5, seed: int = 0, **fi
         start = time.perf_counter()
         p.fit(pick(train_idx), y[train_idx], **fit_options)
         seconds.append(time.perf_counter() - start)
-        oof[test_idx] = p.predict(pick(test_idx))[0]
+        mean, std = p.predict(pick(test_idx))
+        oof[test_idx] = mean
+        spread[test_idx] = 0.0 if std is None else std
         folds.append(ranking_metrics(y[test_idx], oof[test_idx]))
     out = {}
     for name in ("kendall_tau", "spearman_rho", "mae"):
         values = np.array([f[name] for f in folds])
         out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
     out.update({f"{name}_pooled": v for name, v in ranking_metrics(y, oof).items()})
-    out.update(n=int(len(y)), k=k, predictions=oof.tolist(), fit_seconds=seconds)
+    out.update(n=int(len(y)), k=k, predictions=oof.tolist(), spreads=spread.tolist(), fit_seconds=seconds)
     return out
