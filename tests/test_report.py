@@ -422,3 +422,21 @@ def test_calibration_says_when_its_last_epoch_is_the_final_score(real_run):
         sec = plot_calibration(view, mpl)
     assert "the final score itself: 1 by construction" in sec.legend
     assert "epoch 2 is the final score and its correlation is 1 by construction" in sec.caption
+
+
+def test_a_held_out_prediction_is_labelled_held_out_with_its_interval(real_run, tmp_path):
+    # Runs made since the result stage stores the winner's out-of-fold prediction say so; the page
+    # must not call it the refit predictor's (which had seen the trial).
+    run = _run_with_curves(real_run, tmp_path, [(1, [0.30, 0.60]), (2, [0.50, 0.70])], chosen_epoch=2)
+    with RunStore.open(run) as store:
+        trial = store.trials()[0]
+        store.save_result("final", {"trial": trial.id, "key": trial.key, "expected_final": None,
+                                    "chosen_by": "the ranking", "predicted": 0.55,
+                                    "predicted_interval": [0.41, 0.69, 0.8],
+                                    "predicted_how": "k-fold out-of-fold", "searched_score": 0.60,
+                                    "fidelity_label": "full", "epoch": 2,
+                                    "winner": {"status": "done", "epochs": 8, "final_acc": 0.93, "test_score": 0.92}})
+    lines = _result_lines(build_report(run, tmp_path / "r.html").html_path.read_text())
+    at = lines.index("at epoch 2: measured 60.00 %")
+    assert lines[at + 1] == "held out (the predictor fitted without it) expected 55.00 %, 80 % interval 41.00 % to 69.00 %"
+    assert not any("fitted on this measurement too" in line for line in lines)

@@ -99,7 +99,7 @@ def _predicted(view: RunView) -> List[str]:
         lines.append(f"before training, the predictor of iteration {k} expected {pct(mean)} ± {100 * spread:.1f} pts")
     final = view.final if w.retrained else None
     if final and final.get("predicted") is not None:
-        lines.append(f"the run's last predictor (fitted on this measurement too) gives {pct(final['predicted'])}")
+        lines.append(_held_out_line(final))
     if lines:
         lines.insert(0, f"at {_at(view)}: measured {pct(score)}")
     if w.expected is not None:
@@ -109,6 +109,19 @@ def _predicted(view: RunView) -> List[str]:
         lines.append(f"at the end of its schedule: extrapolated {pct(w.expected)}; {measured}")
     return lines or [f"no prediction: trial {w.trial.id} was in the first batch, chosen before any accuracy "
                      "predictor was fitted"]
+
+
+def _held_out_line(final: dict) -> str:
+    """The result record's prediction for the winner: out of fold (fitted without it, with its
+    calibrated interval) in runs that store how it was made, the last refit's in older runs."""
+    if not final.get("predicted_how"):
+        return f"the run's last predictor (fitted on this measurement too) gives {pct(final['predicted'])}"
+    line = f"held out (the predictor fitted without it) expected {pct(final['predicted'])}"
+    interval = final.get("predicted_interval")
+    if interval:
+        low, high, level = interval
+        line += f", {100 * level:.0f} % interval {pct(low)} to {pct(high)}"
+    return line
 
 
 def _weights(view: RunView) -> List[str]:
