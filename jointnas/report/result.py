@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from ..coarse.result import WINNER_DIR
+from .autotrain import comparison_lines, comparison_of
 from .view import RunView, baseline_text, predicted_before
 
 Rows = List[Tuple[str, List[str]]]
@@ -140,6 +141,11 @@ def result_rows(view: RunView) -> Rows:
     """(label, lines) of the Result block; [] before any trial is measured."""
     if view.winner is None:
         return []
-    return [("Winner" if view.winner.retrained else "Winner so far", _winner(view)), ("Why it won", _why(view)), ("Winner measured", _measured(view)),
-            ("Baseline", _baseline(view)), ("Predicted vs measured", _predicted(view)), ("Weights", _weights(view))]
+    rows = [("Winner" if view.winner.retrained else "Winner so far", _winner(view)), ("Why it won", _why(view)),
+            ("Winner measured", _measured(view)), ("Baseline", _baseline(view)),
+            ("Predicted vs measured", _predicted(view)), ("Weights", _weights(view))]
+    record = comparison_of(view.run_dir)  # an autotrain run: its answer against the baseline recipe comes first
+    if record:
+        rows.insert(0, ("AutoTrain vs baseline", [line.strip() for line in comparison_lines(record)]))
+    return rows
 
