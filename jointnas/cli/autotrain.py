@@ -110,8 +110,8 @@ def resolve_arch(text: str, resolution=None):
 
     names = [n.strip() for n in str(text).split(",")]
     fbnet = catalog.load_space("fbnetv3")
-    models = classification_models()
-    check_arch_names(names, models, list(fbnet.presets))
+    one_preset = len(names) == 1 and names[0] in fbnet.presets  # needs no torchvision
+    check_arch_names(names, [] if one_preset else classification_models(), list(fbnet.presets))
     if names[0] in fbnet.presets:
         if resolution is not None:
             raise UsageError("--resolution is for torchvision models; an FBNetV3 preset has its own resolution")

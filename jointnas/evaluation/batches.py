@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..optional import torchvision
 from .data import FolderSplit, Task, TensorSplit, default_workers
 
 
@@ -128,7 +129,7 @@ def folder_batches(split: FolderSplit, task: Task, resolution: int, device: torc
                    train: bool, seed: int, workers: Optional[int] = None, cutout: int = 0):
     """A DataLoader with per-sample PIL transforms in worker processes (image folders); ``cutout``
     is in pixels of the training crop (folder images have no one stored size)."""
-    from torchvision import transforms as T  # heavy to import, and only image folders need it
+    T = torchvision("transforms", "reading an image folder")  # heavy to import, and only image folders need it
 
     if train:
         ops = [T.RandomResizedCrop(resolution, scale=(0.25, 1.0))] + ([T.RandomHorizontalFlip()] if task.flip else [])

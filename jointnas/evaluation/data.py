@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..families.base import scaled_resolution
+from ..optional import torchvision
 
 DEFAULT_DATA_ROOT = Path("data/cache")
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -266,13 +267,12 @@ def _fashion_mnist(root: Path, seed: int, download: bool, explicit_root: bool) -
 
 # ---- cifar10
 def _cifar10(root: Path, seed: int, download: bool) -> Task:
-    from torchvision.datasets import CIFAR10  # torchvision: as torch, see _tensor_split
-
+    tvd = torchvision("datasets", "CIFAR-10")  # as torch, see _tensor_split
     if download:
         _torchvision_download("CIFAR10", root)
     try:
-        train_set = CIFAR10(str(root), train=True, download=False)
-        test_set = CIFAR10(str(root), train=False, download=False)
+        train_set = tvd.CIFAR10(str(root), train=True, download=False)
+        test_set = tvd.CIFAR10(str(root), train=False, download=False)
     except RuntimeError:
         raise UsageError(f"CIFAR-10 not found under {root} (expected {root / 'cifar-10-batches-py'}); pass "
                          "--data-root DIR holding cifar-10-batches-py, or add --download to fetch it there") from None
@@ -286,7 +286,7 @@ def _cifar10(root: Path, seed: int, download: bool) -> Task:
 
 
 def _torchvision_download(dataset: str, root: Path) -> None:
-    import torchvision.datasets as tvd  # torchvision: see _cifar10
+    tvd = torchvision("datasets", f"downloading {dataset}")
 
     # Folders made here are removed again when the download fails, so that a failed download
     # (no network) leaves no empty data/cache/ behind.
@@ -314,15 +314,14 @@ def _remove_empty(root: Path, made: List[Path]) -> None:
 
 # ---- image folders
 def _image_folder(path: Path, seed: int) -> Task:
-    from torchvision.datasets import ImageFolder  # torchvision: see _cifar10
-
+    tvd = torchvision("datasets", "reading an image folder")
     if not path.is_dir():
         raise UsageError(f"image folder {path} does not exist; use imagefolder:DIR where DIR holds one "
                          "subfolder of images per class (or train/ and val/ or test/ subfolders of that form)")
 
-    def open_folder(p: Path) -> "ImageFolder":
+    def open_folder(p: Path):
         try:
-            return ImageFolder(str(p))
+            return tvd.ImageFolder(str(p))
         except (FileNotFoundError, RuntimeError) as e:
             raise UsageError(f"cannot read image folder {p}: {e}") from None
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..errors import SpaceError
+from ..optional import torchvision
 from .base import Cost, Deploy, ModelFamily, fvcore_count, parse_fixed, scaled_resolution, check_spec_keys
 
 ARCH_DIMS = ("model", "resolution")
@@ -22,8 +23,7 @@ _COSTS: Dict[Tuple, Cost] = {}
 
 
 def classification_models() -> List[str]:
-    from torchvision import models  # torchvision (about 2 s): only where its models are named or built
-
+    models = torchvision("models", "naming a torchvision model")  # about 2 s: only where they are named or built
     return sorted(models.list_models(module=models))
 
 
@@ -108,8 +108,7 @@ class TorchvisionFamily(ModelFamily):
     # ---- models
     def recipe_dims(self, space) -> tuple:
         """``dropout`` where every model of the space takes it; no torchvision builder takes a drop path."""
-        from torchvision import models  # see classification_models
-
+        models = torchvision("models", "naming a torchvision model")
         names = list(space.arch["model"].choices) if "model" in space.arch else [self.model]
         takes = all("dropout" in _builder_params(models.get_model_builder(n)) for n in names)
         return ("dropout",) if takes else ()
@@ -126,7 +125,8 @@ class TorchvisionFamily(ModelFamily):
     @staticmethod
     def _build(name: str, num_classes: int, in_channels: int, dropout: float):
         from torch import nn  # torch and torchvision: only where a model is built
-        from torchvision import models
+
+        models = torchvision("models", f"the torchvision model {name}")
 
         builder = models.get_model_builder(name)
         kwargs = {"weights": None, "num_classes": num_classes}
