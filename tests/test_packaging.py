@@ -136,18 +136,34 @@ def test_a_target_install_finds_its_shipped_files_from_another_directory(built, 
 
 def test_a_user_install_finds_its_shipped_files_from_another_directory(built, tmp_path):
     wheel, _ = built
+    python = _nested_python(tmp_path / "venv")  # a venv refuses --user unless it sees the system's packages
     base = tmp_path / "userbase"
     env = _clean_env(PYTHONUSERBASE=str(base), PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--user",
+    proc = subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--user",
                            "--no-warn-script-location", str(wheel)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _assert_found_inside(_check(sys.executable, tmp_path, env), base)
+    _assert_found_inside(_check(python, tmp_path, env), base)
+
+
+def _nested_python(venv: Path) -> str:
+    """A new venv's Python that sees the system's packages (so user site-packages are on) and, through
+    a .pth line, this interpreter's (jointnas's dependencies, pip), whether or not this one is a venv;
+    jointnas itself is then installed anew into it. The .pth adds the directory only: the editable
+    finder of this interpreter's own jointnas is not loaded there."""
+    import site
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    ours = [p for p in dict.fromkeys(site.getsitepackages() + [sysconfig.get_paths()["purelib"]]) if Path(p).is_dir()]
+    Path(purelib, "outer-site-packages.pth").write_text("\n".join(ours) + "\n")
+    return python
 
 
 def test_an_editable_install_reads_the_source_trees_folders(source, tmp_path):
-    venv = tmp_path / "venv"  # this Python's packages (setuptools, numpy, ...) seen, jointnas installed anew
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
+    python = _nested_python(tmp_path / "venv")  # this Python's packages (setuptools, numpy, ...) seen
     env = _clean_env(PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
     proc = subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
                            "-e", str(source)], capture_output=True, text=True, env=env, cwd=tmp_path)
