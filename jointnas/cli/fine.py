@@ -14,7 +14,7 @@ from ..catalog import STRATEGIES, load_scorer, load_space, make_strategy
 from ..coarse.config import run_space
 from ..coarse.ranking import ranked_in
 from ..errors import UsageError
-from ..export import check_onnx, export_candidates
+from ..export import check_onnx
 from ..fine import search
 from ..fine.pareto import OBJECTIVES
 from ..fine.problem import MAX_EVALUATIONS, MAX_GENERATIONS, MAX_POPULATION, MAX_TOP_K, SearchSettings
@@ -22,6 +22,7 @@ from ..io import FLOPS_NOTE as FLOPS_HELP, check_writable_dir, check_writable_fi
 from ..shipped import folder
 from ..surrogates.interval import CalibratedInterval
 from . import fine_pareto, in_range
+from .fine_output import write_outputs
 
 
 def register(sub):
@@ -294,13 +295,9 @@ def run(args):
     finally:
         if store is not None:
             store.close()
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    if args.export is not None:
-        context = dict(source, space=space.name, budget=payload["budget"], seed=settings.seed)
-        dirs = export_candidates(result.top, args.export, space, torchscript=args.torchscript, onnx=args.onnx,
-                                context=context)
+    dirs = write_outputs(args, payload, result.top, space,
+                         context=dict(source, space=space.name, budget=payload["budget"], seed=settings.seed))
+    if dirs:
         sys.stderr.write(f"exported {len(dirs)} candidates to {args.export}/ (train one with: jointnas train "
                          f"--candidate {dirs[0] / 'candidate.json'} --data ...)\n")
     print(json.dumps(payload, indent=2, sort_keys=True) if args.json else format_table(result, source, strategy, interval))

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import UsageError
-from ..export import export_candidates
 from ..fine.pareto import pareto_search
 from ..io import FLOPS_NOTE, FLOPS_NOTE_SHORT
+from .fine_output import write_outputs
 
 INSTALL_HINT = "pip install 'jointnas[report]'"
 
@@ -37,14 +37,9 @@ def run(args, settings, budget, predictor, space, seeds, source: dict, store) ->
     finally:
         if store is not None:
             store.close()
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    if args.export is not None:
-        context = dict(source, space=space.name, budget=payload["budget"], seed=settings.seed,
-                       pareto=args.pareto)
-        dirs = export_candidates(result.members, args.export, space, torchscript=args.torchscript, onnx=args.onnx,
-                                 context=context)
+    dirs = write_outputs(args, payload, result.members, space, context=dict(
+        source, space=space.name, budget=payload["budget"], seed=settings.seed, pareto=args.pareto))
+    if dirs:
         sys.stderr.write(f"exported members {result.names[0]}-{result.names[-1]} to {args.export}/ as rank1-"
                          f"rank{len(dirs)}, cheapest first (train one with: jointnas train --candidate "
                          f"{dirs[0] / 'candidate.json'} --data ...)\n")
