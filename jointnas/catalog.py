@@ -306,19 +306,28 @@ def _yaml_where(e: yaml.YAMLError) -> str:
             + (f" ({e.context})" if e.context else ""))
 
 
+def _named_file(text: str, folder: Path, unknown: Callable[[], Exception],
+                missing: Callable[[Path], Exception]) -> Path:
+    """A YAML file given by path (ending in .yaml/.yml, or an existing file) or by name
+    (``folder/<name>.yaml``); ``unknown()`` raised for a name not there, ``missing(path)`` for a path."""
+    path = Path(text)
+    if not (text.endswith((".yaml", ".yml")) or path.is_file()):
+        path = folder / f"{text}.yaml"
+        if not path.is_file():
+            raise unknown()
+    if not path.is_file():
+        raise missing(path)
+    return path
+
+
 def load_space(name_or_path: Union[str, Path, SearchSpace]) -> SearchSpace:
     """A space by name (``"fbnetv3"`` -> ``spaces/fbnetv3.yaml``), by file path, or as given."""
     if isinstance(name_or_path, SearchSpace):
         return name_or_path
     text = str(name_or_path)
-    path = Path(text)
-    if not (text.endswith((".yaml", ".yml")) or path.is_file()):
-        path = spaces_dir() / f"{text}.yaml"
-        if not path.is_file():
-            raise SpaceError(f"unknown space {text!r}; available: {', '.join(available_spaces())} "
-                             "(or give the path of a .yaml file)")
-    if not path.is_file():
-        raise SpaceError(f"space file {path} does not exist")
+    path = _named_file(text, spaces_dir(), lambda: SpaceError(
+        f"unknown space {text!r}; available: {', '.join(available_spaces())} (or give the path of a .yaml file)"),
+        lambda p: SpaceError(f"space file {p} does not exist"))
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)  # an edited file is read again
     if key not in _CACHE:
@@ -344,14 +353,9 @@ def read_recipe(name_or_path: Union[str, Path]) -> RecipeFile:
     or by path, parsed and checked for its own structure (its values are checked against a space
     by :meth:`RecipeFile.for_space`)."""
     text = str(name_or_path)
-    path = Path(text)
-    if not (text.endswith((".yaml", ".yml")) or path.is_file()):
-        path = recipes_dir() / f"{text}.yaml"
-        if not path.is_file():
-            raise RecipeError(f"unknown recipe {text!r}; shipped: {', '.join(available_recipes()) or 'none'} "
-                              "(or give the path of a .yaml recipe file)")
-    if not path.is_file():
-        raise RecipeError(f"recipe file {path} does not exist")
+    path = _named_file(text, recipes_dir(), lambda: RecipeError(
+        f"unknown recipe {text!r}; shipped: {', '.join(available_recipes()) or 'none'} "
+        "(or give the path of a .yaml recipe file)"), lambda p: RecipeError(f"recipe file {p} does not exist"))
     return recipe_from_dict(_read_yaml(path, "recipe", "recipes/torchvision-reference.yaml", RecipeError), str(path))
 
 
