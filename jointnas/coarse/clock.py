@@ -87,7 +87,7 @@ def remaining_work(run: CoarseRun, replace: Optional[Dict[str, List[Work]]] = No
     at each cheaper fidelity, each later iteration (at the pool's mean FLOPs), the result stage (winner
     and baseline). ``replace``: stages by name ("cheaper", "result") whose remaining trainings the caller
     knows better (the ones it is training now, less those done)."""
-    c, cal = run.config, run.calibration()
+    c, cal, replace = run.config, run.calibration(), replace or {}
     later = epoch_cost(cal, cal.cheaper_fidelity if cal else None)   # an epoch of a later batch
     trials = run.store.trials()
     first = [t for t in trials if t.iteration == 1]
@@ -100,16 +100,16 @@ def remaining_work(run: CoarseRun, replace: Optional[Dict[str, List[Work]]] = No
             e = run.full_epochs(t.candidate) or full
             e = min(e, t.target_epochs) if t.target_epochs else e
             stages["queued"].append((e * (later if t.iteration > 1 else 1.0), _unit(run, t.flops)))
-    if cal is None:
+    if cal is None and "cheaper" not in replace:
         stages["cheaper"] = [(full * epoch_cost(cal, f), _unit(run, t.flops)) for f in (c.fidelities or [])
                              for t in first]
     queued_iterations = max([t.iteration for t in trials] or [0])
     for i in range(max(0, c.iterations - queued_iterations)):
         stages[f"iteration {queued_iterations + 1 + i}"] = [(epochs * later, mean_flops)] * c.batch
-    if c.final and not run.store.results("final"):
-        chosen = result_stage.choose(run)
+    if c.final and "result" not in replace and not run.store.results("final"):
+        chosen = result_stage.choose(run)  # not while the result stage runs: its caller knows what is left
         stages["result"] = _result_work(run, chosen[0].candidate if chosen else None, full)
-    stages.update(replace or {})
+    stages.update(replace)
     return list(stages.values())
 
 
