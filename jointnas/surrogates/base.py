@@ -84,6 +84,12 @@ class Surrogate(Scorer):
     def fit(self, candidates: Sequence, y: np.ndarray, *, progress: bool = False) -> "Surrogate":
         """Fit measured scores ``y`` of candidates (or rows encoded with ``space.encode``); returns self."""
 
+    def update(self, candidates: Sequence, y: np.ndarray, *, progress: bool = False) -> "Surrogate":
+        """Fit again after rows were added: ``candidates`` and ``y`` are every row measured so far,
+        earlier rows first, as :meth:`fit` takes them. A surrogate that can continue from its last
+        weights (a warm start) does so here; the default fits from scratch."""
+        return self.fit(candidates, y, progress=progress)
+
     @abstractmethod
     def predict(self, candidates: Sequence, costs: Optional[np.ndarray] = None) -> Prediction:
         """(mean, std) predicted score of candidates; ``costs`` as in ``predict_encoded``."""
