@@ -26,7 +26,12 @@ import numpy as np
 from ..errors import SpaceError
 from .base import Cost, ModelFamily, check_spec_keys, parse_fixed
 from .darts_cost import DartsCost
-from .darts_genotypes import OPS7, Genotype, check_arch_dims, genotype_of, reduction_cells
+from .darts_genotypes import (DARTS_V1, DARTS_V2, OPS7, PC_DARTS, PRESETS, Genotype, arch_of, check_arch_dims,
+                              genotype_of, reduction_cells)
+
+# The genotype API, also reachable from the family's module.
+__all__ = ["DARTS_V1", "DARTS_V2", "PC_DARTS", "PRESETS", "DartsDeploy", "DartsFamily", "DartsNetwork", "Genotype",
+           "arch_of", "genotype_of"]
 
 # From cheapest to costliest at any width above 5 channels (darts_cost): pooling and the identity
 # cost nothing, a dilated conv is one depthwise-pointwise pair, a separable conv two.
