@@ -199,3 +199,13 @@ def test_coarse_and_fine_search_the_darts_space(tmp_path, capsys):
     for t in fine["top"]:
         arch = t["candidate"]["arch"]
         assert arch_of(genotype_of(arch)) == arch   # every result is a genotype the network builds from
+
+
+def test_train_finds_the_presets_by_name_in_the_darts_space():
+    from argparse import Namespace
+
+    from jointnas.cli.train import load_candidate
+
+    cand, space, label = load_candidate(Namespace(preset="PC_DARTS", space="darts", candidate=None))
+    assert space.name == "darts" and label == "PC_DARTS"
+    assert genotype_of(cand.arch) == genotype_of(arch_of(PC_DARTS))
