@@ -8,7 +8,7 @@ import torch
 
 from jointnas.cli import main
 
-RECIPE = dict(optimizer="sgd_plain", lr=0.05, momentum=0.8, weight_decay=1e-4, batch_size=32, cutout=3,
+RECIPE = dict(optimizer="sgd_plain", lr=0.05, momentum=0.8, weight_decay=1e-4, batch_size=32, cutout=0.25,
               grad_clip=1.0, label_smoothing=0.1, mixup_alpha=0.2, ema=True, epochs=2, warmup_epochs=1)
 
 
@@ -264,3 +264,22 @@ def test_an_unknown_baseline_recipe_exits_2_before_any_training(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--baseline-recipe" in err and "torchvision-reference" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("stored, resolution", [(8, 56), (28, 28), (28, 56), (32, 64)])
+def test_the_autotrain_space_s_cutout_never_blanks_more_than_a_seventh_of_the_image_whatever_its_size(
+        stored, resolution):
+    # digits (8 px), Fashion-MNIST (28 px) and CIFAR-10 (32 px) at their training resolutions: the
+    # largest cutout is 0.375 of the side (14 % of the area), not 12 stored pixels (all of a digit)
+    from jointnas.catalog import load_space
+    from jointnas.evaluation.batches import TensorBatches
+    from jointnas.evaluation.data import TensorSplit, load_task
+
+    largest = max(load_space("autotrain").recipe["cutout"].choices)
+    split = TensorSplit(torch.full((64, 1, stored, stored), 200, dtype=torch.uint8), torch.zeros(64, dtype=torch.long))
+    batches = TensorBatches(split, load_task("digits"), resolution, torch.device("cpu"), 64, True,
+                            torch.Generator().manual_seed(0), cutout=largest)
+    x, _ = next(iter(batches))
+    blanked = (x == 0).all(dim=1).float().mean(dim=(1, 2))
+    assert 0 < blanked.max() <= 0.375 ** 2 + 2 / resolution  # one rounded pixel row at most
+    assert blanked.max() >= 0.375 ** 2 - 2 / resolution      # and the square is there, at full size somewhere

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 BASE = dict(optimizer="sgd_plain", lr=0.05, epochs=2)
 NEW_DIMS = {"momentum": {"type": "float", "low": 0.0, "high": 0.95},
             "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
-            "cutout": {"type": "int", "low": 0, "high": 6},
+            "cutout": {"type": "float", "low": 0.0, "high": 0.5},
             "grad_clip": {"type": "float", "low": 0.0, "high": 5.0}}
 
 
@@ -144,21 +144,23 @@ def test_cutout_zeroes_one_square_per_sample():
     assert cutout(x, 0) is x
 
 
-def test_cutout_is_in_pixels_of_the_stored_images_and_only_in_training():
-    task = load_task("digits")  # 8x8 images, trained at 56 px: a 2-px cutout is a 14-px square
+def test_cutout_is_a_fraction_of_the_image_side_and_only_in_training():
+    task = load_task("digits")  # 8x8 images, trained at 56 px: a 0.25 cutout is a 14-px square
     split = TensorSplit(task.train.images[:64], task.train.labels[:64])
     train_b = TensorBatches(split, task, 56, torch.device("cpu"), 64, True,
-                            torch.Generator().manual_seed(0), cutout=2)
+                            torch.Generator().manual_seed(0), cutout=0.25)
     x, _ = next(iter(train_b))
     assert train_b.cutout == 14 and (x == 0).all(dim=1).sum(dim=(1, 2)).max() == 14 * 14
-    eval_b = TensorBatches(split, task, 56, torch.device("cpu"), 64, False, cutout=2)
+    wide = TensorSplit(torch.zeros(4, 1, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+    assert TensorBatches(wide, task, 56, torch.device("cpu"), 4, True, cutout=0.25).cutout == 14  # same at 32 px
+    eval_b = TensorBatches(split, task, 56, torch.device("cpu"), 64, False, cutout=0.25)
     plain = TensorBatches(split, task, 56, torch.device("cpu"), 64, False)
     assert torch.equal(next(iter(eval_b))[0], next(iter(plain))[0])
 
 
 def test_cutout_changes_the_learning_curve(small_arch, rich_space, tiny):
     off = run(small_arch, rich_space, tiny, cutout=0)
-    on = run(small_arch, rich_space, tiny, cutout=4)
+    on = run(small_arch, rich_space, tiny, cutout=0.5)
     assert off.status == on.status == "done" and off.curve != on.curve
 
 
@@ -189,6 +191,7 @@ def test_optional_keys_default_to_off_and_unknown_keys_are_refused():
     ({"optimizer": {"type": "categorical", "choices": ["sgd", "lion"]}}, "recipe.optimizer: unknown choice(s) lion"),
     ({"batch_size": {"type": "int", "low": 0, "high": 8}}, "recipe.batch_size: values must be at least 1"),
     ({"momentum": {"type": "float", "low": 0.0, "high": 1.0}}, "recipe.momentum: values must be below 1"),
+    ({"cutout": {"type": "categorical", "choices": [0, 4, 8]}}, "recipe.cutout: values must be at most 1"),
 ])
 def test_a_space_the_trainer_cannot_act_on_is_refused_naming_file_and_key(tmp_path, small_arch, tiny, extra, text):
     recipe = {"optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},

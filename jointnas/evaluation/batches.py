@@ -33,6 +33,11 @@ def random_shift(x: torch.Tensor, pad: int, generator: Optional[torch.Generator]
     return padded[bi, ci, rows, cols]
 
 
+def cutout_pixels(fraction: float, side: int) -> int:
+    """Side in pixels of a cutout square that is ``fraction`` of a ``side``-pixel image's side."""
+    return int(round(fraction * side)) if fraction > 0 else 0
+
+
 def cutout(x: torch.Tensor, size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Batched cutout: zero one ``size`` x ``size`` square per sample (normalised inputs, so zero is
     the dataset mean) at a random centre anywhere in the image, the square clipped at the border."""
@@ -68,12 +73,11 @@ class TensorBatches:
     """Batches of a :class:`TensorSplit` made on the device: resize, augment, normalise."""
 
     def __init__(self, split: TensorSplit, task: Task, resolution: int, device: torch.device, batch_size: int,
-                 train: bool, generator: Optional[torch.Generator] = None, cutout: int = 0):
+                 train: bool, generator: Optional[torch.Generator] = None, cutout: float = 0.0):
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.resolution, self.batch_size, self.train, self.generator = resolution, batch_size, train, generator
-        # cutout is given in pixels of the stored images; the square scales with the resize
-        self.cutout = int(round(cutout * resolution / self.images.shape[-1])) if cutout > 0 else 0
+        self.cutout = cutout_pixels(cutout, resolution)  # a fraction of the side, whatever the stored size
         self.flip = task.flip
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(task.mean, device=device).view(shape)
@@ -126,9 +130,9 @@ class _FolderView(torch.utils.data.Dataset):
 
 
 def folder_batches(split: FolderSplit, task: Task, resolution: int, device: torch.device, batch_size: int,
-                   train: bool, seed: int, workers: Optional[int] = None, cutout: int = 0):
+                   train: bool, seed: int, workers: Optional[int] = None, cutout: float = 0.0):
     """A DataLoader with per-sample PIL transforms in worker processes (image folders); ``cutout``
-    is in pixels of the training crop (folder images have no one stored size)."""
+    is a fraction of the training crop's side."""
     T = torchvision("transforms", "reading an image folder")  # heavy to import, and only image folders need it
 
     if train:
@@ -138,7 +142,7 @@ def folder_batches(split: FolderSplit, task: Task, resolution: int, device: torc
     transform = T.Compose(ops + [T.ToTensor(), T.Normalize(task.mean, task.std)])
     workers = default_workers() if workers is None else workers
     return torch.utils.data.DataLoader(
-        _FolderView(split, transform, cutout if train else 0), batch_size=batch_size, shuffle=train,
+        _FolderView(split, transform, cutout_pixels(cutout, resolution) if train else 0), batch_size=batch_size, shuffle=train,
         drop_last=train and len(split) > batch_size,
         num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(seed))
@@ -146,8 +150,9 @@ def folder_batches(split: FolderSplit, task: Task, resolution: int, device: torc
 
 def make_batches(split, task: Task, resolution: int, device: torch.device, batch_size: int, train: bool,
                  seed: int, generator: Optional[torch.Generator] = None, workers: Optional[int] = None,
-                 cutout: int = 0):
-    """Batches of ``split`` at ``resolution``: on the device for tensors, from a DataLoader for folders."""
+                 cutout: float = 0.0):
+    """Batches of ``split`` at ``resolution``: on the device for tensors, from a DataLoader for folders;
+    ``cutout``: the side of the square cut out of each training image, as a fraction of the image's side."""
     if isinstance(split, TensorSplit):
         return TensorBatches(split, task, resolution, device, batch_size, train, generator, cutout)
     return folder_batches(split, task, resolution, device, batch_size, train, seed, workers, cutout)

@@ -35,7 +35,7 @@ def full_recipe(recipe: Mapping) -> dict:
 RUNNABLE = {"lr": (0, True, None, False), "weight_decay": (0, False, None, False), "momentum": (0, False, 1, True),
             "batch_size": (1, False, None, False), "epochs": (1, False, None, False),
             "warmup_epochs": (0, False, None, False), "label_smoothing": (0, False, 1, True),
-            "mixup_alpha": (0, False, None, False), "cutout": (0, False, None, False),
+            "mixup_alpha": (0, False, None, False), "cutout": (0, False, 1, False),
             "grad_clip": (0, False, None, False), "dropout": (0, False, 1, True),
             "stochastic_depth": (0, False, 1, True)}
 
@@ -75,6 +75,9 @@ def check_recipe_dims(recipe_dims: Mapping, source: str) -> None:
             raise SpaceError(f"{source}: recipe.{key}: values must be at least {low}")
     if "momentum" in recipe_dims and _high(recipe_dims["momentum"]) >= 1:
         raise SpaceError(f"{source}: recipe.momentum: values must be below 1")
+    if "cutout" in recipe_dims and _high(recipe_dims["cutout"]) > 1:
+        raise SpaceError(f"{source}: recipe.cutout: values must be at most 1 (the square's side as a fraction of "
+                         "the image's side, e.g. 0.25; not pixels)")
 
 
 def _choices(dim) -> list:

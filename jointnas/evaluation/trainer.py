@@ -14,9 +14,10 @@ Every recipe dimension acts on training:
 * ``weight_decay`` on conv/linear weights only, never on BatchNorm or bias parameters.
 * ``label_smoothing`` and ``mixup_alpha`` (Beta(alpha, alpha) mixing of shuffled pairs, 0 = off)
   shape the training loss; validation loss is plain cross-entropy.
-* ``cutout``: side in pixels of the dataset's images (scaled to the training resolution) of one
-  square per training image, at a random centre that may lie near the border, set to the
-  dataset mean (DeVries & Taylor 2017); 0 = off.
+* ``cutout``: side of one square per training image, as a fraction of the image's side (0.25 of
+  an 8-px digit or of a 32-px CIFAR image alike; the same fraction of the training resolution),
+  at a random centre that may lie near the border, set to the dataset mean (DeVries & Taylor
+  2017); 0 = off, at most 1.
 * ``grad_clip``: the gradients' global L2 norm is clipped to this before every step; 0 = off.
 * ``dropout`` (before the classifier) and ``stochastic_depth`` (drop-path rate of the last
   block, growing linearly with depth) are passed to the space's model family's ``build``.
@@ -291,7 +292,7 @@ def _run(candidate, task, space, dev, seed, n_epochs, schedule_epochs, resolutio
     generator = torch.Generator(device=dev).manual_seed(seed)
     rng = np.random.default_rng(seed)
     train_batches = make_batches(task.train, task, resolution, dev, batch_size, True, seed, generator, workers,
-                                 cutout=int(recipe["cutout"]))
+                                 cutout=float(recipe["cutout"]))
     val_batches = make_batches(task.val, task, resolution, dev, EVAL_BATCH, False, seed, workers=workers)
     calibration = make_batches(task.train.head(BN_CALIBRATION_IMAGES), task, resolution, dev, EVAL_BATCH, False,
                                seed, workers=workers)
