@@ -35,10 +35,11 @@ class StackedPredictor(Surrogate):
     ``pretraining``: "on" starts every member from the encoder that :meth:`pretrain` fitted to
     the pool's proxies, "off" from random encoders, "auto" decides at each full fit from the
     data: from ``auto_from`` rows up, 3-fold out-of-fold Kendall tau with vs without (the
-    better one, ties to pretrained); below that, pretrained (the paper's design). On digits'
-    134 recorded pairs pretraining cut tau from .59 to .35; on NAS-Bench-201 it helps.
-    ``proxies``: the rows' standardised log-FLOPs/log-params as two more head inputs (once
-    :meth:`pretrain` gave the pool's costs).
+    better one, ties to pretrained); below that, pretrained (the paper's design). Where the
+    encoder is pretrained, the head also gets the rows' standardised log-FLOPs/log-params
+    (``proxies=False``: never); where not, the proxies are not used at all. The choice is
+    whether the pool's FLOPs/params carry signal: on NAS-Bench-201 they do (tau .33 -> .44 at
+    16 rows), on digits' recorded pairs and HPOBench they cost tau (BENCHMARKS.md).
 
     :meth:`update` continues from the last weights for ``warm_steps`` end-to-end steps when
     rows were added, and fits from scratch once the rows reach ``refit_growth`` times those of
@@ -122,14 +123,20 @@ class StackedPredictor(Surrogate):
                                  f"{e}); check them with Candidate.validate()") from None
 
     @property
-    def uses_proxies(self) -> bool:
+    def can_use_proxies(self) -> bool:
+        """Whether the head can be given the rows' FLOPs/params (the pool's statistics are known)."""
         return self.config["proxies"] and self.cost_stats is not None
 
-    def _rest(self, x: np.ndarray, candidates=None, costs=None) -> np.ndarray:
-        """The head's inputs besides the embedding: the recipe columns centred, then the
-        standardised log-FLOPs/params when proxies are used (``costs`` as given, else counted)."""
+    @property
+    def head_uses_proxies(self) -> bool:
+        """Whether the fitted head takes the rows' FLOPs/params (its input width says)."""
+        return self.fitted and self.weights["head0.wr"].shape[1] > self.space.recipe_width
+
+    def _rest(self, x: np.ndarray, candidates=None, costs=None, proxies: bool = False) -> np.ndarray:
+        """The head's inputs besides the embedding: the recipe columns centred, then with
+        ``proxies`` the standardised log-FLOPs/params (``costs`` as given, else counted)."""
         recipe = x[:, self.space.arch_width:] * np.float32(2.0) - np.float32(1.0)
-        if not self.uses_proxies:
+        if not proxies:
             return recipe
         if costs is None and candidates is None and self._cache is not None and self._cache[0] is x:
             return self._cache[1]
@@ -170,7 +177,7 @@ class StackedPredictor(Surrogate):
         return self
 
     def pretraining_note(self, n: int) -> str:
-        feats = f"; the head also gets the FLOPs/params of each row" if self.uses_proxies else ""
+        feats = "; where used, the head also gets the FLOPs/params of each row" if self.can_use_proxies else ""
         if not self.pretrained:
             return f"encoder not pretrained ({self.config['pretraining']}){feats}"
         when = ("used or not as 3-fold Kendall tau decides from "
@@ -179,7 +186,7 @@ class StackedPredictor(Surrogate):
         return f"encoder pretrained on FLOPs/params of {n} candidates, {when}{feats}"
 
     # ------------------------------------------------------------------ fitting
-    def _checked(self, candidates, y, costs=None):
+    def _checked(self, candidates, y, costs=None, proxies: bool = False):
         x, cands = self._encode(candidates)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if len(y) != len(x):
@@ -193,14 +200,15 @@ class StackedPredictor(Surrogate):
             hint = " (percentages? divide by 100)" if bounds == [0.0, 1.0] else ""
             raise PredictorError(f"scores must lie in [{bounds[0]:g}, {bounds[1]:g}], got {y.min():g}..{y.max():g}"
                                  + hint)
-        return x, self._rest(x, cands, costs), y
+        return x, self._rest(x, cands, costs, proxies), y
 
     def fit(self, candidates, y, costs=None, *, progress: bool = False) -> "StackedPredictor":
         """Fit the ensemble from scratch (from the pretrained encoder where it is used)."""
-        x, rest, y = self._checked(candidates, y, costs)
+        x, rest, y = self._checked(candidates, y, costs, self.can_use_proxies)
         start = time.process_time()
         arch = np.ascontiguousarray(x[:, :self.space.arch_width])
         use, why = self._choose_pretraining(arch, rest, y)
+        rest = self._head_inputs(rest, use)
         self.target_stats = {"mean": float(y.mean()), "std": float(max(y.std(), 1e-6))}
         self.info["pretraining"] = {"used": use, "why": why}
         self._trainer = fullbatch.Trainer(self._initial(use), self.config)
@@ -216,7 +224,7 @@ class StackedPredictor(Surrogate):
         n = len(y)
         if not self.fitted or n <= self.rows["last"] or n >= self.config["refit_growth"] * self.rows["full"]:
             return self.fit(candidates, y, progress=progress)
-        x, rest, y = self._checked(candidates, y)
+        x, rest, y = self._checked(candidates, y, proxies=self.head_uses_proxies)
         start = time.process_time()
         if self._trainer is None:   # loaded from a file, or a copy: continue from the weights
             self._trainer = fullbatch.Trainer(self.weights, self.config)
@@ -226,6 +234,10 @@ class StackedPredictor(Surrogate):
         self.info["fit"] = {"n": n, "kind": "warm", "cpu_s": time.process_time() - start}
         return self
 
+    def _head_inputs(self, rest: np.ndarray, pretrained: bool) -> np.ndarray:
+        """The proxies go with the pretraining: given to the head only where the encoder is pretrained."""
+        return rest if pretrained else rest[:, :self.space.recipe_width]
+
     def _standardised(self, y: np.ndarray) -> np.ndarray:
         return ((y - self.target_stats["mean"]) / self.target_stats["std"]).astype(np.float32)
 
@@ -234,7 +246,7 @@ class StackedPredictor(Surrogate):
         pretrained one or random."""
         c, m = self.config, self.config["ensemble"]
         rng = np.random.default_rng([c["seed"] & 0xFFFFFFFF, 4])
-        rest_width = self.space.recipe_width + (2 if self.uses_proxies else 0)
+        rest_width = self.space.recipe_width + (2 if pretrained and self.can_use_proxies else 0)
         weights = batched.init_encoder(rng, m, self.space.arch_width, c["hidden"], c["encoder_layers"])
         if pretrained:
             weights = {k: np.repeat(v, m, axis=0) for k, v in self.encoder.items() if k.startswith("enc")}
@@ -257,6 +269,7 @@ class StackedPredictor(Surrogate):
     def _fold_tau(self, pretrained: bool, arch, rest, y) -> float:
         from scipy.stats import kendalltau  # on fitting only
 
+        rest = self._head_inputs(rest, pretrained)
         order = np.random.default_rng([self.config["seed"] & 0xFFFFFFFF, 8, len(y)]).permutation(len(y))
         oof = np.empty(len(y))
         for fold in np.array_split(order, 3):
@@ -275,7 +288,7 @@ class StackedPredictor(Surrogate):
             raise PredictorError("this predictor is not fitted; call fit() on scored candidates first")
         x = encoded_rows(self.space, np.asarray(x))
         return batched.scores(self.weights, np.ascontiguousarray(x[:, :self.space.arch_width]),
-                              self._rest(x, costs=costs))
+                              self._rest(x, costs=costs, proxies=self.head_uses_proxies))
 
     def predict_encoded(self, x, costs=None):
         """(mean, std) of encoded rows; std is the members' spread, each member clipped to the
@@ -290,7 +303,7 @@ class StackedPredictor(Surrogate):
 
     def predict(self, candidates, costs=None):
         x, cands = self._encode(candidates)
-        if costs is None and cands is not None and self.uses_proxies:
+        if costs is None and cands is not None and self.head_uses_proxies:
             costs = self.space.family.costs([c.arch for c in cands])
         return self.predict_encoded(x, costs)
 
