@@ -188,3 +188,12 @@ def test_new_checkpoints_load_with_weights_only_and_score_where_torch_cannot_be_
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), np.stack(s.predict_encoded(x[100:150])), atol=1e-9)
+
+
+def test_a_warm_started_predictor_refits_warm_on_its_rows_and_the_prior(task):
+    from jointnas.surrogates.prior import WithPrior
+
+    space, pool, x, y, costs = task
+    p = WithPrior(StackedPredictor(space, pretraining="off"), pool[200:230], y[200:230])
+    p.fit(pool[:10], y[:10]).update(pool[:11], y[:11])
+    assert p.inner.info["fit"] == {"n": 41, "kind": "warm", "cpu_s": p.inner.info["fit"]["cpu_s"]}
