@@ -52,6 +52,8 @@ def parse_args(argv=None):
     ap.add_argument("--timing-task", default="nb201/cifar10")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats (the member-by-member MLP: 1)")
     ap.add_argument("--skip-digits", action="store_true")
+    ap.add_argument("--taus-only", action="store_true", help="held-out tau only (no timing, no digits); "
+                    "writes bench_surrogates_taus.{json,md}")
     return ap.parse_args(argv)
 
 
@@ -177,6 +179,10 @@ def digits(args) -> dict:
 
 
 def markdown(res: dict) -> str:
+    return (timing_markdown(res) if "timings" in res else "") + tau_markdown(res)
+
+
+def timing_markdown(res: dict) -> str:
     t = res["timings"]
     sizes = [k for k in t[TIMED[0]] if k != "pretrain_s"]
     lines = [f"CPU seconds, one thread, {res['timings']['rows_scored']:,} rows scored ({res['args']['timing_task']}); "
@@ -189,7 +195,11 @@ def markdown(res: dict) -> str:
         lines.append(f"| {v} | {t[v]['pretrain_s']:.2f} | {cells} |")
     lines += ["", "Rows arriving one at a time (16 -> 256), mean CPU s per update(): " + ", ".join(
         f"{v} {s['mean_update_s'] * 1000:.1f} ms" for v, s in t["stream"].items()), ""]
-    taus = res["taus"]
+    return "\n".join(lines) + "\n"
+
+
+def tau_markdown(res: dict) -> str:
+    taus, lines = res["taus"], []
     ns = list(next(iter(taus.values()))["forest"])
     lines += [f"Held-out Kendall tau ({res['args']['held_out']} rows, mean of {res['args']['draws']} draws), "
               f"n = {' / '.join(map(str, ns))}:", "",
@@ -212,14 +222,16 @@ def main(argv=None) -> int:
     res = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load": os.getloadavg(),
            "python": platform.python_version(), "threads": os.environ.get("OMP_NUM_THREADS")}
-    res["timings"] = timings(args)
+    if not args.taus_only:
+        res["timings"] = timings(args)
     res["taus"] = held_out_taus(args)
-    if not args.skip_digits and PAIRS.exists():
+    if not (args.skip_digits or args.taus_only) and PAIRS.exists():
         res["digits"] = digits(args)
     res["wall_s"], res["cpu_s"] = time.time() - start, time.process_time()
-    (args.out / "bench_surrogates.json").write_text(json.dumps(res, indent=1) + "\n")
+    name = "bench_surrogates_taus" if args.taus_only else "bench_surrogates"
+    (args.out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
     md = markdown(res)
-    (args.out / "bench_surrogates.md").write_text(md)
+    (args.out / f"{name}.md").write_text(md)
     print(md)
     return 0
 

@@ -121,7 +121,7 @@ def test_auto_pretraining_is_decided_by_fold_tau_from_enough_rows_and_kept_in_th
     p = StackedPredictor(space, auto_from=24).pretrain(pool, costs)
     assert "3-fold Kendall tau decides from 24" in p.pretraining_note(len(pool))
     p.fit(x[:16], y[:16])
-    assert p.info["pretraining"] == {"used": True, "why": "fewer than 24 rows to compare"}
+    assert p.info["pretraining"]["why"].startswith("fewer than 24 rows to compare; scores follow FLOPs/params")
     p.fit(x[:40], y[:40])
     used, why = p.info["pretraining"]["used"], p.info["pretraining"]["why"]
     pre, no = (float(v) for v in why.removeprefix("3-fold Kendall tau ").replace(" not", "").split(" pretrained vs "))
@@ -197,3 +197,13 @@ def test_a_warm_started_predictor_refits_warm_on_its_rows_and_the_prior(task):
     p = WithPrior(StackedPredictor(space, pretraining="off"), pool[200:230], y[200:230])
     p.fit(pool[:10], y[:10]).update(pool[:11], y[:11])
     assert p.inner.info["fit"] == {"n": 41, "kind": "warm", "cpu_s": p.inner.info["fit"]["cpu_s"]}
+
+
+def test_below_auto_from_pretraining_follows_whether_scores_follow_flops(task):
+    space, pool, x, y, costs = task
+    p = StackedPredictor(space).pretrain(pool, costs)
+    by_flops = 0.5 + 0.4 * np.argsort(np.argsort(costs[:16, 0])) / 16
+    assert p.fit(pool[:16], by_flops).info["pretraining"]["used"]
+    unrelated = 0.5 + 0.4 * np.random.default_rng(11).permutation(16) / 16
+    assert abs(kendalltau(unrelated, costs[:16, 0])[0]) < 0.2
+    assert not p.fit(pool[:16], unrelated).info["pretraining"]["used"]
