@@ -156,8 +156,8 @@ class StackedPredictor(Surrogate):
 
     # ------------------------------------------------------------------ pretraining
     def pretrain(self, candidates, costs, *, progress: bool = False) -> "StackedPredictor":
-        """Fit the encoder and a proxy layer to the pool's standardised log-FLOPs/log-params (with
-        ``pretraining="off"``, only keep their statistics for the head's proxy inputs)."""
+        """Fit the encoder and a proxy layer to the pool's standardised log-FLOPs/log-params and keep
+        their statistics for the head's proxy inputs (with ``pretraining="off"``, nothing)."""
         x, _ = self._encode(candidates)
         logs = np.log(np.asarray(costs, dtype=np.float64))
         if logs.shape != (len(x), 2) or not np.all(np.isfinite(logs)):
@@ -167,6 +167,7 @@ class StackedPredictor(Surrogate):
         mean, std = logs.mean(0), np.maximum(logs.std(0), 1e-8)
         self.cost_stats = {"mean": mean.tolist(), "std": std.tolist()}
         if self.config["pretraining"] == "off":
+            self.cost_stats = None
             self.info["pretrain"] = {"n": len(x), "encoder": "not pretrained: pretraining='off'"}
             return self
         c = self.config
@@ -183,7 +184,7 @@ class StackedPredictor(Surrogate):
     def pretraining_note(self, n: int) -> str:
         feats = "; where used, the head also gets the FLOPs/params of each row" if self.can_use_proxies else ""
         if not self.pretrained:
-            return f"encoder not pretrained ({self.config['pretraining']}){feats}"
+            return f"does not use the FLOPs/params of {n} candidates (pretraining={self.config['pretraining']!r})"
         when = ("used or not as 3-fold Kendall tau decides from "
                 f"{self.config['auto_from']} measured rows up (below: as the scores follow FLOPs/params)"
                 if self.config["pretraining"] == "auto" else "always used")
