@@ -100,6 +100,8 @@ FAMILIES = Registry("jointnas.families", {
 SURROGATES = Registry("jointnas.surrogates", {
     "mlp": "jointnas.surrogates.mlp.ensemble:Predictor",
     "forest": "jointnas.surrogates.forest:ForestSurrogate",
+    "fbnetv3": "jointnas.surrogates.mlp.fbnetv3:StackedPredictor",
+    "blend": "jointnas.surrogates.blend:BlendSurrogate",
 })
 # kind -> ``load(path, space)`` for checkpoints that no Surrogate subclass wrote (read as they are)
 SURROGATE_LOADERS = Registry(None, {})

@@ -120,12 +120,20 @@ class WithPrior(Surrogate):
         return self.inner.pretraining_note(n)
 
     def fit(self, candidates, y, **options) -> "WithPrior":
+        self.inner.fit(*self._with_prior(candidates, y), **options)
+        return self
+
+    def update(self, candidates, y, *, progress: bool = False) -> "WithPrior":
+        """The inner surrogate's update (a warm start where it has one) on the rows and the prior."""
+        self.inner.update(*self._with_prior(candidates, y), progress=progress)
+        return self
+
+    def _with_prior(self, candidates, y) -> tuple:
         if isinstance(candidates, np.ndarray):
             candidates = np.concatenate([candidates, self.inner.space.encode(self.prior)])
         else:
             candidates = list(candidates) + self.prior
-        self.inner.fit(candidates, np.concatenate([np.asarray(y, dtype=np.float64), self.prior_y]), **options)
-        return self
+        return candidates, np.concatenate([np.asarray(y, dtype=np.float64), self.prior_y])
 
     def predict(self, candidates, costs=None):
         return self.inner.predict(candidates, costs)
