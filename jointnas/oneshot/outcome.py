@@ -122,7 +122,7 @@ def result_lines(config, record: dict) -> List[str]:
     elif tables:
         lines.append("NAS-Bench-201 validation accuracy (mean of the table's seeds): "
                      + "; ".join(f"{k} {v['derived']:.2f} % (table's best {v['best']:.2f}, all-skip "
-                                 f"{v['all_skip']:.2f})" for k, v in tables.items()))
+                                 f"{v['all_skip']:.2f})" for k, v in ((k, tables[k]) for k in NB201_TABLES)))
     trained = record.get("trained")
     if trained and trained["status"] == "done":
         lines.append(f"trained from scratch: {trained['epochs']} epoch(s), val_acc {trained['val_acc']:.4f}, "

@@ -52,9 +52,10 @@ def is_oneshot_dir(run_dir) -> bool:
 def plot_alphas(view: OneShotView, mpl: Plotter, name: str) -> Section:
     sec = Section(f"alphas_{name}", f"Op weights per edge over the epochs ({name} cell)",
                   "Each map is one edge of the cell: its ops down, the epochs across, the colour the op's "
-                  "softmax weight (0 white to 1 dark). The derived cell takes each edge's darkest op at the "
-                  "last epoch" + (" (darts: a node's two strongest edges, 'none' excepted)." if
-                                  view.config.space == "darts" else "."))
+                  "softmax weight against the uniform 1/ops (red above, blue below; the colour bar gives the "
+                  "weights). The dot marks each edge's strongest op at the last epoch"
+                  + (" (the derived cell keeps a node's two strongest edges, 'none' excepted)." if
+                     view.config.space == "darts" else ", the op the derived cell takes."))
     if not view.history:
         sec.missing = "no epoch has finished yet"
         return sec
@@ -66,14 +67,18 @@ def plot_alphas(view: OneShotView, mpl: Plotter, name: str) -> Section:
     cols = min(n, 7 if n > 6 else 3)
     rows = math.ceil(n / cols)
     fig, axes = mpl.figure(1.9 * cols + 1.2, 1.5 * rows + 0.6, rows, cols)
+    uniform = 1.0 / data.shape[2]
+    spread = max(float(np.abs(data - uniform).max()), 1e-4)
     image = None
     for k, ax in enumerate(axes.flat):
         if k >= n:
             ax.set_visible(False)
             continue
         ax.grid(False)
-        image = ax.imshow(data[:, k, :].T, aspect="auto", cmap="Greys", vmin=0.0, vmax=1.0, interpolation="nearest",
+        image = ax.imshow(data[:, k, :].T, aspect="auto", cmap="RdBu_r", vmin=uniform - spread,
+                          vmax=uniform + spread, interpolation="nearest",
                           extent=(0.5, len(view.history) + 0.5, len(ops) - 0.5, -0.5))
+        ax.plot([len(view.history)], [int(data[-1, k].argmax())], "ko", ms=4)
         ax.set_title(edges[k] if k < len(edges) else f"edge {k}", fontsize=9)
         ax.set_yticks(range(len(ops)))
         ax.set_yticklabels(ops if k % cols == 0 else [], fontsize=7)
