@@ -188,6 +188,7 @@ def test_settings_defaults_are_the_reference_values_of_darts_pc_darts_and_nas_be
     assert (d.w_lr, d.w_lr_min, d.w_momentum, d.w_weight_decay, d.grad_clip) == (0.025, 0.001, 0.9, 3e-4, 5.0)
     assert (d.alpha_lr, d.alpha_betas, d.alpha_weight_decay) == (3e-4, (0.5, 0.999), 1e-3)
     assert not d.second_order and d.partial_channels == 1 and not d.edge_normalisation and d.warmup_epochs == 0
+    assert d.pool_batchnorm  # the reference MixedOp follows each pooling op by a BN without affine
     d2 = OneShotSettings.for_strategy("darts-2nd", "darts")
     assert d2.second_order and d2.unrolled_r == 0.01
     pc = OneShotSettings.for_strategy("pc-darts", "darts")
@@ -227,3 +228,116 @@ def test_a_search_loaded_from_its_state_dict_continues_exactly_as_the_uninterrup
         assert torch.equal(a, b), name
     with pytest.raises(UsageError, match="does not follow"):
         resumed.train_epoch(data[0][:2], data[0][2:], 1)
+
+
+def _darts_edge(pair_index, source):
+    from jointnas.oneshot.darts_supernet import NODE_EDGES
+
+    return NODE_EDGES[pair_index // 2][source]
+
+
+def test_darts_supernet_with_one_hot_alphas_computes_what_the_discrete_darts_network_computes():
+    from jointnas.families.darts_genotypes import PC_DARTS
+    from jointnas.families.darts_net import Network, cell_plan
+    from jointnas.families.darts_ops import PRIMITIVES
+    from jointnas.oneshot.darts_supernet import EDGE_COUNT, DartsSupernet
+
+    torch.manual_seed(0)
+    # without the reference's BN after pooling, which the discrete network does not have
+    net = DartsSupernet(4, 3, num_classes=5, in_channels=3, pool_batchnorm=False)
+    randomise_(net, 0)
+    alphas = {}
+    for kind in ("normal", "reduce"):
+        rows = ["none"] * EDGE_COUNT  # edges the genotype drops add exact zeros
+        for p, (op, source) in enumerate(getattr(PC_DARTS, kind)):
+            rows[_darts_edge(p, source)] = op
+        alphas[kind] = one_hot_arch(rows, list(PRIMITIVES))
+    net.train()
+    for x, _ in batches(3, 1, channels=3, res=12):
+        net(x, alphas)
+    discrete = Network(PC_DARTS, 4, 3, num_classes=5, in_channels=3)
+    discrete_specs = cell_plan(4, 3)
+    source, target = net.state_dict(), discrete.state_dict()
+    copied = 0
+    for key in target:
+        parts = key.split(".")
+        if parts[0] == "cells" and parts[2] == "ops":  # cells.<i>.ops.<p>.<rest> -> cells.<i>.edges.<e>.ops.<k>.<rest>
+            pairs = PC_DARTS.reduce if discrete_specs[int(parts[1])].reduction else PC_DARTS.normal
+            op, src = pairs[int(parts[3])]
+            mapped = ".".join(["cells", parts[1], "edges", str(_darts_edge(int(parts[3]), src)), "ops",
+                               str(PRIMITIVES.index(op))] + parts[4:])
+        else:
+            mapped = key
+        if mapped in source:
+            target[key], copied = source[mapped], copied + 1
+        else:  # BN scale and shift of the discrete network: none in the supernet's edges and inputs
+            assert parts[-1] in ("weight", "bias") and "BatchNorm" in type(
+                discrete.get_submodule(".".join(parts[:-1]))).__name__, key
+    assert copied > len(target) // 2
+    discrete.load_state_dict(target)
+    net.eval(), discrete.eval()
+    x = batches(1, 2, size=6, channels=3, res=12)[0][0]
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, alphas), discrete(x), rtol=1e-5, atol=1e-6)
+
+
+def test_darts_partial_channel_supernet_keeps_shapes_and_passes_gradients_to_weights_alphas_and_betas():
+    from jointnas.oneshot.darts_supernet import DartsSupernet
+
+    net = DartsSupernet(8, 3, num_classes=3, in_channels=1, k=4, edge_normalisation=True)
+    alphas = {name: torch.randn(shape, requires_grad=True) for name, shape in net.arch_shapes().items()}
+    x, y = batches(1, 0, size=4, res=10)[0]  # 10 -> 5 -> 3: odd sides through the strided bypass too
+    out = net(x, alphas)
+    assert out.shape == (4, 3)
+    F.cross_entropy(out, y).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for name, a in alphas.items():
+        assert (a.grad != 0).all(), name
+
+
+def test_darts_discretisation_keeps_the_two_strongest_inputs_per_node_with_betas_and_the_published_cell():
+    from jointnas.families.darts_genotypes import DARTS_V2, arch_of
+    from jointnas.families.darts_ops import PRIMITIVES
+    from jointnas.oneshot.spaces import search_space
+
+    space = search_space("darts")
+    weights = {}
+    for kind in ("normal", "reduce"):
+        w = np.full((14, 8), 0.1)
+        w[:, PRIMITIVES.index("none")] = 0.25  # none is strongest everywhere and never counts
+        for p, (op, source) in enumerate(getattr(DARTS_V2, kind)):
+            w[_darts_edge(p, source), PRIMITIVES.index(op)] = 0.3 - 0.01 * (p % 2)
+        weights[kind] = w / w.sum(1, keepdims=True)
+    assert space.derive(weights) == arch_of(DARTS_V2)
+    assert space.skip_count(weights) == 2
+    # betas reorder the edges: node 2's edge from input 1 loses to nothing, but node 3's input 2 wins
+    betas = np.ones(14)
+    betas[_darts_edge(2, 0)] = 0.1  # node 3's first pair, sep3 from input 0
+    betas[_darts_edge(2, 2)] = 3.0  # node 3's edge from node 2, whose best op is a weak 0.1 pool
+    weights["normal_beta"] = betas
+    normal = space.genotype(weights).normal
+    assert normal[2:4] == [("max_pool_3x3", 2), ("sep_conv_3x3", 1)]
+    assert normal[:2] == DARTS_V2.normal[:2] and normal[4:] == DARTS_V2.normal[4:]
+    capped = space.genotype({k: v for k, v in weights.items() if k != "normal_beta"}, skip_cap=1).normal
+    assert sum(op == "skip_connect" for op, _ in capped) == 1
+
+
+def test_a_tiny_darts_space_search_trains_derives_and_resumes_exactly():
+    settings = tiny("pc-darts", space="darts", channels=8)
+    data = [batches(2, epoch, res=8) for epoch in range(2)]
+    straight = OneShotSearch("darts", settings, 3, 1, 8, seed=1)
+    for epoch in range(2):
+        metrics = straight.train_epoch(data[epoch][:1], data[epoch][1:], epoch)
+    assert set(metrics) == {"train_loss", "train_acc", "valid_loss", "valid_acc"}
+    first = OneShotSearch("darts", settings, 3, 1, 8, seed=1)
+    first.train_epoch(data[0][:1], data[0][1:], 0)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = OneShotSearch("darts", settings, 3, 1, 8, seed=2)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    resumed.train_epoch(data[1][:1], data[1][1:], 1)
+    assert all(torch.equal(straight.arch[k], resumed.arch[k]) for k in straight.arch)
+    assert straight.derive() == resumed.derive() and set(straight.alphas()) == {
+        "normal", "reduce", "normal_beta", "reduce_beta"}

@@ -34,7 +34,8 @@ class PartialMixedOp(nn.Module):
         super().__init__()
         self.mixed = MixedOp(ops)
         self.k = k
-        self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
+        # ceil_mode: on an odd side the bypass matches the strided ops' ceil(side / 2)
+        self.bypass = nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         part = x.shape[1] // self.k
@@ -45,3 +46,12 @@ class PartialMixedOp(nn.Module):
 def mixed_op(ops: Sequence[nn.Module], k: int, stride: int = 1) -> nn.Module:
     """A plain mixed op for ``k == 1``, else the partial-channel one (``ops`` built at ``C // k`` channels)."""
     return MixedOp(ops) if k == 1 else PartialMixedOp(ops, k, stride)
+
+
+def normalised_betas(betas: torch.Tensor, node_edges: Sequence[Sequence[int]]) -> torch.Tensor:
+    """PC-DARTS edge normalisation: a softmax over the incoming edges of each node (``node_edges``:
+    the edge indices into each node)."""
+    out = torch.empty_like(betas)
+    for idx in node_edges:
+        out[list(idx)] = torch.softmax(betas[list(idx)], dim=-1)
+    return out

@@ -15,20 +15,12 @@ from torch import nn
 
 from ..families.cell import EDGES, OPS, edge_nodes
 from ..families.cell_net import make_op, network_layers
-from .mixed import mixed_op
+from .mixed import mixed_op, normalised_betas
 
 ARCH_SHAPES = {"normal": (len(EDGES), len(OPS))}
 BETA_SHAPES = {"normal_beta": (len(EDGES),)}
 # the edges into node i, as index ranges of EDGES (1<-0 | 2<-0, 2<-1 | 3<-0, 3<-1, 3<-2)
 NODE_EDGES = tuple(tuple(e for e, name in enumerate(EDGES) if edge_nodes(name)[0] == i) for i in (1, 2, 3))
-
-
-def normalised_betas(betas: torch.Tensor, node_edges=NODE_EDGES) -> torch.Tensor:
-    """PC-DARTS edge normalisation: a softmax over the incoming edges of each node."""
-    out = torch.empty_like(betas)
-    for idx in node_edges:
-        out[list(idx)] = torch.softmax(betas[list(idx)], dim=-1)
-    return out
 
 
 class SearchCell(nn.Module):
@@ -62,7 +54,7 @@ class NB201Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor, arch: Dict[str, torch.Tensor]) -> torch.Tensor:
         weights = torch.softmax(arch["normal"], dim=-1)
-        betas = normalised_betas(arch["normal_beta"]) if self.edge_normalisation else None
+        betas = normalised_betas(arch["normal_beta"], NODE_EDGES) if self.edge_normalisation else None
         for layer in self.features:
             x = layer(x, weights, betas) if isinstance(layer, SearchCell) else layer(x)
         return self.classifier(x)

@@ -36,6 +36,7 @@ class OneShotSettings:
     cells: int = 5                  # nb201: cells per stage; darts: cells in total
     partial_channels: int = 1       # K: 1/K of the channels go through the mixed op (PC-DARTS: 4)
     edge_normalisation: bool = False  # PC-DARTS betas over the incoming edges of each node
+    pool_batchnorm: bool = True     # darts space: a BN without affine after the pooling ops, as the reference
     # the schedule
     epochs: int = 50
     batch_size: int = 64

@@ -10,8 +10,9 @@ import torch
 
 from ..errors import UsageError
 from ..families.cell import EDGES, OPS
-from .discretise import SKIP, argmax_edges, cap_skips
-from .nb201_supernet import NB201Supernet, normalised_betas
+from .discretise import SKIP, argmax_edges, cap_skips, top2_genotype
+from .mixed import normalised_betas
+from .nb201_supernet import NODE_EDGES, NB201Supernet
 
 
 class SearchSpace(ABC):
@@ -54,7 +55,7 @@ class NB201Space(SearchSpace):
     def weights(self, arch):
         out = {"normal": torch.softmax(arch["normal"], dim=-1).cpu().numpy()}
         if "normal_beta" in arch:
-            out["normal_beta"] = normalised_betas(arch["normal_beta"]).cpu().numpy()
+            out["normal_beta"] = normalised_betas(arch["normal_beta"], NODE_EDGES).cpu().numpy()
         return out
 
     def derive(self, weights, skip_cap=None):
@@ -70,7 +71,61 @@ class NB201Space(SearchSpace):
         return sum(op == SKIP for op in argmax_edges(weights["normal"], OPS))
 
 
-_SPACES = {"nb201": NB201Space}
+class DartsSpace(SearchSpace):
+    """The ``darts`` family's normal and reduction cells; every node keeps its top-2 inputs."""
+
+    name = "darts"
+
+    def supernet(self, settings, num_classes, in_channels):
+        from .darts_supernet import DartsSupernet  # the darts family's modules only where they are used
+
+        return DartsSupernet(settings.channels, settings.cells, num_classes, in_channels,
+                             settings.partial_channels, settings.edge_normalisation, settings.pool_batchnorm)
+
+    def check_input(self, resolution):
+        if resolution < 4:
+            raise UsageError(f"the darts supernet halves the input twice; it needs at least 4 pixels, got {resolution}")
+
+    def weights(self, arch):
+        from .darts_supernet import NODE_EDGES
+
+        out = {kind: torch.softmax(arch[kind], dim=-1).cpu().numpy() for kind in ("normal", "reduce")}
+        for kind in ("normal", "reduce"):
+            if f"{kind}_beta" in arch:
+                out[f"{kind}_beta"] = normalised_betas(arch[f"{kind}_beta"], NODE_EDGES).cpu().numpy()
+        return out
+
+    def _cell(self, weights, kind, skip_cap=None):
+        from ..families.darts_ops import PRIMITIVES
+        from .darts_supernet import NODE_EDGES
+
+        betas = weights.get(f"{kind}_beta")
+
+        def cell(w):
+            return top2_genotype(w, PRIMITIVES, betas, NODE_EDGES)
+
+        def skip_edges(pairs):
+            return [NODE_EDGES[p // 2][i] for p, (op, i) in enumerate(pairs) if op == SKIP]
+
+        if skip_cap is None:
+            return cell(weights[kind])
+        return cap_skips(weights[kind], list(PRIMITIVES), cell, skip_edges, skip_cap)
+
+    def genotype(self, weights, skip_cap=None):
+        from ..families.darts_genotypes import Genotype
+
+        return Genotype(self._cell(weights, "normal", skip_cap), self._cell(weights, "reduce"))
+
+    def derive(self, weights, skip_cap=None):
+        from ..families.darts_genotypes import arch_of
+
+        return arch_of(self.genotype(weights, skip_cap))
+
+    def skip_count(self, weights):
+        return sum(op == SKIP for op, _ in self._cell(weights, "normal"))
+
+
+_SPACES = {"nb201": NB201Space, "darts": DartsSpace}
 
 
 def search_space(name: str) -> SearchSpace:
