@@ -92,6 +92,7 @@ FAMILIES = Registry("jointnas.families", {
     "torchvision": "jointnas.families.torchvision:TorchvisionFamily.from_spec",
     "fixed": "jointnas.catalog:fixed_family",   # names its inner family, so it is made here
     "cell": "jointnas.families.cell:CellFamily.from_spec",
+    "darts": "jointnas.families.darts:DartsFamily.from_spec",
     "mlp": "jointnas.families.mlp:MLPFamily.from_spec",
 })
 # name -> Surrogate subclass (jointnas.surrogates.base), made by its ``create(space, *, seed, ensemble,

@@ -61,3 +61,16 @@ def test_genotype_string_follows_nas_bench_201s_edge_order():
     arch = _arch(["nor_conv_3x3", "none", "nor_conv_3x3", "skip_connect", "none", "skip_connect"])
     assert CellFamily().genotype(arch) == ("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+"
                                            "|skip_connect~0|none~1|skip_connect~2|")
+
+
+def test_describe_prices_an_nb201_preset_at_the_deployable_resolution(capsys):
+    import json
+
+    from jointnas.catalog import load_space
+    from jointnas.cli import main
+
+    assert main(["describe", "--space", "nb201", "--preset", "resnet", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    space = load_space("nb201")
+    cost = space.family.cost(space.preset("resnet").arch)
+    assert (row["resolution"], row["flops"], row["params"]) == (32, cost.flops, cost.params)

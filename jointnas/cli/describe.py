@@ -39,7 +39,9 @@ def run(args):
                 print(f"  {part:6s} {d.name:20s} {d.describe()}")
         print(f"presets: {', '.join(space.presets) or 'none'}")
         print(f"shipped recipes: {', '.join(available_recipes()) or 'none'} (jointnas describe --recipes)")
-        print(f"model family: {space.family.name if space.family else 'none (a user objective scores it)'}")
+        summary = space.family.summary() if space.family else ""
+        print(f"model family: {space.family.name if space.family else 'none (a user objective scores it)'}"
+              + (f": {summary}" if summary else ""))
         return 0
     if args.preset is not None:
         cand = space.preset(args.preset)
@@ -53,14 +55,15 @@ def run(args):
         label = str(args.candidate)
     cost = count_cost(cand.arch, space)
     deploy = space.family.deploy
-    resolution = cand.arch.get("resolution", deploy.reference_resolution)
+    shape = space.family.deploy_input(cand.arch)
+    resolution = shape[-1] if len(shape) == 4 else None
     row = {"name": label, "resolution": resolution, "flops": cost.flops, "params": cost.params,
-           "deploy": {"in_channels": deploy.in_channels, "num_classes": deploy.num_classes}}
+           "deploy": {"in_channels": shape[1], "num_classes": deploy.num_classes}}
     if args.json:
         print(json.dumps(row))
     else:
-        print(f"{label}: resolution {row['resolution']} px, {cost.flops / 1e6:.1f} MFLOPs, "
-              f"{cost.params / 1e6:.2f} M params (deployable model: {deploy.in_channels} channels, "
+        print(f"{label}: " + (f"resolution {resolution} px, " if resolution else "") + f"{cost.flops / 1e6:.1f} MFLOPs, "
+              f"{cost.params / 1e6:.2f} M params (deployable model: {shape[1]} channels, "
               f"{deploy.num_classes} classes; {FLOPS_NOTE_SHORT})")
     return 0
 

@@ -82,6 +82,15 @@ class ModelFamily(ABC):
         the shape of its input for batch 1: what costs count and what export writes."""
         raise SpaceError(f"the {self.name} family does not build its deployable model")
 
+    def deploy_input(self, arch: Mapping) -> Tuple[int, ...]:
+        """The shape of the deployable model's input for batch 1 (by default :meth:`deployable`'s,
+        which builds the model; a family that knows it without building says so)."""
+        return tuple(self.deployable(arch)[1])
+
+    def summary(self) -> str:
+        """One line on the family's fixed settings for ``jointnas describe`` ('' for none)."""
+        return ""
+
     def fvcore_cost(self, arch: Mapping) -> Cost:
         """The reference count: fvcore run on the :meth:`deployable` model (slow; tests pin
         ``cost`` to it)."""

@@ -133,6 +133,10 @@ class CellFamily(ModelFamily):
             out[i] = base + sum((per.get(a[e], zero) for e in EDGES), zero)
         return out
 
+    def deploy_input(self, arch: Mapping) -> Tuple[int, ...]:
+        d = self.deploy
+        return (1, d.in_channels, d.resolution, d.resolution)
+
     def deployable(self, arch: Mapping) -> Tuple[object, Tuple[int, ...]]:
         d = self.deploy
         model = self.build(arch, num_classes=d.num_classes, in_channels=d.in_channels, input_size=d.resolution)

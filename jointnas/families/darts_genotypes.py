@@ -1,4 +1,5 @@
-"""DARTS genotypes and their arch dimensions (no torch here: costs and spaces read them).
+"""DARTS genotypes, their arch dimensions and the network's layout (no torch here: costs and
+spaces read them).
 
 A genotype lists, per cell kind (normal, reduce), the two ``(op, input)`` pairs of each of the
 intermediate nodes 2..5, in node order (8 pairs); input 0 and 1 are the outputs of the two
@@ -28,12 +29,40 @@ KINDS = ("normal", "reduce")
 NODES = (2, 3, 4, 5)
 CONCAT = NODES
 
+STEM_MULTIPLIER = 3
 Pair = Tuple[str, int]
 
 
 class Genotype(NamedTuple):
     normal: List[Pair]
     reduce: List[Pair]
+
+
+class CellSpec(NamedTuple):
+    c_prev_prev: int      # channels of input 0 (two cells back)
+    c_prev: int           # channels of input 1 (the previous cell)
+    c: int                # channels of every node (the cell outputs 4 * c)
+    reduction: bool
+    reduction_prev: bool  # input 0 has twice the resolution of input 1
+
+
+def reduction_cells(cells: int) -> Tuple[int, int]:
+    return cells // 3, 2 * cells // 3
+
+
+def cell_plan(channels: int, cells: int) -> List[CellSpec]:
+    """The widths of each cell of a network with ``channels`` initial channels (the released
+    code's ``C``; the stem has ``3 * C``) and ``cells`` cells: the one place that says them, read
+    by the network, its closed-form cost and a supernet."""
+    c_pp = c_p = STEM_MULTIPLIER * channels
+    c, reduction_prev, plan = channels, False, []
+    for i in range(cells):
+        reduction = i in reduction_cells(cells)
+        if reduction:
+            c *= 2
+        plan.append(CellSpec(c_pp, c_p, c, reduction, reduction_prev))
+        c_pp, c_p, reduction_prev = c_p, len(CONCAT) * c, reduction
+    return plan
 
 
 def input_pairs(node: int) -> List[str]:

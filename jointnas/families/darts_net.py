@@ -8,47 +8,20 @@ a 1x1 ReLU-conv-BN, or a FactorizedReduce for the input from two cells back when
 cell reduced), runs nodes 2..5 and concatenates them (``4 * C`` channels out). Then global
 average pooling, dropout and a linear classifier (:class:`Head`).
 
-``cell_plan`` is the one place that says which cell has which widths; the closed-form cost in
-``darts_cost`` and a supernet read it too.
+``cell_plan`` (in ``darts_genotypes``, re-exported here) says which cell has which widths.
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .darts_genotypes import CONCAT, Genotype, NODES
+from .darts_genotypes import CONCAT, NODES, STEM_MULTIPLIER, CellSpec, Genotype, cell_plan, reduction_cells
 from .darts_ops import OPS, FactorizedReduce, ReLUConvBN
 from .mbconv_net import DropPath
 
-STEM_MULTIPLIER = 3
-
-
-class CellSpec(NamedTuple):
-    c_prev_prev: int      # channels of input 0 (two cells back)
-    c_prev: int           # channels of input 1 (the previous cell)
-    c: int                # channels of every node (the cell outputs 4 * c)
-    reduction: bool
-    reduction_prev: bool  # input 0 has twice the resolution of input 1
-
-
-def reduction_cells(cells: int) -> Tuple[int, int]:
-    return cells // 3, 2 * cells // 3
-
-
-def cell_plan(channels: int, cells: int) -> List[CellSpec]:
-    """The widths of each cell of a network with ``channels`` initial channels (the released
-    code's ``C``) and ``cells`` cells."""
-    c_pp = c_p = STEM_MULTIPLIER * channels
-    c, reduction_prev, plan = channels, False, []
-    for i in range(cells):
-        reduction = i in reduction_cells(cells)
-        if reduction:
-            c *= 2
-        plan.append(CellSpec(c_pp, c_p, c, reduction, reduction_prev))
-        c_pp, c_p, reduction_prev = c_p, len(CONCAT) * c, reduction
-    return plan
+__all__ = ["CellSpec", "Cell", "CellInputs", "Head", "Network", "Stem", "cell_plan", "reduction_cells"]
 
 
 class Stem(nn.Sequential):

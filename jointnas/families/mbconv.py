@@ -101,6 +101,9 @@ class MBConvFamily(ModelFamily):
         model = self.build(arch, num_classes=d.num_classes, in_channels=d.in_channels, input_size=res, trim_pad=True)
         return model.eval(), (1, d.in_channels, res, res)
 
+    def deploy_input(self, arch: Mapping) -> Tuple[int, ...]:
+        return (1, self.deploy.in_channels, arch["resolution"], arch["resolution"])
+
     def cost_order(self, dim_name: str, dim) -> Optional[List]:
         """Every arch dimension of the builder changes FLOPs and params monotonically when the
         others stay put: more channels, depth, expansion, resolution or a larger kernel cost more,
