@@ -158,3 +158,19 @@ def test_the_exported_candidate_trains_with_jointnas_train_candidate(finished_ru
     out = json.loads(proc.stdout)
     assert out["status"] == "done" and out["candidate"]["arch"] == json.loads(
         (run / "candidate.json").read_text())["arch"]
+
+
+def test_a_darts_space_run_exports_a_darts_candidate_and_its_report_draws_both_cells(tmp_path):
+    pytest.importorskip("matplotlib")
+    from jointnas import oneshot_search
+    from jointnas.catalog import load_space
+    from jointnas.report.oneshot import build_oneshot_report
+
+    found = oneshot_search(tmp_path / "d", "darts", "darts", "digits", device="cpu",
+                           settings={"epochs": 1, "channels": 4, "cells": 3, "train_examples": 64, "batch_size": 16})
+    space = load_space("darts")
+    space.validate(found.candidate.arch, found.candidate.recipe)
+    assert found.alphas("normal").shape == (1, 14, 8) and found.alphas("reduce").shape == (1, 14, 8)
+    assert "nb201" not in found.result and found.result["flops"] == space.family.cost(found.candidate.arch).flops
+    report = build_oneshot_report(found.run_dir)
+    assert {"alphas_normal", "alphas_reduce", "skip_count", "supernet_curves"} == set(report.plots)

@@ -104,11 +104,10 @@ def _value(text: str):
 
 
 def _settings(space: str, strategy: str, quick: bool, changes: dict):
-    from ..oneshot.settings import OneShotSettings
+    from ..oneshot.run import resolve_settings
 
-    base = OneShotSettings.for_strategy(strategy, space, quick)
     try:
-        return base.override(changes)
+        return resolve_settings(strategy, space, quick, changes)
     except TypeError as e:
         raise UsageError(f"--set: {e}") from None
 

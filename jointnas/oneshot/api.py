@@ -15,7 +15,7 @@ from ..progress import Progress
 from ..store import RunStore
 from .halves import Halves
 from .outcome import check_recipe, finish
-from .run import OneShotResult, OneShotRun, OneShotRunConfig, default_search
+from .run import OneShotResult, OneShotRun, OneShotRunConfig, default_search, resolve_settings
 
 
 def oneshot_search(run_dir=None, space: str = "nb201", strategy: str = "darts", data: str = "digits", *,
@@ -28,7 +28,6 @@ def oneshot_search(run_dir=None, space: str = "nb201", strategy: str = "darts", 
     run is continued with its own settings (the other arguments are then not used)."""
     from ..evaluation.data import load_task
     from ..evaluation.trainer import resolve_device
-    from .settings import OneShotSettings
 
     dev = str(resolve_device(device))
     bars = Progress(bars=progress)
@@ -38,7 +37,7 @@ def oneshot_search(run_dir=None, space: str = "nb201", strategy: str = "darts", 
     if run_dir is not None and RunStore.is_run(run_dir):
         run = OneShotRun.open(run_dir, default_search, load, dev, bars)
     else:
-        chosen = OneShotSettings.for_strategy(strategy, space, quick).override(dict(settings or {}))
+        chosen = resolve_settings(strategy, space, quick, settings or {})
         config = OneShotRunConfig(space=space, strategy=strategy, data=data,
                                   data_root=None if data_root is None else str(data_root), seed=seed, quick=quick,
                                   resolution=resolution, settings=chosen.to_dict(), train_epochs=train_epochs,

@@ -134,9 +134,14 @@ def result_lines(config, record: dict) -> List[str]:
 
 
 def genotype_text(space: str, arch: dict) -> str:
-    """The cell on one line: NAS-Bench-201's string, or the DARTS arch values in order."""
+    """The cell on one line: NAS-Bench-201's string, or the DARTS genotype's (op, input) pairs per node."""
     if space == "nb201":
         from ..families.cell import CellFamily
 
         return CellFamily().genotype(arch)
-    return ", ".join(f"{k}={v}" for k, v in arch.items())
+    from ..families.darts_genotypes import genotype_of
+
+    g = genotype_of(arch)
+    def cell(pairs):
+        return " / ".join(" ".join(f"({op},{i})" for op, i in pairs[k:k + 2]) for k in range(0, len(pairs), 2))
+    return f"normal {cell(g.normal)}; reduce {cell(g.reduce)}"

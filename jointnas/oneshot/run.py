@@ -15,10 +15,11 @@ start of every epoch, so an epoch run again after a resume repeats the lost one 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -103,11 +104,16 @@ class OneShotRun:
     def create(cls, run_dir, config: OneShotRunConfig, make_search: Callable, task, device: str = "cpu",
                progress: Optional[Progress] = None) -> "OneShotRun":
         """A new run (``run_dir`` absent or empty); the task is loaded by the caller, before anything is made."""
+        existed = Path(run_dir).exists()
         store = RunStore.create(run_dir, config.to_dict(), lock=True)
         try:
             return cls(store, config, make_search, task, device, progress)
-        except BaseException:
+        except BaseException:  # a search the settings cannot build: leave no run behind (the directory was empty)
             store.close()
+            for path in sorted(Path(run_dir).iterdir()) if existed else []:
+                path.unlink()
+            if not existed:
+                shutil.rmtree(run_dir)
             raise
 
     @classmethod
@@ -214,6 +220,24 @@ def default_search(config: OneShotRunConfig, settings, task, resolution: int, de
 
     return OneShotSearch(config.space, settings, num_classes=task.num_classes, in_channels=task.in_channels,
                          resolution=resolution, device=device, seed=config.seed)
+
+
+def resolve_settings(strategy: str, space: str, quick: bool, changes: Mapping):
+    """The settings of a new run: the strategy's (reference or quick) with ``changes``. PC-DARTS keeps
+    its warm-up share of the epochs (15 of 50) when only the number of epochs is changed."""
+    from .settings import OneShotSettings
+
+    changes = dict(changes)
+    base = OneShotSettings.for_strategy(strategy, space, quick)
+    for key, value in changes.items():
+        wanted = type(getattr(base, key, value))
+        number = wanted is float and isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and not isinstance(value, wanted) and not number:
+            kind = {int: "a whole number", float: "a number", bool: "true or false"}.get(wanted, wanted.__name__)
+            raise UsageError(f"one-shot setting {key}={value!r}: expected {kind}")
+    if strategy == "pc-darts" and "epochs" in changes and "warmup_epochs" not in changes:
+        changes["warmup_epochs"] = round(changes["epochs"] * 15 / 50)
+    return base.override(changes)
 
 
 def make_settings(values: dict):
