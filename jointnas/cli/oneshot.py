@@ -46,6 +46,8 @@ def register(sub):
                    "K=4, edge normalisation) (default: darts)")
     p.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10 or imagefolder:DIR (default: digits)")
     p.add_argument("--data-root", help="where fashion-mnist / cifar10 files are (default: data/cache)")
+    p.add_argument("--download", action="store_true", help="download fashion-mnist / cifar10 with torchvision if "
+                   "missing")
     p.add_argument("--seed", type=int_at_least(0), help="seed of the split, the supernet and the batch order "
                    "(default: 0)")
     p.add_argument("--reference", action="store_true", help="the published search settings instead of the quick "
@@ -67,7 +69,8 @@ def register(sub):
     p.add_argument("--resolution", type=int_at_least(8), metavar="PX", help="supernet input size (default: the "
                    "images' own when a multiple of 4 and >= 16, else 32)")
     p.add_argument("--train-epochs", type=int_at_least(0), metavar="N", help="after the search, train the derived "
-                   "cell from scratch for N epochs of its recipe and report its test accuracy (default: 0, no)")
+                   "cell from scratch with its recipe's schedule set to N epochs, and report its test accuracy "
+                   "(default: 0, no)")
     p.add_argument("--recipe", metavar="NAME|FILE", help="recipe of that training (default: the space's default "
                    "recipe; nb201: NAS-Bench-201's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = cuda if there "
@@ -118,10 +121,10 @@ def _device(name: str) -> str:
     return str(resolve_device(name))  # UsageError for an unknown or absent device
 
 
-def _load_task(config):
+def _task_loader(download: bool):
     from ..evaluation.data import load_task
 
-    return load_task(config.data, config.data_root, seed=config.seed)
+    return lambda config: load_task(config.data, config.data_root, seed=config.seed, download=download)
 
 
 def _conflicts(stored: dict, requested: dict) -> str:
@@ -151,7 +154,7 @@ def run(args):
     progress = Progress(bars=not args.no_progress,
                         log=(lambda line: print(line, file=sys.stderr, flush=True)) if args.json else None)
     if args.run is not None and RunStore.is_run(args.run):
-        oneshot = OneShotRun.open(args.run, default_search, _load_task, device, progress)
+        oneshot = OneShotRun.open(args.run, default_search, _task_loader(args.download), device, progress)
         refused = _conflicts(oneshot.config.to_dict(), requested)
         if refused:
             oneshot.close()
@@ -171,7 +174,7 @@ def run(args):
             RunStore.check_new_dir(run_dir)
         except UsageError as e:
             raise UsageError(f"cannot make a run directory: {e}") from None
-        task = _load_task(config)  # a missing dataset is refused before the run directory is made
+        task = _task_loader(args.download)(config)  # a missing dataset is refused before the run directory is made
         from ..oneshot.halves import Halves
 
         Halves.of(task, settings.batch_size, settings.train_examples)  # too few images: refused now

@@ -64,16 +64,17 @@ def finish(run: OneShotRun) -> dict:
 
 
 def train_from_scratch(run: OneShotRun, candidate, space) -> dict:
-    """Train the derived cell from scratch on the run's task (its own train/val/test splits) for
-    ``train_epochs`` epochs of the recipe; the weights go to ``RUN/winner/``."""
+    """Train the derived cell from scratch on the run's task (its own train/val/test splits) with the
+    recipe's schedule set to ``train_epochs`` epochs; the weights go to ``RUN/winner/``."""
     from ..catalog import read_recipe
     from ..evaluation.saved_model import save_trained
     from ..evaluation.trainer import train
     from ..space import Candidate
 
-    if run.config.recipe is not None:
-        candidate = Candidate(dict(candidate.arch), read_recipe(run.config.recipe).for_space(space),
-                              space=space.name, meta=dict(candidate.meta))
+    recipe = dict(candidate.recipe if run.config.recipe is None else read_recipe(run.config.recipe).for_space(space))
+    if "epochs" in space.recipe:  # a whole schedule of train_epochs, not the first epochs of a longer one
+        recipe["epochs"] = run.config.train_epochs
+    candidate = Candidate(dict(candidate.arch), recipe, space=space.name, meta=dict(candidate.meta))
     run.progress.log(f"training the derived cell from scratch: {run.config.train_epochs} epoch(s) of recipe "
                      f"{run.config.recipe or 'the space default'} on {run.task.describe()}")
     result = train(candidate, run.task, epochs=run.config.train_epochs, device=run.device, seed=run.config.seed,
