@@ -164,7 +164,8 @@ def run(args):
               "done", file=sys.stderr)
     else:
         given = requested["run"]
-        config = OneShotRunConfig(**{k: given.get(k, RUN_DEFAULTS.get(k)) for k in RUN_FLAGS}, quick=given.get("quick", True))
+        config = OneShotRunConfig(**{k: given.get(k, RUN_DEFAULTS.get(k)) for k in RUN_FLAGS},
+                                  quick=given.get("quick", True))
         settings = _settings(config.space, config.strategy, config.quick, requested["settings"])
         config.settings = settings.to_dict()
         check_recipe(config.recipe, config.space)

@@ -15,7 +15,8 @@ from .run import RESULT, OneShotRun, SPACE_NAMES, derived_candidate
 
 CANDIDATE = "candidate.json"
 WINNER = "winner"
-NB201_TABLES = {"cifar10-valid": "nb201/cifar10", "cifar100": "nb201/cifar100", "ImageNet16-120": "nb201/imagenet16-120"}
+NB201_TABLES = {"cifar10-valid": "nb201/cifar10", "cifar100": "nb201/cifar100",
+                "ImageNet16-120": "nb201/imagenet16-120"}
 ALL_SKIP = {e: "skip_connect" for e in ("edge_1_0", "edge_2_0", "edge_2_1", "edge_3_0", "edge_3_1", "edge_3_2")}
 
 
