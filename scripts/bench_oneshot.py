@@ -13,6 +13,7 @@ per stage, a space file written beside the results), as a full C = 16, 5-cell ne
 under 80 images/s here. Everything runs serially in one torch thread per process.
 
     flock /tmp/jointnas-heavy.lock python scripts/bench_oneshot.py --out /tmp/bench_oneshot
+    python scripts/bench_oneshot.py --table /tmp/bench_oneshot/results.json    # the BENCHMARKS.md table
 """
 from __future__ import annotations
 
@@ -127,7 +128,40 @@ def table_accuracies(arch: dict) -> dict:
     return {k: v["derived"] for k, v in nb201_accuracies(arch).items()}
 
 
+def short(arch: dict) -> str:
+    """A cell's ops in NAS-Bench-201's edge order (1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2), abbreviated."""
+    from jointnas.families.cell import EDGES
+
+    names = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "c1", "nor_conv_3x3": "c3", "avg_pool_3x3": "avg"}
+    return " ".join(names[arch[e]] for e in EDGES)
+
+
+def table(path: Path) -> str:
+    """results.json as the markdown tables of BENCHMARKS.md."""
+    r = json.loads(path.read_text())
+    head = ("| method | seed | search s | cell | skips | NB201 c10-valid / c100 / IN16 (%) | val (%) | test (%) |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- |")
+    rows = []
+    def row(method, seed, wall, arch, skips, final):
+        nb = final["nb201"]
+        rows.append(f"| {method} | {seed} | {wall:.0f} | `{short(arch)}` | {skips} | {nb['cifar10-valid']:.2f} / "
+                    f"{nb['cifar100']:.2f} / {nb['ImageNet16-120']:.2f} | {100 * final['val']:.2f} | "
+                    f"{100 * final['test']:.2f} |")
+    for e in sorted(r["searches"], key=lambda e: (STRATEGIES.index(e["strategy"]), e["seed"])):
+        if "final" in e:
+            row(e["strategy"], e["seed"], e["wall"], e["arch"], e["skips"], e["final"])
+    for name in ("coarse", "random"):
+        e = r.get(name)
+        if e and "final" in e:
+            skips = sum(op == "skip_connect" for op in e["arch"].values())
+            row(f"{name} ({e['trials']} trials)", "0", e["wall"], e["arch"], skips, e["final"])
+    return head + "\n" + "\n".join(rows)
+
+
 def main(argv=None) -> int:
+    if argv is None and sys.argv[1:2] == ["--table"]:
+        print(table(Path(sys.argv[2])))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="folder for the runs and results.json")
     p.add_argument("--seeds", type=int, default=3)
