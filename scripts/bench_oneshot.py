@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="folder for the runs and results.json")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=4, help="one-shot search epochs")
+    p.add_argument("--epochs", type=int, default=3, help="one-shot search epochs")
     p.add_argument("--examples", type=int, default=1024, help="training images of a search (half w, half alpha) "
                    "and of a coarse or random trial")
     p.add_argument("--final-train", type=int, default=3000, help="training images of the final trainings")
