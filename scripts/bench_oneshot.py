@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -77,7 +78,9 @@ def coarse(out: Path, space_file: Path, seconds: float, args) -> dict:
     try:
         proc.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
-        proc.send_signal(2)  # SIGINT: the run stops cleanly, its finished trials kept
+        # SIGTERM, which jointnas coarse handles as Ctrl-C (its finished trials kept): a process started in
+        # the background of a non-interactive shell (nohup ... &) ignores SIGINT
+        proc.send_signal(signal.SIGTERM)
         proc.wait()
     wall = time.time() - began
     from jointnas.store import RunStore
