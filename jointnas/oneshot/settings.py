@@ -129,8 +129,11 @@ class OneShotSettings:
         return cls().override(d)
 
 
-# Sized for about 15 minutes on a 2-core CPU at 28x28 / 32x32 inputs (BENCHMARKS.md, issue 27).
+# Sized for about 15 minutes on a 2-core CPU at 28x28 inputs, second order the slowest (BENCHMARKS.md,
+# "One-shot supernets: memory and time"): nb201 at C = 8, one cell per stage measured 0.63 / 1.71 / 0.32 s
+# per step of 64 (DARTS / 2nd order / PC-DARTS), so 10 epochs of 40 steps; the darts supernet at C = 8,
+# 5 cells took 8.6 / 24.3 / 3.9 s, and at C = 4 the second order 16.3 s, so C = 4 and 5 epochs of 12 steps.
 _QUICK = {
-    "nb201": dict(channels=8, cells=1, epochs=10, train_examples=4000),
-    "darts": dict(channels=8, cells=5, epochs=6, train_examples=2000),
+    "nb201": dict(channels=8, cells=1, epochs=10, train_examples=5120),
+    "darts": dict(channels=4, cells=5, epochs=5, train_examples=1536),
 }
