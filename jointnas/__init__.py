@@ -33,6 +33,7 @@ _EXPORTS = {
     "CoarseSearch": "coarse.search", "CoarseConfig": "coarse.search", "Study": "coarse.study", "Budget": "budget",
     "fine_search": "fine.search", "SearchSettings": "fine.problem", "pareto_search": "fine.pareto",
     "SerialExecutor": "execution.serial", "LocalExecutor": "execution.local",
+    "oneshot_search": "oneshot.api", "OneShotSettings": "oneshot.settings",
     # errors
     "JointnasError": "errors", "UsageError": "errors", "SpaceError": "errors",
 }

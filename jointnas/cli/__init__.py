@@ -15,7 +15,7 @@ from ..errors import BudgetError, JointnasError
 from ..io import FLOPS_NOTE
 
 # Subcommand modules, in the order `jointnas --help` lists them.
-COMMANDS = ["describe", "train", "coarse", "fine", "autotrain", "report"]
+COMMANDS = ["describe", "train", "coarse", "fine", "oneshot", "autotrain", "report"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -9,9 +9,12 @@ def register(sub):
                        description="Write a self-contained HTML page (PNG plots embedded) showing a run: its "
                        "config, measured accuracy vs FLOPs with the Pareto front and budget, the predictor's "
                        "held-out parity per iteration, the early-stop calibration, learning curves and the fine "
-                       "search's top candidates. Works on a run that is still going or was interrupted. Each "
+                       "search's top candidates; for a one-shot run, the op weights per edge over the epochs as heat maps, the "
+                       "skip count per epoch, the supernet's curves and the derived cell. Works on a run that is "
+                       "still going or was interrupted. Each "
                        "plot is also written as a PNG into FILE_plots/ beside the page.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory made by 'jointnas coarse'")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                   help="a run directory made by 'jointnas coarse' or 'jointnas oneshot'")
     p.add_argument("--out", type=Path, metavar="FILE.html", help="where to write the page "
                    "(default: RUN_DIR/report.html)")
     p.set_defaults(func=run)
@@ -19,8 +22,10 @@ def register(sub):
 
 def run(args):
     from ..report import build_report  # it loads the run store: the other commands (`jointnas fine`) start without it
+    from ..report.oneshot import build_oneshot_report, is_oneshot_dir
 
-    report = build_report(args.run_dir, args.out)
+    build = build_oneshot_report if is_oneshot_dir(args.run_dir) else build_report
+    report = build(args.run_dir, args.out)
     line = f"wrote {report.html_path} ({len(report.plots)} plots in {report.html_path.stem}_plots/)"
     if report.missing:
         line += "; not available yet: " + ", ".join(sorted(report.missing))

@@ -64,6 +64,9 @@ class CoarseConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "CoarseConfig":
         d = dict(d)
+        if d.get("kind") == "oneshot":  # jointnas.oneshot's runs share the store, not the settings
+            raise UsageError("this run is a one-shot run (jointnas oneshot), not a coarse run; continue it with "
+                             "'jointnas oneshot --run DIR', or look at it with 'jointnas report DIR'")
         if "data" in d:  # a run made before evaluators: its trainer settings become the evaluator's
             d["evaluator"] = f"train:{d.pop('data')}"
             d["evaluator_options"] = {"data_root": d.pop("data_root", None), "train_subset": d.pop("train_subset", None)}
