@@ -32,7 +32,8 @@ _EXPORTS = {
     "Predictor": "surrogates", "Surrogate": "surrogates.base", "load_surrogate": "catalog",
     "CoarseSearch": "coarse.search", "CoarseConfig": "coarse.search", "Study": "coarse.study", "Budget": "budget",
     "fine_search": "fine.search", "SearchSettings": "fine.problem", "pareto_search": "fine.pareto",
-    "SerialExecutor": "execution.serial", "LocalExecutor": "execution.local",
+    "SerialExecutor": "execution.serial", "LocalExecutor": "execution.local", "Progress": "progress",
+    "StopSearch": "errors",
     # errors
     "JointnasError": "errors", "UsageError": "errors", "SpaceError": "errors",
 }
