@@ -108,8 +108,8 @@ def retrain_winner(run: CoarseRun, trial, expected: Optional[float], train: Trai
                                                "same epochs)" if base else ""))
     names = {WINNER_ID: "winner", BASELINE_ID: "baseline"}
     accuracy = run.config.score_bounds == [0.0, 1.0]
-    results = train(tasks, "result", lambda task, r: f"  {names[task.id]}: {r.get('status')}, "
-                    f"validation {format_score(r.get('final_acc'), accuracy)}, test {format_score(r.get('test_score'), accuracy)}")
+    results = train(tasks, "result", lambda task, r: f"  {names[task.id]}: {r.get('status')}, validation "
+                    f"{format_score(r.get('final_acc'), accuracy)}, test {format_score(r.get('test_score'), accuracy)}")
     cal = run.calibration()
     record = {"trial": trial.id, "key": trial.key, "predicted": predicted, "predicted_interval": interval,
               "predicted_how": HELD_OUT_HOW if predicted is not None else None, "searched_score": run.score(trial),
