@@ -32,8 +32,13 @@ _EXPORTS = {
     "Predictor": "surrogates", "Surrogate": "surrogates.base", "load_surrogate": "catalog",
     "CoarseSearch": "coarse.search", "CoarseConfig": "coarse.search", "Study": "coarse.study", "Budget": "budget",
     "fine_search": "fine.search", "SearchSettings": "fine.problem", "pareto_search": "fine.pareto",
+<<<<<<< HEAD
     "SerialExecutor": "execution.serial", "LocalExecutor": "execution.local",
     "oneshot_search": "oneshot.api", "OneShotSettings": "oneshot.settings",
+=======
+    "SerialExecutor": "execution.serial", "LocalExecutor": "execution.local", "Progress": "progress",
+    "StopSearch": "errors",
+>>>>>>> searchapi
     # errors
     "JointnasError": "errors", "UsageError": "errors", "SpaceError": "errors",
 }

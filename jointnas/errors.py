@@ -27,3 +27,11 @@ class BudgetError(UsageError):
     def __init__(self, message: str, needed=None):
         super().__init__(message)
         self.needed = needed
+
+
+class StopSearch(Exception):
+    """Not an error: raise it from an objective to end a search cleanly (``raise jointnas.StopSearch``).
+
+    The trial that raises it is not recorded (it goes back to the queue), the trials running beside
+    it finish and are recorded, every finished trial is kept, and the run stays resumable: opening
+    it again and running continues where it stopped. The message, if any, is logged as the reason."""

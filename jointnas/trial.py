@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Mapping, Optional, Sequence
 
 STATUSES = ("done", "diverged", "oom", "failed")   # how a trial can end
+# not an end: the objective raised jointnas.StopSearch; the executor reports it, nothing is recorded
+STOPPED = "stopped"
 
 
 @dataclass

@@ -9,7 +9,14 @@ evaluation answered with ONE seed's recorded value drawn at random, and records:
   included) is first evaluated: median, p25, p75 over repeats, and the fraction that hit;
 - the best-found regret curve: best table mean minus the best mean among the configurations
   evaluated so far (0 once the best is evaluated: a repeat stops there, nothing changes after);
-- the search's own seconds per suggestion (wall time outside the evaluations).
+- the search's own seconds per suggestion (wall time outside the evaluations) and its CPU
+  milliseconds per suggestion (``time.process_time`` outside the evaluations).
+
+Methods: the peers; ``jointnas-shipped`` (``CoarseSearch.create`` with a ``FunctionEvaluator``,
+the whole table as ``pool=[candidates]``, ``max_trials`` = the cap, every other setting
+``CoarseConfig``'s default) and ``jointnas-<surrogate>`` (the same with that surrogate of the
+catalog: ``jointnas-forest``, ``jointnas-mlp``, ...); ``--set batch=1`` and the like change
+CoarseConfig fields of those.
 
     python scripts/bench_search.py --repeats 20 --cap 300 --jobs 2 --out benchmarks/search.json
     python scripts/bench_search.py --report benchmarks/search.json --plot benchmarks/search_regret.png
@@ -20,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -56,14 +62,14 @@ class Repeat:
         self.rng = np.random.default_rng([seed, 7])
         self.top1, self.top01 = set(table.top_rows(0.01).tolist()), set(table.top_rows(0.001).tolist())
         self.best = float(table.means.max())
-        self.rows, self.values, self.eval_seconds = [], [], 0.0
+        self.rows, self.values, self.eval_seconds, self.eval_cpu = [], [], 0.0, 0.0
         self.hit1 = self.hit01 = None
         self.stopped = "cap"
 
     def __call__(self, row: int) -> float:
         if len(self.rows) >= self.cap:
             raise Stop
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         row = int(row)
         value = self.table.draw(row, self.rng)
         self.rows.append(row)
@@ -74,6 +80,7 @@ class Repeat:
         if self.hit01 is None and row in self.top01:
             self.hit01 = n
         self.eval_seconds += time.perf_counter() - t
+        self.eval_cpu += time.process_time() - c
         if self.table.means[row] >= self.best:
             self.stopped = "best found"
             raise Stop
@@ -280,37 +287,62 @@ def pool_arrays(table):
     (``space.encode``) and, as proxy features, standardised log-FLOPs/log-params of the
     family's deployable model."""
     space = space_of(table)
-    cands = [space.candidate(*table.values_of(k)) for k in table.keys]
+    cands = [space.candidate(*(_as_space_values(part, values) for part, values in zip((space.arch, space.recipe),
+                                                                                       table.values_of(k))))
+             for k in table.keys]
     x = space.encode(cands).astype(np.float64)
     costs = space.family.costs([c.arch for c in cands])
     logs = np.log(costs.astype(np.float64))
     z = (logs - logs.mean(0)) / np.maximum(logs.std(0), 1e-8)
     return {"space": space, "candidates": cands, "x": x, "features": np.concatenate([x, z], axis=1),
-            "costs": logs, "raw_costs": costs}
+            "costs": logs, "raw_costs": costs, "rows": {c.key(): i for i, c in enumerate(cands)}}
 
 
-def run_jointnas_mlp(table, ev, seed, pool=None, batch=6, explore=1.0, ensemble=5, **_):
-    """jointnas coarse as shipped: MLP ensemble pretrained on the pool's proxies, a diverse
-    first batch, then batches by mean + explore x std, refitted after every batch."""
-    import copy
+def _as_space_values(dims, values: dict) -> dict:
+    """``values`` as the space's own choices (a table's ``1`` is the space's ``1.0``): the run
+    store writes a pool by the choices' text."""
+    return {name: next(c for c in dims[name].choices if c == v) for name, v in values.items()}
 
-    from jointnas import catalog
 
-    space, cands, x = pool["space"], pool["candidates"], pool["x"].astype(np.float32)
-    policy = catalog.make_policy("ucb", explore=explore)
-    pretrained = catalog.make_surrogate("mlp", space, seed=seed, ensemble=ensemble, score_bounds=(0.0, 1.0))
-    pretrained.pretrain(cands, pool["raw_costs"])
-    rng = np.random.default_rng(seed)
-    untried = np.ones(len(cands), dtype=bool)
-    rows, ys = [], []
-    chosen = policy.first(x, batch, seed)
-    while True:
-        for r in chosen:
-            untried[r] = False
-            rows.append(int(r))
-            ys.append(ev(r))
-        model = copy.deepcopy(pretrained).fit([cands[r] for r in rows], np.asarray(ys))
-        chosen = policy.choose(x, untried, batch, model, rng)
+def run_jointnas_api(table, ev, seed, pool=None, cap=300, surrogate=None, **settings):
+    """jointnas as a user drives it from Python: ``CoarseSearch.create`` with a ``FunctionEvaluator``
+    answering from the table, the whole table as the pool (``pool=[candidates]``), ``max_trials``
+    = the cap, ``CoarseConfig``'s defaults unless ``surrogate`` (a catalog name) or ``settings``
+    (CoarseConfig fields, e.g. batch=1) say otherwise. The books' stop (cap, best found) reaches
+    the search as ``jointnas.StopSearch``."""
+    from jointnas import CoarseConfig, CoarseSearch, FunctionEvaluator, Progress, StopSearch
+
+    rows = pool["rows"]
+
+    def objective(candidate, report):
+        try:
+            return ev(rows[candidate.key()])
+        except Stop:
+            raise StopSearch("the repeat is over") from None
+
+    config = CoarseConfig(**{"max_trials": cap, "seed": seed, **({"surrogate": surrogate} if surrogate else {}),
+                             **settings})
+    with tempfile.TemporaryDirectory() as tmp:
+        evaluator = FunctionEvaluator(objective, score_bounds=(0.0, 1.0))   # the tables' scores are accuracies
+        with CoarseSearch.create(Path(tmp) / "run", pool["space"], evaluator, config, pool=pool["candidates"],
+                                 progress=Progress(bars=False, log=lambda line: None)) as search:
+            search.run()
+    raise Stop
+
+
+def jointnas_method(name: str):
+    """``jointnas-shipped`` (the defaults) or ``jointnas-<surrogate>`` (the defaults with that
+    surrogate of the catalog, e.g. forest, mlp, or a kind added later): (runner, settings); None
+    for another name."""
+    if name == "jointnas-shipped":
+        return run_jointnas_api, {}
+    if name.startswith("jointnas-"):
+        from jointnas import catalog
+
+        kind = name[len("jointnas-"):]
+        if kind in catalog.SURROGATES:
+            return run_jointnas_api, {"surrogate": kind}
+    return None
 
 
 # ---------------------------------------------------------------------------- methods
@@ -321,20 +353,25 @@ METHODS = {
     "optuna-tpe-independent": (run_optuna, {"sampler": "tpe-independent"}),
     "optuna-gp": (run_optuna, {"sampler": "gp"}),
     "smac-rf": (run_smac, {}),
-    "jointnas-forest": (run_jointnas, {}),
-    # today's defaults: batch 6, diverse first batch, MLP ensemble of 5, mean + 1 x std
-    "jointnas-shipped": (run_jointnas_mlp, {}),
-    # the best settings found here (BENCHMARKS.md, "Search on recorded benchmarks")
-    "jointnas-best": (run_jointnas, {"forest": "random", "trees": 30, "first": 6, "batch": 1, "explore": 0.0,
-                                     "min_leaf": 2}),
-    # the same, warm-started from a forest fitted on 100 random evaluations of a related task
-    "jointnas-warm": (run_jointnas, {"forest": "random", "trees": 30, "first": 6, "batch": 1, "explore": 0.0,
+    # jointnas-shipped and jointnas-<surrogate>: the public API as shipped (jointnas_method)
+    # the settings that were best when the loop was driven by hand (BENCHMARKS.md, "Search on recorded
+    # benchmarks"), through the API: one evaluation per refit, mean only
+    "jointnas-best": (run_jointnas_api, {"batch": 1, "explore": 0.0}),
+    # research loops driven by hand, not through the API (extra-trees; warm-started from a forest
+    # fitted on 100 random evaluations of a related task)
+    "research-forest": (run_jointnas, {}),
+    "research-warm": (run_jointnas, {"forest": "random", "trees": 30, "first": 6, "batch": 1, "explore": 0.0,
                                      "min_leaf": 2, "warm": "related"}),
 }
 RELATED = {"nb201-cifar100": "nb201-cifar10", "nb201-cifar10": "nb201-cifar100", "nb201-imagenet16": "nb201-cifar10",
            "mlp-segment": "mlp-vehicle", "mlp-vehicle": "mlp-segment", "mlp-car": "mlp-vehicle",
            "mlp-australian": "mlp-vehicle"}
-DEFAULT_METHODS = ["random", "evolution", "optuna-tpe", "optuna-tpe-independent", "smac-rf", "jointnas-forest"]
+DEFAULT_METHODS = ["random", "evolution", "optuna-tpe", "optuna-tpe-independent", "smac-rf", "jointnas-shipped"]
+
+
+def method_of(name: str):
+    """(runner, settings) of a method name, or None."""
+    return METHODS.get(name) or jointnas_method(name)
 
 
 def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict, stop_at_top01: bool = False) -> dict:
@@ -342,28 +379,34 @@ def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict, s
     from jointnas.evaluation.tabular import load_table
 
     table = load_table(TASKS[task])
-    fn, kw = METHODS[method]
+    fn, kw = method_of(method)
     kw = dict(kw, **overrides)
     if kw.get("warm") == "related":
         kw["warm"] = RELATED[task]
-    if fn in (run_jointnas, run_jointnas_mlp):
+    if fn in (run_jointnas, run_jointnas_api):
         if task not in _POOL_CACHE:
             _POOL_CACHE[task] = pool_arrays(table)
         kw["pool"] = _POOL_CACHE[task]
         import jointnas.surrogates.forest  # noqa: F401 - imports are not the search's time
         import sklearn.tree  # noqa: F401
+    if fn is run_jointnas_api:
+        import scipy.stats  # noqa: F401 - the calibration's; imports are not the search's time
+        import torch  # noqa: F401 - checkpoints
+
+        import jointnas.coarse.search  # noqa: F401
     seed = 1000 * repeat + 17
     ev = Repeat(table, cap, seed, stop_at_top01)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         fn(table, ev, seed, cap=cap, **kw)
     except Stop:
         pass
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     n = len(ev.rows)
     return {"task": task, "method": method, "repeat": repeat, "cap": cap, "evaluations": n,
             "hit_top1": ev.hit1, "hit_top01": ev.hit01, "stopped": ev.stopped,
-            "search_s_per_suggestion": (wall - ev.eval_seconds) / max(n, 1), "regret": ev.regret_curve()}
+            "search_s_per_suggestion": (wall - ev.eval_seconds) / max(n, 1),
+            "search_cpu_ms_per_suggestion": 1000 * (cpu - ev.eval_cpu) / max(n, 1), "regret": ev.regret_curve()}
 
 
 _POOL_CACHE: dict = {}
@@ -397,9 +440,10 @@ def main(argv=None) -> int:
     if args.report:
         print(render_report(args.report, args.plot))
         return 0
-    unknown = [m for m in args.methods if m not in METHODS]
+    unknown = [m for m in args.methods if method_of(m) is None]
     if unknown:
-        ap.error(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+        ap.error(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}, jointnas-shipped, "
+                 "jointnas-<surrogate> (a catalog name: forest, mlp, ...)")
     overrides = {}
     for item in args.set:
         k, _, v = item.partition("=")
@@ -429,7 +473,8 @@ def main(argv=None) -> int:
                 fh.write(json.dumps(res) + "\n")
         print(f"{res['task']:>16} {res['method']:>24} r{res['repeat']:<3} evals {res['evaluations']:>3} "
               f"top1% {res['hit_top1']} top0.1% {res['hit_top01']} "
-              f"{res['search_s_per_suggestion'] * 1000:.1f} ms/suggestion", file=sys.stderr, flush=True)
+              f"{res['search_s_per_suggestion'] * 1000:.1f} ms/suggestion "
+              f"({res['search_cpu_ms_per_suggestion']:.1f} CPU ms)", file=sys.stderr, flush=True)
 
     if args.jobs <= 1:
         for job in jobs:

@@ -9,8 +9,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-ORDER = ["jointnas-best", "jointnas-shipped", "jointnas-forest", "random", "evolution", "optuna-tpe",
-         "optuna-tpe-independent", "optuna-gp", "smac-rf"]
+ORDER = ["jointnas-shipped", "jointnas-best", "jointnas-forest", "jointnas-mlp", "jointnas-blend", "random",
+         "evolution", "optuna-tpe", "optuna-tpe-independent", "optuna-gp", "smac-rf"]
 
 
 def load(paths) -> Dict[str, Dict[str, List[dict]]]:
@@ -50,6 +50,8 @@ def summary_row(runs) -> dict:
                     "hit": float(np.mean(v <= cap)), "cap": cap}
     out["regret_at_cap"] = float(np.median([0.0 if r["stopped"] == "best found" else r["regret"][-1] for r in runs]))
     out["ms"] = 1000 * float(np.median([r["search_s_per_suggestion"] for r in runs]))
+    cpu = [r["search_cpu_ms_per_suggestion"] for r in runs if "search_cpu_ms_per_suggestion" in r]
+    out["cpu_ms"] = float(np.median(cpu)) if cpu else None   # rows from before it was recorded have none
     return out
 
 
@@ -63,8 +65,9 @@ def report(paths, plot: Optional[Path] = None) -> str:
     for task in data:
         lines += [f"**{task}**", "",
                   "| method | repeats | evals to top-1 %: median [p25, p75] | hit | "
-                  "evals to top-0.1 %: median [p25, p75] | hit | median regret at the cap (pp) | ms / suggestion |",
-                  "|---|---:|---|---:|---|---:|---:|---:|"]
+                  "evals to top-0.1 %: median [p25, p75] | hit | median regret at the cap (pp) | ms / suggestion | "
+                  "CPU ms / suggestion |",
+                  "|---|---:|---|---:|---|---:|---:|---:|---:|"]
         for m in ordered(data[task]):
             s = summary_row(data[task][m])
             a, b = s["hit_top1"], s["hit_top01"]
@@ -72,7 +75,8 @@ def report(paths, plot: Optional[Path] = None) -> str:
             lines.append(f"| {m} | {s['repeats']} | {_fmt(a['median'], a['cap'])} [{_fmt(a['p25'], a['cap'])}, "
                          f"{_fmt(a['p75'], a['cap'])}] | {a['hit']:.0%} | {_fmt(b['median'], b['cap'])} "
                          f"[{_fmt(b['p25'], b['cap'])}, {_fmt(b['p75'], b['cap'])}] | {b['hit']:.0%} | "
-                         f"{s['regret_at_cap']:.2f} | {s['ms']:.1f} |")
+                         f"{s['regret_at_cap']:.2f} | {s['ms']:.1f} | "
+                         + ("-" if s["cpu_ms"] is None else f"{s['cpu_ms']:.1f}") + " |")
         lines.append("")
     tasks = list(data)
     lines += ["**Geometric mean over tasks** of the median evaluations to a top-1 % configuration "

@@ -29,7 +29,8 @@ def schedule_run(tmp_path_factory):
     with the top 1 row only, full summary, the stored final record)."""
     root = tmp_path_factory.mktemp("schedule")
     prior = write_pairs(root / "pairs.jsonl", SCHEDULE.sample(80, seed=1))
-    config = CoarseConfig(pool=128, batch=6, iterations=2, epoch_cap=2, ensemble=2, seed=0, prior_pairs=str(prior))
+    config = CoarseConfig(pool=128, batch=6, iterations=2, epoch_cap=2, ensemble=2, seed=0, prior_pairs=str(prior),
+                          final=True)  # an objective has no result stage unless asked
     with CoarseSearch.create(root / "run", SCHEDULE, FunctionEvaluator(so.objective), config,
                              executor=SerialExecutor(), progress=Progress(bars=False, log=lambda line: None)) as s:
         s.run()
@@ -45,7 +46,8 @@ def test_the_summary_table_holds_and_marks_the_winner_the_early_epoch_ranks_lowe
     rows = [line for line in text.splitlines() if re.match(r"^  [* ] +\d+ +\d+ .* [0-9a-f]{16}$", line)]
     assert len(rows) == 2 and rows[1].startswith("  * ") and int(rows[1].split()[1]) == winner
     assert f"* winner: trial {winner}, the highest expected accuracy at the end of its schedule" in text
-    assert f"by measured acc@{top1['calibration']['chosen_epoch']}" in text
+    # the objective gives no score range, so its scores are scores, not accuracies
+    assert f"by measured score@{top1['calibration']['chosen_epoch']}" in text
     header = next(line for line in text.splitlines() if "trial" in line and "key" in line)
     assert " final " not in header                            # the column that repeated acc@E is gone
     # In the full table the winner is one of the rows, marked once.

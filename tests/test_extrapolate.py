@@ -52,7 +52,7 @@ def test_curves_stopped_before_their_schedules_end_are_not_taught_as_ends(tmp_pa
 def _run(tmp_path, prior, first_batch=None):
     lines = []
     config = CoarseConfig(pool=128, batch=6, first_batch=first_batch, iterations=2, epoch_cap=2, ensemble=2, seed=0,
-                          prior_pairs=str(prior) if prior else None)
+                          prior_pairs=str(prior) if prior else None, final=True)
     with CoarseSearch.create(tmp_path / "run", SPACE, FunctionEvaluator(so.objective), config,
                              executor=SerialExecutor(), progress=Progress(bars=False, log=lines.append)) as search:
         summary = search.run()
@@ -87,5 +87,5 @@ def test_without_earlier_whole_curves_the_winner_is_the_rankings_first(tmp_path)
     assert final["trial"] == summary["best"][0]["trial"]
     assert final["expected_final"] is None and final["chosen_by"] == "the ranking"
     assert "expected acc@end" not in format_summary(summary)
-    assert f"* winner: trial {final['trial']}, the best measured acc@" in format_summary(summary)
+    assert f"* winner: trial {final['trial']}, the best measured score@" in format_summary(summary)
     assert "the ranking's first" in format_summary(summary)

@@ -44,7 +44,7 @@ def fidelity_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("fid") / "run"
     lines = []
     evaluator = FunctionEvaluator(fidelity_objective.objective, fidelities=[HALF_DATA, HALF_WIDTH])
-    config = CoarseConfig(pool=64, batch=5, iterations=2, epoch_cap=None, ensemble=2, seed=0)
+    config = CoarseConfig(pool=64, batch=5, iterations=2, epoch_cap=None, ensemble=2, seed=0, final=True)
     with CoarseSearch.create(run, space, evaluator, config, executor=SerialExecutor(),
                              progress=Progress(bars=False, log=lines.append)) as search:
         summary = search.run()

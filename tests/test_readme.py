@@ -52,8 +52,10 @@ def test_the_readme_python_block_runs_as_printed(readme, index, clone_dir, capsy
         pytest.importorskip(needs, exc_type=ImportError)  # ray.tune raises ImportError without its extra
     exec(compile(code, f"{readme.name} python block {index + 1}", "exec"), {"__name__": "__main__"})
     out = capsys.readouterr().out
-    if readme.name == "README.md" and "space_from_dict" in code:  # the space-and-objective example
+    if readme.name == "README.md" and "readme-demo" in code:  # the space-and-objective example
         assert "'model': 'mobilenet_v3_small'" in out  # the only model under 100 MFLOPs
         assert (clone_dir / "runs" / "readme-demo" / "predictor.pt").is_file()
+    if readme.name == "README.md" and "StopSearch" in code:  # a budget, a pool of rows, a stop
+        assert "'reason': 'found the best row'" in out and "'done': " in out
     if readme.name == "README.md" and "Study" in code:  # ask/tell: two batches told, a surrogate fitted
         assert (clone_dir / "runs" / "my-loop" / "predictors").is_dir() and "Candidate(" in out

@@ -271,7 +271,7 @@ def test_an_all_diverged_first_batch_queues_more_candidates(tmp_path):
         return toy_objective.objective(candidate, report)
 
     lines = []
-    config = CoarseConfig(pool=64, batch=4, iterations=2, ensemble=2, seed=0)
+    config = CoarseConfig(pool=64, batch=4, iterations=2, ensemble=2, seed=0, final=True)
     with CoarseSearch.create(tmp_path / "run", space_from_dict(toy_objective.SPACE), FunctionEvaluator(objective),
                              config, executor=SerialExecutor(), progress=Progress(bars=False, log=lines.append)) as s:
         summary = s.run()

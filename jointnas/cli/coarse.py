@@ -392,7 +392,7 @@ def run(args):
             raise UsageError(f"cannot make a run directory: {e}") from None
         _check_iterations(settings["iterations"], settings["batch"], settings["pool"])
         settings["prior_pairs"] = _prior_pairs(args, space, requested)
-        settings["final"] = not args.no_result
+        settings["final"] = False if args.no_result else None   # None: where the evaluator retrains
         if args.baseline is not None and args.baseline not in space.presets:
             raise UsageError(f"--baseline {args.baseline!r}: space {space.name} has "
                              + (f"the presets {', '.join(space.presets)}" if space.presets else "no presets"))

@@ -13,8 +13,10 @@ import numpy as np
 from .. import catalog
 from ..budget import Budget, check_budget as check
 from ..errors import BudgetError, UsageError
-from ..space import SearchSpace
+from ..space import Candidate, SearchSpace
 from ..surrogates.prior import check_prior_pairs
+
+MIN_TRIALS = 3  # finished trials it takes to rank epochs (calibration) or fit the surrogate
 
 
 @dataclass
@@ -36,6 +38,9 @@ class CoarseConfig:
     # choice, so that the run measures them (autotrain: the recipe it must beat)
     first_candidates: Optional[list] = None
     iterations: int = 2
+    # an evaluation budget: exactly this many trials, whatever the batch (the last batch is cut);
+    # when set, it decides ``iterations`` (a new run's, from the batch sizes)
+    max_trials: Optional[int] = None
     epoch_cap: Optional[int] = 2       # None: every candidate's full recipe schedule
     rank_threshold: float = 0.9
     explore: float = 1.0
@@ -45,7 +50,9 @@ class CoarseConfig:
     surrogate: str = "forest"
     policy: str = "ucb"
     fidelities: Optional[list] = None  # cheaper training settings to calibrate (Fidelity dicts); None: the evaluator's
-    final: bool = True                 # train the winner again at full fidelity (+ test score) beside the baseline
+    # train the winner again at full fidelity (+ test score) beside the baseline; None: where the
+    # evaluator says it tells something new (Evaluator.retrains_winner: the trainer, not a function or table)
+    final: Optional[bool] = None
     baseline: Optional[str] = None     # preset trained beside the winner; None: the space's first preset
     prior_pairs: Optional[str] = None  # JSONL of pairs trained before on this space and task: a warm start
     diverged_score: Optional[float] = None   # a diverged trial's score (chance level for a classifier)
@@ -105,7 +112,22 @@ def new_run_config(config: Union[CoarseConfig, dict, None], space: SearchSpace, 
         config.fidelities = [] if config.prior_pairs else list(evaluator.fidelities())
     bounds = evaluator.score_bounds
     config.score_bounds = [float(b) for b in bounds] if bounds is not None else None
+    if config.final is None:
+        config.final = bool(evaluator.retrains_winner)
+    if config.max_trials is not None:
+        config.iterations = iterations_for(config.max_trials, config.first_batch_size, config.batch)
     return config
+
+
+def iterations_for(max_trials: int, first: int, batch: int) -> int:
+    """Iterations that ``max_trials`` evaluations take: a first batch of ``first``, then ``batch``
+    each (the last one cut); UsageError below the trials the first fit needs."""
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < MIN_TRIALS:
+        raise UsageError(f"max_trials must be a whole number >= {MIN_TRIALS} (the trials the first fit needs), "
+                         f"got {max_trials!r}")
+    if batch < 1 or first < 1:
+        raise UsageError(f"batch sizes must be >= 1, got batch={batch}, first batch={first}")
+    return 1 + -(-max(0, max_trials - first) // batch)
 
 
 def run_space(store) -> SearchSpace:
@@ -123,10 +145,17 @@ def check_budget(space: SearchSpace, budget: Optional[int], max_params: Optional
     check(space, Budget(budget if budget is not None else sys.maxsize, max_params))
 
 
-def build_pool(space: SearchSpace, config: CoarseConfig, progress: bool = True):
+def build_pool(space: SearchSpace, config: CoarseConfig, progress: bool = True, given=None):
     """(feasible candidates, their (n, 2) [flops, params], number sampled); UsageError if none fits.
-    A space without a family has no costs: they are all 0 and nothing is dropped."""
-    pool = space.sample(config.pool, seed=config.seed)
+    ``given``: the candidates (Candidates or mappings) to search instead of a Sobol sample, each
+    once. A space without a family has no costs: they are all 0 and nothing is dropped."""
+    if given is None:
+        pool = space.sample(config.pool, seed=config.seed)
+    else:
+        pool = _distinct([space.as_candidate(c.to_dict() if isinstance(c, Candidate) else c, i)
+                          for i, c in enumerate(given)])
+        if not pool:
+            raise UsageError("the pool given is empty; give at least one candidate")
     if config.first_candidates:
         lead = [space.as_candidate(c, i) for i, c in enumerate(config.first_candidates)]
         keys = {c.key() for c in lead}
@@ -145,6 +174,27 @@ def build_pool(space: SearchSpace, config: CoarseConfig, progress: bool = True):
                           "raise the budget or sample a larger pool")
     idx = np.flatnonzero(keep)
     return [pool[i] for i in idx], costs[idx], len(pool)
+
+
+def _distinct(candidates: list) -> list:
+    """``candidates`` less repeats (the first of each kept, in order)."""
+    seen, out = set(), []
+    for c in candidates:
+        if c.key() not in seen:
+            seen.add(c.key())
+            out.append(c)
+    return out
+
+
+def given_pool(space: SearchSpace, config: CoarseConfig, pool, progress: bool = True):
+    """A new run's pool as (candidates, costs, sampled) from what its caller gave: None (sampled
+    here), a sequence of candidates (costed here, those over the budget dropped), or that triple
+    already computed."""
+    if pool is None:
+        return build_pool(space, config, progress=progress)
+    if isinstance(pool, tuple) and len(pool) == 3 and isinstance(pool[2], int):
+        return pool
+    return build_pool(space, config, progress=progress, given=list(pool))
 
 
 def writable(run_dir, make):

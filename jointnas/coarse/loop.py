@@ -7,7 +7,9 @@
    evaluated to its full schedule; the early-stop epoch and the cheaper fidelity are calibrated
    on it (:mod:`~jointnas.coarse.calibration`).
 4. Iterations 2..N: the policy's next batch given the surrogate (today: mean + explore * std),
-   evaluated to the calibrated epoch; the surrogate is refitted each time.
+   evaluated to the calibrated epoch; the surrogate is refitted each time (``Surrogate.update``
+   after the first fit). With ``max_trials`` the last batch is cut so that exactly that many
+   trials are evaluated, and the run ends there.
 
 Nothing is trained here. :meth:`CoarseLoop.due` does every step that needs no new measurement
 (queue a batch, calibrate, fit) and says what it waits for: trials to train (each with its
@@ -34,10 +36,10 @@ from ..space import Candidate
 from ..store import Trial
 from ..surrogates.prior import WithPrior, load_prior_pairs
 from .calibration import Calibration, calibrate, calibrate_fidelity, fidelity_lines
-from .held_out import fit_lines, held_out
+from .config import MIN_TRIALS
+from .held_out import HeldOutSchedule, fit_lines, held_out, measure_held_out
+from .pool_scorer import PoolScorer, untried_mask
 from .run import CoarseRun
-
-MIN_TRIALS = 3  # finished trials it takes to rank epochs (calibration) or fit the surrogate
 CHEAPER_ID = 1_000_000  # a cheaper run of trial t at the k-th fidelity has the id -(k * CHEAPER_ID + t)
 
 
@@ -75,9 +77,12 @@ class CoarseLoop(CoarseRun):
         the first batch is measured, fit the surrogate once an iteration is) and return what
         the loop waits for; ``Due()`` (complete) once every iteration is."""
         self.start()
-        it = 1
+        it = self._done_through + 1   # earlier iterations stay complete: not read again each time
         while it <= self.config.iterations:
             if not self.store.trials(iteration=it):
+                if it > 1 and self.trials_left() == 0:
+                    self.end_at(it - 1)
+                    break
                 self.queue_batch(it)
             queued = self.store.trials("queued", iteration=it)
             out = len(self.store.trials("running", iteration=it))
@@ -85,6 +90,9 @@ class CoarseLoop(CoarseRun):
                 return Due(it, tuple(Task(t.id, t.candidate, self.request(t), t) for t in queued), out)
             short = self.shortfall(it)
             if short:  # too few finished to calibrate or fit on: more candidates, not a dead run
+                if self.trials_left() == 0:
+                    raise UsageError(f"the evaluation budget ({self.config.max_trials} trials) is spent and too "
+                                     f"few finished with a score to go on{self._errors()}; raise max_trials")
                 if not self.queue_batch(it, short):
                     raise UsageError(f"every candidate of the pool has been tried and too few finished with a "
                                      f"score to go on{self._errors()}; sample a larger pool")
@@ -96,6 +104,7 @@ class CoarseLoop(CoarseRun):
                 self.calibrate()
             if self.store.predictor_path(it) is None:
                 self.fit(it)
+            self._done_through = it
             it += 1
         return Due()
 
@@ -124,6 +133,7 @@ class CoarseLoop(CoarseRun):
     def retry_failed(self) -> int:
         """Queue the run's failed trials again (their attempts keep counting); returns how many."""
         n = self.store.requeue_failed()
+        self._done_through = 0   # an iteration with a trial queued again is not complete any more
         if n:
             self.log(f"{n} failed trial(s) queued again")
         return n
@@ -138,8 +148,29 @@ class CoarseLoop(CoarseRun):
 
     def exhausted(self) -> bool:
         """Whether every candidate of the pool has been queued."""
+        return not self.untried().any()
+
+    def untried(self) -> np.ndarray:
+        """Mask of the pool rows not queued yet (read from the store once, then kept as trials are queued)."""
         self.start()
-        return len(self.store.trial_keys()) >= len(self.pool)
+        if self._untried is None:
+            self._untried = untried_mask(len(self.pool), self.store.trial_pool_indices())
+        return self._untried
+
+    def trials_left(self) -> Optional[int]:
+        """Trials the evaluation budget (``max_trials``) still allows; None without one."""
+        if self.config.max_trials is None:
+            return None
+        return max(0, self.config.max_trials - self.store.trial_count())
+
+    def end_at(self, iteration: int) -> None:
+        """The budget is spent after ``iteration``: the run ends there (its last iteration from now
+        on, with the held-out measure every last iteration gets)."""
+        if iteration != self.config.iterations:
+            self.store.update_config(iterations=iteration)
+            self.config.iterations = iteration
+            self.log(f"evaluation budget spent: {self.config.max_trials} trials; the run ends at iteration {iteration}")
+        self.measure(iteration)
 
     # ---- the steps
     def shortfall(self, it: int) -> int:
@@ -149,15 +180,18 @@ class CoarseLoop(CoarseRun):
         if it == 1 and self.calibration() is None:
             done = [t for t in self.store.trials("done", iteration=1) if t.curve and t.final_acc is not None]
             need = MIN_TRIALS - len(done)
-        elif self.store.predictor_path(it) is None and self.calibration() is not None:
+        elif it == 1 and self.store.predictor_path(it) is None and self.calibration() is not None:
+            # (a later iteration adds to the training set its predecessor was fitted on, which had enough)
             need = MIN_TRIALS - len(self.training_set(up_to=it)[0])
         return max(0, need)
 
     def queue_batch(self, it: int, more: int = 0) -> int:
-        """Queue iteration ``it``'s batch, or ``more`` candidates beside it; returns how many."""
-        tried = self.store.trial_keys()
-        untried = np.array([c.key() not in tried for c in self.pool])
+        """Queue iteration ``it``'s batch, or ``more`` candidates beside it (either cut to what the
+        evaluation budget allows); returns how many."""
+        untried = self.untried()
         k = more or (self.config.first_batch_size if it == 1 else self.config.batch)
+        left = self.trials_left()
+        k = k if left is None else min(k, left)
         if it == 1:
             # The first batch's choice, extended: farthest-point sampling continues where the batch stopped.
             have = len(self.store.trials(iteration=1)) if more else 0
@@ -167,9 +201,10 @@ class CoarseLoop(CoarseRun):
             how = self.policy.describe_first() + (f", led by {len(lead)} given candidate(s)" if lead else "")
             epochs = None
         else:
-            surrogate = self.surrogate(it - 1)
-            rng = np.random.default_rng([self.config.seed, it] + ([len(tried)] if more else []))
-            idx = self.policy.choose(self.encoded, untried, k, surrogate, rng)
+            surrogate = PoolScorer(self.surrogate(it - 1), self.encoded, self.costs)
+            tried = len(self.pool) - int(untried.sum())
+            rng = np.random.default_rng([self.config.seed, it] + ([tried] if more else []))
+            idx = self.policy.choose(self.encoded, untried.copy(), k, surrogate, rng)
             how = self.policy.describe()
             cal = self.calibration()
             epochs = cal.chosen_epoch
@@ -179,6 +214,7 @@ class CoarseLoop(CoarseRun):
             self.log(f"iteration {it}: every pool candidate has been trained; nothing left to choose")
             return 0
         self.store.add_trials(it, [(i, self.pool[i], self.costs[i, 0], self.costs[i, 1]) for i in idx], epochs)
+        untried[idx] = False
         self.log(f"iteration {it}: queued {len(idx)} {'more ' if more else ''}candidates {how}"
                  + (" (too few of its trials finished to go on)" if more else "") + ", "
                  + ("full schedule" + (f" capped at {self.config.epoch_cap} epochs" if self.config.epoch_cap else "")
@@ -187,6 +223,8 @@ class CoarseLoop(CoarseRun):
 
     def first_rows(self) -> list:
         """Pool rows of the run's ``first_candidates`` (the first batch trains them first)."""
+        if not self.config.first_candidates:
+            return []
         keys = {self.space.as_candidate(c, i).key() for i, c in enumerate(self.config.first_candidates or ())}
         return [i for i, c in enumerate(self.pool) if c.key() in keys]
 
@@ -230,14 +268,39 @@ class CoarseLoop(CoarseRun):
         return cal
 
     def fit(self, it: int) -> None:
-        """Fit the surrogate on what iterations <= ``it`` measured (its checkpoint ``iter<it>``)
-        and measure it held out (the ``predictor_eval`` record)."""
+        """Fit the surrogate on what iterations <= ``it`` measured (its checkpoint ``iter<it>``):
+        the first fit from the pretrained template, later ones as ``Surrogate.update`` of the
+        previous iteration's surrogate. Its ``predictor_eval`` record has the tau of the previous
+        surrogate on this iteration's batch and, when :class:`~jointnas.coarse.held_out.HeldOutSchedule`
+        says so, a k-fold held-out measure."""
         trials, y = self.training_set(up_to=it)
         if len(trials) < MIN_TRIALS:
             raise UsageError(f"only {len(trials)} trial(s) finished with a score, too few to fit the "
                              f"surrogate{self._errors()}")
         cands = [t.candidate for t in trials]
         t0 = time.time()
+        template, note, n_prior = self.fit_template(cands)
+        record = held_out(trials, y, it, previous=self.surrogate(it - 1) if it > 1 else None)
+        if it > 1 and not n_prior:
+            # the previous iteration's surrogate continues (the stored checkpoint keeps what it was)
+            surrogate = self.surrogate(it - 1).update(cands, y, progress=self.progress.shown)
+            self._fitted.pop(it - 1, None)
+        else:
+            surrogate = copy.deepcopy(template).fit(cands, y, progress=self.progress.shown)
+        record["fit_seconds"] = time.time() - t0
+        path = self.store.predictor_file(it)
+        surrogate.save(path)
+        self._fitted[it] = surrogate
+        if self.schedule().due(len(trials), last=it == self.config.iterations):
+            record = self._measured(record, template, trials, y)
+        self.store.save_result("predictor_eval", record, replace="iteration")
+        self.store.register_predictor(it, path, n_train=len(trials))
+        for line in fit_lines(record, note, n_prior, self.config.batch, self.schedule()):
+            self.log(line)
+
+    def fit_template(self, cands):
+        """(the unfitted surrogate every cold fit on ``cands`` starts from, a note for the log, the
+        number of earlier pairs it holds: those of ``cands`` left out)."""
         template, note, n_prior = self.pretrained(), "", 0
         if self.config.prior_pairs and self.chosen_fidelity() is not None:
             note = " (earlier pairs not used: they are at full fidelity, the run's trials are not)"
@@ -246,16 +309,28 @@ class CoarseLoop(CoarseRun):
                                       self.config.diverged_score, exclude=(c.key() for c in cands))
             template, n_prior = WithPrior(copy.deepcopy(template), pc, py), len(pc)
             note = f" + {len(pc)} earlier pairs ({self.config.prior_pairs}, warm start)"
-        surrogate = copy.deepcopy(template).fit(cands, y, progress=self.progress.shown)
-        path = self.store.predictor_file(it)
-        surrogate.save(path)
-        record = held_out(template, trials, y, it, self.config.seed, lambda: self.surrogate(it - 1),
-                          fit_seconds=time.time() - t0)
+        return template, note, n_prior
+
+    def schedule(self) -> HeldOutSchedule:
+        """When a fit is measured held out (read from the run's records once)."""
+        if self._held_out is None:
+            self._held_out = HeldOutSchedule.from_records(self.store.results("predictor_eval"))
+        return self._held_out
+
+    def measure(self, it: int) -> None:
+        """Give iteration ``it``'s fit its k-fold held-out measure if it has none (on demand: the
+        run's last iteration when a budget ended it early)."""
+        record = next((r for r in self.store.results("predictor_eval") if r["iteration"] == it), None)
+        if record is None or record.get("k") is not None:
+            return
+        trials, y = self.training_set(up_to=it)
+        record = self._measured(record, self.fit_template([t.candidate for t in trials])[0], trials, y)
         self.store.save_result("predictor_eval", record, replace="iteration")
-        self.store.register_predictor(it, path, n_train=len(trials))
-        self._fitted[it] = surrogate
-        for line in fit_lines(record, note, n_prior, self.config.batch):
-            self.log(line)
+
+    def _measured(self, record: dict, template, trials, y) -> dict:
+        out = measure_held_out(record, template, trials, y, self.config.seed)
+        self.schedule().record(out)
+        return out
 
     def _errors(self) -> str:
         errors = sorted({t.error for t in self.store.trials() if t.error})

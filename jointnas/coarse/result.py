@@ -102,13 +102,14 @@ def retrain_winner(run: CoarseRun, trial, expected: Optional[float], train: Trai
     extrapolator = run.extrapolator() if expected is not None else None
     if extrapolator is not None:
         run.log(f"result: the winner is the trial expected to end its schedule best: trial {trial.id}, "
-                 f"{_pct(expected)} ({extrapolator.describe()})")
+                 f"{format_score(expected, run.config.score_bounds == [0.0, 1.0])} ({extrapolator.describe()})")
     run.log(f"result: training the winner (trial {trial.id}) again at full fidelity for its whole schedule "
              f"({epochs or 'its'} epochs)" + (f", beside the baseline {base[0]} (the space's default recipe, "
                                                "same epochs)" if base else ""))
     names = {WINNER_ID: "winner", BASELINE_ID: "baseline"}
-    results = train(tasks, "result", lambda task, r: f"  {names[task.id]}: {r.get('status')}, "
-                    f"validation {_pct(r.get('final_acc'))}, test {_pct(r.get('test_score'))}")
+    accuracy = run.config.score_bounds == [0.0, 1.0]
+    results = train(tasks, "result", lambda task, r: f"  {names[task.id]}: {r.get('status')}, validation "
+                    f"{format_score(r.get('final_acc'), accuracy)}, test {format_score(r.get('test_score'), accuracy)}")
     cal = run.calibration()
     record = {"trial": trial.id, "key": trial.key, "predicted": predicted, "predicted_interval": interval,
               "predicted_how": HELD_OUT_HOW if predicted is not None else None, "searched_score": run.score(trial),
@@ -127,5 +128,8 @@ def retrain_winner(run: CoarseRun, trial, expected: Optional[float], train: Trai
     return record
 
 
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f} %"
+def format_score(v, accuracy: bool = True) -> str:
+    """An accuracy as a percentage; any other score as the number it is."""
+    if v is None:
+        return "-"
+    return f"{100 * v:.2f} %" if accuracy else f"{v:.4g}"

@@ -22,7 +22,7 @@ from ..space import Candidate, SearchSpace
 from ..store import RunStore, Trial
 from ..surrogates.base import Surrogate
 from .calibration import Calibration, read_calibration
-from .config import CoarseConfig, build_pool, new_run_config, run_space, writable
+from .config import CoarseConfig, given_pool, new_run_config, run_space, writable
 from .extrapolate import ScheduleExtrapolator, from_pairs
 from .ranking import best_trials, cheap_runs, score_at
 
@@ -35,8 +35,10 @@ class CoarseRun:
 
     ``surrogate``: a factory ``make(space, *, seed, ensemble, score_bounds) -> Surrogate``
     (default: the catalog's entry for the run's ``surrogate`` name); ``policy``: a batch policy
-    (default: the run's ``policy`` name with its ``explore``); ``pool`` = (candidates, costs,
-    sampled) for a new run whose pool is already computed.
+    (default: the run's ``policy`` name with its ``explore``); ``pool``: a new run's candidates to
+    search instead of a Sobol sample (a sequence of Candidates or mappings, e.g. every row of a
+    recorded table; costed by the space's family, if any), or (candidates, costs, sampled) already
+    computed.
     """
 
     def __init__(self, store: RunStore, space: SearchSpace, evaluator: Evaluator, *,
@@ -54,20 +56,26 @@ class CoarseRun:
         self._pretrained: Optional[Surrogate] = None
         self._fitted: Dict[int, Surrogate] = {}  # iteration -> its surrogate, as fitted or once read back
         self._extrapolator = (None, None)  # (epoch, its ScheduleExtrapolator or None), fitted once per epoch
+        self._untried: Optional[np.ndarray] = None   # the loop's mask of pool rows not queued yet
+        self._done_through = 0   # the loop's iterations known complete (this process holds the run's lock)
+        self._held_out = None   # the loop's HeldOutSchedule, read from the records once
 
     # ---- starting and continuing
     @classmethod
     def create(cls: Type[R], run_dir, space: Union[SearchSpace, str], evaluator: Evaluator,
                config: Union[CoarseConfig, dict, None] = None, *, pool=None, surrogate: Optional[Callable] = None,
                policy=None, progress: Optional[Progress] = None) -> R:
-        """A new run in ``run_dir`` (absent or empty). The pool is sampled and costed before the
-        directory is made, so a budget that no candidate meets leaves nothing behind."""
+        """A new run in ``run_dir`` (absent or empty). The pool (``pool`` as the class says, else
+        sampled) is costed before the directory is made, so a budget that no candidate meets leaves
+        nothing behind."""
         space = catalog.load_space(space)
         config = new_run_config(config, space, evaluator)
         writable(run_dir, lambda: RunStore.check_new_dir(run_dir))
         progress = progress or Progress()
-        if pool is None:
-            pool = build_pool(space, config, progress=progress.shown)
+        given = pool is not None
+        pool = given_pool(space, config, pool, progress=progress.shown)
+        if given:
+            config.pool = pool[2]   # the candidates it was given, as ``pool`` is a sample's size
         store = writable(run_dir, lambda: RunStore.create(run_dir, config.to_dict(), lock=True))
         # As JSON text: the store sorts the keys of mappings, and a space's dimension order matters.
         store.set_meta("space", json.dumps(space.to_dict()))
@@ -128,9 +136,7 @@ class CoarseRun:
         if self.store.pool_info() is not None:
             self.pool, self.costs = self.store.load_pool(self.space)
             return
-        if pool is None:
-            pool = build_pool(self.space, self.config, progress=self.progress.shown)
-        cands, costs, sampled = pool
+        cands, costs, sampled = given_pool(self.space, self.config, pool, progress=self.progress.shown)
         self.store.save_pool(self.space, cands, costs, sampled=sampled)
         self.pool, self.costs = cands, np.asarray(costs, dtype=np.int64)
         c = self.config

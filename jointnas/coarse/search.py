@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
-from ..errors import JointnasError
+from ..errors import JointnasError, StopSearch
 from ..evaluation.base import Evaluator
 from ..evaluation.fidelity import Fidelity
 from ..execution.base import Executor, Job, JobDone
@@ -23,6 +23,7 @@ from ..io import replacing
 from ..progress import Progress
 from ..space import SearchSpace
 from ..store import RunStore, writing
+from ..trial import STOPPED
 from . import result
 from .clock import RunClock, epoch_cost, flops_of, remaining_work
 from .config import CoarseConfig
@@ -30,6 +31,7 @@ from .loop import CoarseLoop, Due, Task
 from .summary import summary as run_summary
 
 ExecutorArg = Union[Executor, Callable[[], Executor], None]
+ETA_EVERY = 2.0   # seconds between two estimates of the run's remaining time
 
 
 class CoarseSearch:
@@ -42,6 +44,9 @@ class CoarseSearch:
         self.loop = loop
         self._executor_arg = executor
         self._executor: Optional[Executor] = None
+        self._stop: Optional[str] = None   # an objective's StopSearch message, once one is seen
+        self._eta_text: Optional[str] = None
+        self._eta_at = 0.0
         self.clock = RunClock()
 
     @classmethod
@@ -110,10 +115,18 @@ class CoarseSearch:
 
     # ---- running
     def run(self, pool=None) -> dict:
-        """Run (or continue) the search; ``pool`` = (candidates, costs, sampled) if already computed."""
+        """Run (or continue) the search and return its summary; ``pool`` as :meth:`create` takes it.
+
+        An objective that raises :class:`jointnas.StopSearch` ends it cleanly: the trials running
+        beside it finish and are recorded, the one that raised goes back to the queue, and the
+        summary of what is measured is returned (``summary["stopped"]`` says why); running the
+        run again (``CoarseSearch.open``) continues it."""
         requeued = self.store.requeue_running()
         if requeued:
             self.log(f"resume: {requeued} trial(s) interrupted while training go back to the queue")
+        self._stop = None
+        if self.store.get_meta("stopped") is not None:
+            self.store.set_meta("stopped", None)   # continued: no longer stopped
         try:
             self.loop.start(pool)
             while not (due := self.loop.due()).complete:
@@ -127,17 +140,45 @@ class CoarseSearch:
             winner = result.pending(self.loop) if self.config.final else None
             if winner is not None:
                 result.retrain_winner(self.loop, *winner, train=self._run_all)
+        except StopSearch as e:
+            self._stopped(str(e))
         finally:
             failed = sys.exc_info()[0] is not None
             self._close_executor(failed)
-            if failed:
+            if failed or self._stop is not None:
                 self.store.requeue_running()
+        if self._stop is not None:
+            return self.summary()
         last = self.store.predictor_path(self.config.iterations)
         if last is not None:  # copied every time: a run extended by more iterations gets its new final predictor
             with writing(self.final_predictor), replacing(self.final_predictor) as tmp:
                 shutil.copyfile(last, tmp)
         self.store.set_meta("finished", time.time())
         return self.summary()
+
+    def _eta(self, work: Callable[[], list], capacity: int) -> str:
+        """The ETA text of the run's remaining ``work()``, worked out again at most every
+        :data:`ETA_EVERY` seconds: it reads every trial, which trials of a table or a cheap
+        function would otherwise pay for each time."""
+        now = time.monotonic()
+        if self._eta_text is None or now - self._eta_at >= ETA_EVERY:
+            self._eta_text, self._eta_at = self.clock.eta(work(), capacity), now
+        return self._eta_text
+
+    def _stopped(self, reason: str) -> None:
+        counts = self.store.counts()
+        finished = sum(v for k, v in counts.items() if k not in ("queued", "running"))
+        self.store.set_meta("stopped", {"reason": reason or None, "time": time.time(), "finished": finished})
+        self.log(f"search stopped by the objective{f' ({reason})' if reason else ''}: {finished} finished "
+                 "trial(s) kept; run it again to continue (CoarseSearch.open)")
+
+    def _stop_seen(self, done: JobDone) -> bool:
+        """Whether ``done`` is an objective's stop (then remembered: no more is submitted)."""
+        if done.result.get("status") != STOPPED:
+            return False
+        if self._stop is None:
+            self._stop = done.result.get("error") or ""
+        return True
 
     def evaluate(self, tasks: List[Task], desc: str, line: Callable[[Task, dict], str]) -> Dict[int, dict]:
         """Train ``tasks`` that are not trials of the run (a later stage's trainings, e.g. autotrain's
@@ -177,23 +218,27 @@ class CoarseSearch:
         running: Dict[int, object] = {}  # trial id -> its bar of epochs
         flops = {task.id: task.trial.flops for task in queued}
         try:
-            while queued or ex.in_flight:
-                while queued and ex.free_slots > 0:
+            while (queued and self._stop is None) or ex.in_flight:
+                while queued and ex.free_slots > 0 and self._stop is None:
                     task = queued.pop(0)
                     where = ex.submit(self._job(task))
                     self.loop.started(task.id, where)
                     running[task.id] = self.loop.progress.bar(total=task.request.epochs, unit="epoch", leave=False,
                                                               desc=f"  trial {task.id} ({where})")
                 for done in ex.poll(timeout=1.0):
-                    self.loop.tell(done.trial_id, done.result, done.attempts)
                     bar = running.pop(done.trial_id, None)
+                    if self._stop_seen(done):   # not recorded: the trial goes back to the queue
+                        if bar is not None:
+                            bar.close()
+                        continue
+                    self.loop.tell(done.trial_id, done.result, done.attempts)
                     if bar is not None:
                         bar.update(max(0, (done.result.get("epochs_run") or 0) - bar.n))
                         bar.close()
                     overall.update(1)
                     self.clock.record(done.result, flops.get(done.trial_id))
                     self.log(_trial_line(it, done, self.config.score_bounds == [0.0, 1.0])
-                             + self.clock.eta(remaining_work(self.loop), ex.capacity))
+                             + self._eta(lambda: remaining_work(self.loop), ex.capacity))
                 for trial_id, bar in running.items():
                     behind = ex.epochs_done(trial_id) - bar.n
                     if behind > 0:
@@ -204,6 +249,8 @@ class CoarseSearch:
             for bar in running.values():
                 bar.close()
             overall.close()
+        if self._stop is not None:
+            raise StopSearch(self._stop)
 
     def _train_cheaper(self, tasks: Sequence[Task]) -> None:
         """Train the first batch again at each cheaper fidelity (the fidelity calibration's tasks)."""
@@ -227,10 +274,12 @@ class CoarseSearch:
         ex, todo, by_id, out = self._executor_now(), list(tasks), {t.id: t for t in tasks}, {}
         bar = self.loop.progress.bar(total=len(tasks), desc=desc, unit="run")
         try:
-            while todo or ex.in_flight:
-                while todo and ex.free_slots > 0:
+            while (todo and self._stop is None) or ex.in_flight:
+                while todo and ex.free_slots > 0 and self._stop is None:
                     ex.submit(self._job(todo.pop(0)))
                 for done in ex.poll(timeout=1.0):
+                    if self._stop_seen(done):
+                        continue
                     task = by_id[done.trial_id]
                     out[done.trial_id] = done.result
                     bar.update(1)
@@ -241,9 +290,11 @@ class CoarseSearch:
                     # the stage's own trainings, less those done: the run's count has them all until it is recorded
                     left = [((t.request.epochs or 1) * epoch_cost(cal, t.request.fidelity), flops_of(self.loop, t.candidate))
                             for t in tasks if t.id not in out]
-                    self.log(text + self.clock.eta(remaining_work(self.loop, {stage: left}), ex.capacity))
+                    self.log(text + self._eta(lambda: remaining_work(self.loop, {stage: left}), ex.capacity))
         finally:
             bar.close()
+        if self._stop is not None:
+            raise StopSearch(self._stop)
         return out
 
 

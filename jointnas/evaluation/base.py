@@ -32,6 +32,11 @@ class Evaluator(ABC):
 
     score_bounds: Optional[Tuple[float, float]] = None   # (0, 1) for accuracies; None: any finite score
     diverged_score: Optional[float] = None               # what a diverged trial counts as (None: not used)
+    # Whether the coarse result stage (the winner trained again at full fidelity for its whole
+    # schedule, scored on test data, its weights kept) tells something the trials did not: a
+    # trainer's does; a function or a recorded table would only answer the same question again.
+    # A run's ``final`` setting left unset follows it.
+    retrains_winner: bool = False
 
     def check_space(self, space) -> None:
         """Raise SpaceError naming file and key if ``space``'s recipe has dims this evaluator cannot act on."""

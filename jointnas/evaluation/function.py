@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Callable, Optional, Tuple
 
-from ..errors import UsageError
+from ..errors import StopSearch, UsageError
 from ..trial import TrialResult, failed
 from .base import Evaluator, TrialRequest
 
@@ -47,7 +47,9 @@ class FunctionEvaluator(Evaluator):
     then drives the early-stop calibration like the trainer's does, and once a trial has had
     the epochs the search gives it, ``report`` stops it (raising :class:`TrialStopped`, which
     this evaluator catches). Without reports the returned value is a one-epoch curve. A
-    non-finite score is ``diverged``; an exception is ``failed`` with its message.
+    non-finite score is ``diverged``; an exception is ``failed`` with its message, except
+    :class:`jointnas.StopSearch`, which ends the search cleanly (the trial that raised it is
+    not recorded; every finished one is kept, and the run can be continued).
     ``fn`` must be importable (a module-level function) to run in worker processes.
     """
 
@@ -94,6 +96,8 @@ class FunctionEvaluator(Evaluator):
             value = self.fn(candidate, report)
         except TrialStopped:
             pass
+        except StopSearch:
+            raise  # the search's to handle: not this trial's failure
         except Exception as e:  # noqa: BLE001 - failure is data
             return failed(f"{type(e).__name__}: {e}", "python", time.time() - start, report.curve)
         curve = report.curve

@@ -22,6 +22,7 @@ class TrainEvaluator(Evaluator):
     and score it by validation accuracy after each epoch."""
 
     score_bounds = (0.0, 1.0)
+    retrains_winner = True   # the result stage trains longer, on test data, and keeps the weights
 
     def __init__(self, data: str = "digits", data_root: Optional[str] = None, train_subset: Optional[int] = None,
                  device: str = "auto"):

@@ -20,10 +20,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
-from ..errors import JointnasError
+from ..errors import JointnasError, StopSearch
 from ..evaluation.base import Evaluator, TrialRequest
 from ..space import Candidate
-from ..trial import failed
+from ..trial import STOPPED, failed
 
 
 class ExecutorError(JointnasError):
@@ -109,11 +109,14 @@ class Executor(ABC):
 
 def run_job(job: Job, device: Optional[str] = None, on_epoch=None) -> dict:
     """Evaluate one job here (on ``device`` when given) and return its result dict; any error
-    becomes a 'failed' result."""
+    becomes a 'failed' result, and :class:`~jointnas.errors.StopSearch` a ``stopped`` one (status
+    :data:`jointnas.trial.STOPPED`, its message as ``error``), which the search does not record."""
     start = time.time()
     try:
         request = job.request if device is None else dataclasses.replace(job.request, device=device)
         result = job.evaluator.evaluate(Candidate.from_dict(job.candidate), job.space, request, on_epoch)
         return result.to_dict()
+    except StopSearch as e:
+        return {"status": STOPPED, "error": str(e) or None, "device": device}
     except Exception as e:  # noqa: BLE001 - a crash of one candidate must not stop the search
         return failed(f"{type(e).__name__}: {e}", device, time.time() - start).to_dict()

@@ -25,6 +25,9 @@ class RunStore(RunDirectory):
     def __init__(self, run_dir: Path, conn: sqlite3.Connection, lock=None):
         super().__init__(run_dir, conn, lock)
         self._config: Optional[dict] = None
+        # finished trials as decoded, by id, with the columns that change when one is recorded or
+        # queued again: a search reads its trials every iteration, and decoding them was most of it
+        self._finished: Dict[int, Tuple[tuple, Trial]] = {}
 
     # ------------------------------------------------------------------ config
     @property
@@ -118,7 +121,25 @@ class RunStore(RunDirectory):
 
     def trials(self, status=None, iteration: Optional[int] = None) -> List[Trial]:
         """Trials in insertion order; ``status`` is one status or a sequence of them."""
-        return [trial_from_row(row, self.db_path) for row in self._select(*trials_query(status, iteration))]
+        db, out = self.db_path, []   # db: once, not per row
+        for row in self._select(*trials_query(status, iteration)):
+            version = (row["status"], row["finished_at"], row["attempts"])
+            known = self._finished.get(row["id"])
+            if known is not None and known[0] == version:
+                out.append(known[1])
+                continue
+            trial = trial_from_row(row, db)
+            if row["status"] in FINISHED:
+                self._finished[row["id"]] = (version, trial)
+            out.append(trial)
+        return out
+
+    def trial_pool_indices(self) -> List[Optional[int]]:
+        """The pool row of every trial (None for one queued without it)."""
+        return [row["pool_index"] for row in self._select("SELECT pool_index FROM trials")]
+
+    def trial_count(self) -> int:
+        return self._select("SELECT COUNT(*) AS n FROM trials")[0]["n"]
 
     def trial_keys(self) -> set:
         return {row["key"] for row in self._select("SELECT key FROM trials")}
