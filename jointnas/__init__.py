@@ -32,13 +32,9 @@ _EXPORTS = {
     "Predictor": "surrogates", "Surrogate": "surrogates.base", "load_surrogate": "catalog",
     "CoarseSearch": "coarse.search", "CoarseConfig": "coarse.search", "Study": "coarse.study", "Budget": "budget",
     "fine_search": "fine.search", "SearchSettings": "fine.problem", "pareto_search": "fine.pareto",
-<<<<<<< HEAD
-    "SerialExecutor": "execution.serial", "LocalExecutor": "execution.local",
-    "oneshot_search": "oneshot.api", "OneShotSettings": "oneshot.settings",
-=======
     "SerialExecutor": "execution.serial", "LocalExecutor": "execution.local", "Progress": "progress",
     "StopSearch": "errors",
->>>>>>> searchapi
+    "oneshot_search": "oneshot.api", "OneShotSettings": "oneshot.settings",
     # errors
     "JointnasError": "errors", "UsageError": "errors", "SpaceError": "errors",
 }
