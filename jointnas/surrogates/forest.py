@@ -81,16 +81,19 @@ class ForestSurrogate(Surrogate):
     def _encoded_features(self, x, costs=None) -> np.ndarray:
         """Feature rows of rows encoded with ``space.encode``: the proxies of their archs appended
         (``costs``, (n, 2) FLOPs/params, when the caller has them; else counted from the rows).
-        The coarse loop scores the same pool array every iteration, so the last one is cached."""
+        The coarse loop scores the same pool arrays (rows and costs) every iteration, so the last
+        feature rows are cached."""
         x = np.asarray(x)
         if not self.pretrained:
             return x
-        if costs is not None:
-            return self._with_costs(x, costs)
-        if self._cache is not None and self._cache[0] is x:
-            return self._cache[1]
-        out = self._with_costs(x, self.space.family.costs([c.arch for c in decode_rows(self.space, x)]))
-        self._cache = (x, out)
+        given = costs
+        if self._cache is not None and self._cache[0] is x and self._cache[1] is given:
+            return self._cache[2]
+        if costs is None:
+            costs = self.space.family.costs([c.arch for c in decode_rows(self.space, x)])
+        # float32 and contiguous, as the trees read them: a 62,208-row pool was copied twice per scoring
+        out = np.ascontiguousarray(self._with_costs(x, costs), dtype=np.float32)
+        self._cache = (x, given, out)
         return out
 
     def _with_costs(self, x, costs) -> np.ndarray:
