@@ -17,7 +17,7 @@ from ..oneshot.names import edge_names, op_names
 from ..oneshot.outcome import genotype_text, result_lines
 from ..oneshot.run import EPOCH, RESULT, OneShotRunConfig, is_oneshot_run
 from ..store import RunStore
-from .page import _CSS, Report, _table, _write_atomic
+from .page import _CSS, Report, _table, _write_atomic, write_plots
 from .plots import Plotter, Section
 
 
@@ -181,19 +181,11 @@ def build_oneshot_report(run_dir, out=None) -> Report:
     if out.is_dir():
         raise UsageError(f"report file {out} is a directory; give the HTML file to write, e.g. {out / 'report.html'}")
     check_writable_file(out, "report file")
-    plot_dir = check_writable_dir(out.with_name(out.stem + "_plots"), "report plot folder")
+    check_writable_dir(out.with_name(out.stem + "_plots"), "report plot folder")
     with mpl.style():
         sections = [plot_alphas(view, mpl, name) for name in view.alpha_sets() or ["normal"]]
         sections += [plot_skips(view, mpl), plot_curves(view, mpl)]
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    plots, missing, links = {}, {}, {}
-    for sec in sections:
-        path = plot_dir / f"{sec.name}.png"
-        if sec.png is None:
-            missing[sec.name] = sec.missing or "no data"
-            continue
-        _write_atomic(path, sec.png)
-        plots[sec.name], links[sec.name] = path, f"{plot_dir.name}/{path.name}"
+    plots, missing, links = write_plots(sections, out)
     _write_atomic(out, render(view, sections, links).encode("utf-8"))
     lines = result_lines(view.config, view.result) if view.result else []
     return Report(out, plots, missing, lines)

@@ -252,6 +252,14 @@ def build_report(run_dir, out=None) -> Report:
 
 
 def _write_report(view: RunView, sections: Sequence[Section], out: Path) -> Report:
+    plots, missing, links = write_plots(sections, out)
+    _write_atomic(out, render_html(view, sections, links).encode("utf-8"))
+    return Report(out, plots, missing, final_lines(view))
+
+
+def write_plots(sections: Sequence[Section], out: Path):
+    """Write each section's PNG beside the page ``out`` (in ``<stem>_plots/``): (plots by name,
+    why each missing one is missing, links relative to the page)."""
     plot_dir = out.with_name(out.stem + "_plots")
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots, missing, links = {}, {}, {}
@@ -265,8 +273,7 @@ def _write_report(view: RunView, sections: Sequence[Section], out: Path) -> Repo
         _write_atomic(path, sec.png)
         plots[sec.name] = path
         links[sec.name] = quote(Path(os.path.relpath(path, out.parent)).as_posix())
-    _write_atomic(out, render_html(view, sections, links).encode("utf-8"))
-    return Report(out, plots, missing, final_lines(view))
+    return plots, missing, links
 
 
 def _when(timestamp: float) -> str:
