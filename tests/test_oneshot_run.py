@@ -132,6 +132,7 @@ def test_a_run_directory_that_is_not_empty_or_a_changed_resume_is_refused(tmp_pa
     refused(["oneshot", "--run", str(run), "--strategy", "pc-darts"], "--strategy 'pc-darts' (run has 'darts')")
     refused(["oneshot", "--run", str(run), "--epochs", "5"], "setting epochs=5 (run has 3)")
     refused(["coarse", "--run", str(run)], "this run is a one-shot run (jointnas oneshot)")
+    refused(["fine", "--run", str(run)], "is a one-shot run (jointnas oneshot): it derived a cell, not a predictor")
     assert (run / "run.db").read_bytes() == before
 
 

@@ -150,6 +150,11 @@ def _load_inputs(args) -> Tuple[object, object, list, dict, object]:
     from ..store import RunStore  # see runs_under
 
     store = RunStore.open(run_dir)
+    if store.config.get("kind") == "oneshot":  # jointnas.oneshot.run's marker; importing it would load torch
+        store.close()
+        raise UsageError(f"run {run_dir} is a one-shot run (jointnas oneshot): it derived a cell, not a predictor "
+                         f"to score with; train the cell with 'jointnas train --candidate {run_dir}/candidate.json' "
+                         f"or pass --predictor")
     path = store.predictor_path()
     if path is None:
         store.close()
