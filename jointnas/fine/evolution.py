@@ -21,7 +21,7 @@ import numpy as np
 
 from .base import Strategy
 from .problem import Board, FineProblem, SearchResult, finish, ranking
-from .sampling import random_rows, seed_rows
+from .sampling import filled, seed_rows
 
 # An over-budget child is drawn again this many times before it is repaired instead.
 REJECTION_TRIES = 3
@@ -30,6 +30,15 @@ RATE_GROWTH = 1.5
 # Children drawn per missing child in a round: the last generation's draws per accepted child
 # (over budget or seen before are rejected) with this margin, within these bounds.
 OVERDRAW_MARGIN, OVERDRAW_BOUNDS = 1.15, (1.1, 4.0)
+
+
+def adapted_rate(gain: float, rate: float, stalled: int, st) -> tuple:
+    """(mutation rate, stalled generations) after a generation that gained ``gain``: a stalled
+    generation (gain below ``st.tolerance``) raises the rate by ``RATE_GROWTH`` up to
+    ``st.max_mutation_rate``, progress lowers it back towards ``st.mutation_rate``."""
+    if gain < st.tolerance:
+        return min(rate * RATE_GROWTH, st.max_mutation_rate), stalled + 1
+    return max(rate / RATE_GROWTH, st.mutation_rate), 0
 
 
 class Evolution(Strategy):
@@ -50,9 +59,7 @@ class Evolution(Strategy):
 
         G, costs = seed_rows(problem, seeds, min(st.init_best, st.population), board)
         n_seeded = len(G)
-        fill_G, fill_c = random_rows(problem, st.population - n_seeded, rng, board,
-                                     exclude=problem.genome.keys(G))
-        G, costs = np.concatenate([G, fill_G]), np.concatenate([costs, fill_c])
+        G, costs = filled(problem, G, costs, st.population, rng, board)
         stats = board.score(G, costs)
         order = ranking(stats)
         G, stats = G[order], stats[order]
@@ -77,12 +84,7 @@ class Evolution(Strategy):
             order = ranking(all_stats)
             gain = all_stats[:, 0].max() - stats[:, 0].max()
             G, stats = all_G[order], all_stats[order]
-            if gain < st.tolerance:
-                stalled += 1
-                rate = min(rate * RATE_GROWTH, st.max_mutation_rate)
-            else:
-                stalled = 0
-                rate = max(rate / RATE_GROWTH, st.mutation_rate)
+            rate, stalled = adapted_rate(gain, rate, stalled, st)
             history.append(_record(generation, stats, rate, board))
             if bar is not None:
                 bar.update(1)

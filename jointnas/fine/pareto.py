@@ -28,9 +28,9 @@ from ..budget import Budget
 from ..errors import UsageError
 from ..families.cost import count_cost, require_family
 from ..io import FLOPS_NOTE
-from .evolution import RATE_GROWTH, Evolution, progress_bar
+from .evolution import Evolution, adapted_rate, progress_bar
 from .problem import Board, FineProblem, Scored, SearchSettings
-from .sampling import random_rows, seed_rows
+from .sampling import filled, seed_rows
 
 # What a front can be drawn against: the column of a board's stats (score, mean, std, flops, params).
 OBJECTIVES = {"flops": 3, "params": 4}
@@ -216,8 +216,7 @@ class _Run:
         if problem.fits(cheap_c)[0] and board.fresh(cheap)[0] and problem.genome.keys(cheap)[0] not in set(
                 problem.genome.keys(G)):
             G, costs = np.concatenate([G, cheap]), np.concatenate([costs, cheap_c])
-        fill_G, fill_c = random_rows(problem, st.population - len(G), rng, board, exclude=problem.genome.keys(G))
-        G, costs = np.concatenate([G, fill_G]), np.concatenate([costs, fill_c])
+        G, costs = filled(problem, G, costs, st.population, rng, board)
         stats = board.score(G, costs)
         hv = self._archive(G, stats)
         rank, crowd, order = self._order(stats)
@@ -243,12 +242,7 @@ class _Run:
             rank, crowd, order = self._order(all_stats)
             keep = order[:st.population]
             G, stats, rank, crowd = all_G[keep], all_stats[keep], rank[keep], crowd[keep]
-            if gain < st.tolerance:
-                stalled += 1
-                rate = min(rate * RATE_GROWTH, st.max_mutation_rate)
-            else:
-                stalled = 0
-                rate = max(rate / RATE_GROWTH, st.mutation_rate)
+            rate, stalled = adapted_rate(gain, rate, stalled, st)
             history.append({"generation": generation, "hypervolume": hv, "front": len(self.archive_rows),
                             "scored": board.scored, "mutation_rate": rate})
             if bar is not None:

@@ -24,6 +24,14 @@ def seed_rows(problem: FineProblem, seeds: Sequence, limit: int, board: Board):
     return G[idx], costs[idx]
 
 
+def filled(problem: FineProblem, G: np.ndarray, costs: np.ndarray, size: int, rng: np.random.Generator,
+           board: Board):
+    """``G`` (with its ``costs``) completed to ``size`` rows by :func:`random_rows`, none of them a
+    row of ``G``: a search's first population after its seeds."""
+    fill_G, fill_c = random_rows(problem, size - len(G), rng, board, exclude=problem.genome.keys(G))
+    return np.concatenate([G, fill_G]), np.concatenate([costs, fill_c])
+
+
 def random_rows(problem: FineProblem, n: int, rng: np.random.Generator, board: Board, exclude=None,
                 repair: bool = True, max_blocks: int = 100, block: Optional[int] = None):
     """Up to ``n`` distinct fresh rows within the budget by rejection sampling: uniform draws that
