@@ -136,6 +136,25 @@ class Surrogate(Scorer):
         return cls.from_checkpoint(checkpoint, space)
 
 
+# ---------------------------------------------------------------------- measured scores
+def checked_scores(y, n: int, bounds, *, noun: str = "scores", rows: str = "scored candidates") -> np.ndarray:
+    """``y`` as a float64 vector, or a PredictorError unless it holds one finite value per each of
+    the ``n`` rows (at least 3) within ``bounds`` ((low, high) or None). ``noun`` and ``rows`` are
+    what the caller's messages call the values and the rows."""
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(y) != n:
+        raise PredictorError(f"got {n} candidates but {len(y)} {noun}")
+    if len(y) < 3:
+        raise PredictorError(f"fitting needs at least 3 {rows}, got {len(y)}")
+    if not np.all(np.isfinite(y)):
+        raise PredictorError(f"{noun} contain NaN or infinity; drop failed trials before fitting")
+    if bounds is not None and (y.min() < bounds[0] or y.max() > bounds[1]):
+        hint = " (percentages? divide by 100)" if bounds == [0.0, 1.0] else ""
+        raise PredictorError(f"scores must lie in [{bounds[0]:g}, {bounds[1]:g}], got {y.min():g}..{y.max():g}"
+                             + hint)
+    return y
+
+
 # ---------------------------------------------------------------------- encoded rows
 def encoded_rows(space: SearchSpace, rows: np.ndarray, arch_only_ok: bool = False) -> np.ndarray:
     """``rows`` (already encoded with ``space.encode``) as contiguous float32, or a PredictorError

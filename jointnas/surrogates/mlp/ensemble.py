@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import SpaceError
 from ...space import SearchSpace
-from ..base import PredictorError, Surrogate, encoded_rows
+from ..base import PredictorError, Surrogate, checked_scores, encoded_rows
 from ..checkpoint import Checkpoint
 from .stacked import DEFAULT_SCORE_BOUNDS, StackedMembers, StackedScorer, ensemble_stats
 
@@ -156,18 +156,7 @@ class Predictor(Surrogate):
             progress: bool = False) -> "Predictor":
         """Fit the ensemble to trained pairs (accuracies are fractions in [0, 1]); returns self."""
         x = self.encode(candidates)
-        y = np.asarray(accuracies, dtype=np.float64).reshape(-1)
-        if len(y) != len(x):
-            raise PredictorError(f"got {len(x)} candidates but {len(y)} accuracies")
-        if len(y) < 3:
-            raise PredictorError(f"fitting needs at least 3 trained pairs, got {len(y)}")
-        if not np.all(np.isfinite(y)):
-            raise PredictorError("accuracies contain NaN or infinity; drop failed trials before fitting")
-        bounds = self.config["score_bounds"]
-        if bounds is not None and (y.min() < bounds[0] or y.max() > bounds[1]):
-            hint = " (percentages? divide by 100)" if bounds == [0.0, 1.0] else ""
-            raise PredictorError(f"scores must lie in [{bounds[0]:g}, {bounds[1]:g}], got {y.min():g}..{y.max():g}"
-                                 + hint)
+        y = checked_scores(accuracies, len(x), self.config["score_bounds"], noun="accuracies", rows="trained pairs")
         if frozen_epochs < 0 or full_epochs < 0 or frozen_epochs + full_epochs == 0:
             raise PredictorError("frozen_epochs and full_epochs must be >= 0 and not both 0")
         mean, std = float(y.mean()), float(max(y.std(), 1e-6))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import SpaceError
 from ...space import SearchSpace
-from ..base import PredictorError, Surrogate, decode_rows, encoded_rows
+from ..base import PredictorError, Surrogate, checked_scores, decode_rows, encoded_rows
 from . import batched, fullbatch
 from .stacked import DEFAULT_SCORE_BOUNDS, ensemble_stats
 
@@ -193,18 +193,7 @@ class StackedPredictor(Surrogate):
     # ------------------------------------------------------------------ fitting
     def _checked(self, candidates, y, costs=None, proxies: bool = False):
         x, cands = self._encode(candidates)
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if len(y) != len(x):
-            raise PredictorError(f"got {len(x)} candidates but {len(y)} scores")
-        if len(y) < 3:
-            raise PredictorError(f"fitting needs at least 3 scored candidates, got {len(y)}")
-        if not np.all(np.isfinite(y)):
-            raise PredictorError("scores contain NaN or infinity; drop failed trials before fitting")
-        bounds = self.config["score_bounds"]
-        if bounds is not None and (y.min() < bounds[0] or y.max() > bounds[1]):
-            hint = " (percentages? divide by 100)" if bounds == [0.0, 1.0] else ""
-            raise PredictorError(f"scores must lie in [{bounds[0]:g}, {bounds[1]:g}], got {y.min():g}..{y.max():g}"
-                                 + hint)
+        y = checked_scores(y, len(x), self.config["score_bounds"])
         return x, self._rest(x, cands, costs, proxies), y
 
     def fit(self, candidates, y, costs=None, *, progress: bool = False) -> "StackedPredictor":
