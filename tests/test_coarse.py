@@ -300,3 +300,16 @@ def test_continuing_with_other_settings_is_refused(full_run, tiny, capsys):
     err = capsys.readouterr().err
     assert "--pool 128 (run has 64)" in err and err.count("\n") == 1
     assert sorted(p.name for p in full_run.iterdir()) == before
+
+
+def test_the_acquisition_picks_what_a_full_stable_sort_of_the_pool_picks_ties_included():
+    from jointnas.coarse.policies import acquisition_batch
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(1, 40))
+        mean = np.round(rng.random(n) * 4) / 4   # many ties
+        std, untried, k = rng.random(n), rng.random(n) < 0.7, int(rng.integers(0, 8))
+        score = np.where(untried, mean + 0.5 * std, -np.inf)
+        expected = [int(i) for i in np.argsort(-score, kind="stable")[:min(k, int(untried.sum()))]]
+        assert acquisition_batch(mean, std, untried, k, 0.5) == expected

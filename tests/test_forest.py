@@ -67,3 +67,57 @@ def test_rows_scored_with_the_prices_the_fine_stage_has_score_as_rows_whose_cost
     assert inside.all()
     assert np.array_equal(problem.costs(G), costs[40:])
     assert np.allclose(problem.predict(G, problem.costs(G))[0], counted[0])
+
+
+def _pool(space, n, seed):
+    cands, y = _data(space, n, seed)
+    costs = space.family.costs([c.arch for c in cands])
+    return cands, y, costs, space.encode(cands)
+
+
+def test_an_update_regrows_the_oldest_fifth_of_the_trees_and_the_pool_scores_follow_them():
+    import copy
+
+    space = _space()
+    cands, y, costs, x = _pool(space, 400, 2)
+    f = ForestSurrogate(space, trees=10, refresh=0.2).pretrain(cands, costs).fit(cands[:100], y[:100])
+    f.predict_encoded(x, costs)   # the pool scored once: its per-tree predictions are kept
+    before = list(f._model)
+    f.update(cands[:110], y[:110])
+    changed = [a is not b for a, b in zip(before, f._model)]
+    assert sum(changed) == 2 and f.info["fit"]["kind"] == "partial"
+    kept = f.predict_encoded(x, costs)
+    fresh = copy.deepcopy(f).predict_encoded(x, costs)   # a copy keeps no scores: all trees traversed
+    np.testing.assert_allclose(kept[0], fresh[0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(kept[1], fresh[1], rtol=1e-7, atol=1e-9)
+    f.update(cands[:125], y[:125])   # 1.25x the rows of the last full fit: every tree again
+    assert all(a is not b for a, b in zip(before, f._model)) and f.info["fit"]["kind"] == "full"
+
+
+def test_an_updated_forest_saved_and_loaded_predicts_what_it_did_in_memory(tmp_path):
+    space = _space()
+    cands, y, costs, x = _pool(space, 300, 3)
+    f = ForestSurrogate(space, trees=10).pretrain(cands, costs).fit(cands[:60], y[:60])
+    f.update(cands[:70], y[:70] + 5.0)   # the newer trees fit scores on another scale
+    f.save(tmp_path / "forest.pt")
+    g = ForestSurrogate.load(tmp_path / "forest.pt", space)
+    for a, b in zip(f.predict_encoded(x, costs), g.predict_encoded(x, costs)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_the_proxies_trend_ranks_larger_models_than_any_fitted_above_them():
+    from scipy.stats import kendalltau
+
+    space = _space()
+    cands = space.sample(600, seed=4)
+    costs = space.family.costs([c.arch for c in cands])
+    y = np.log(costs[:, 0].astype(float))   # scores rise with FLOPs, beyond what was measured too
+    small = np.argsort(y)[:300]
+    large = np.argsort(y)[450:]
+    taus = {}
+    for trend in (1.0, None):
+        f = ForestSurrogate(space, trees=20, trend=trend).pretrain(cands, costs)
+        f.fit([cands[i] for i in small], y[small])
+        taus[trend] = kendalltau(f.predict([cands[i] for i in large])[0], y[large]).statistic
+    assert taus[1.0] > 0.9
+    assert taus[1.0] > taus[None] + 0.2   # trees alone predict near constants beyond the rows they saw

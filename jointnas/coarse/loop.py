@@ -293,8 +293,7 @@ class CoarseLoop(CoarseRun):
         self._fitted[it] = surrogate
         if self.schedule().due(len(trials), last=it == self.config.iterations):
             record = self._measured(record, template, trials, y)
-        self.store.save_result("predictor_eval", record, replace="iteration")
-        self.store.register_predictor(it, path, n_train=len(trials))
+        self.store.register_fit(it, path, record, n_train=len(trials))
         for line in fit_lines(record, note, n_prior, self.config.batch, self.schedule()):
             self.log(line)
 

@@ -58,8 +58,15 @@ def diverse_batch(x: np.ndarray, k: int, seed: int) -> List[int]:
 def acquisition_batch(mean: np.ndarray, std: np.ndarray, untried: np.ndarray, k: int, explore: float) -> List[int]:
     """Indices of the ``k`` untried rows with the highest upper confidence bound mean + explore * std."""
     score = np.where(untried, mean + explore * std, -np.inf)
-    order = np.argsort(-score, kind="stable")
-    return [int(i) for i in order[: min(k, int(untried.sum()))]]
+    k = min(k, int(untried.sum()))
+    if k < len(score):   # the k best only, not the whole pool sorted (ties: the lower row first)
+        top = np.argpartition(-score, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
+        cut = (-score[top]).max() if k else np.inf
+        near = np.flatnonzero(-score <= cut)   # every row tied with the k-th too, so the order is stable
+        order = near[np.argsort(-score[near], kind="stable")]
+    else:
+        order = np.argsort(-score, kind="stable")
+    return [int(i) for i in order[:k]]
 
 
 class DiverseThenUCB(BatchPolicy):

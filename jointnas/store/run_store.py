@@ -121,18 +121,23 @@ class RunStore(RunDirectory):
 
     def trials(self, status=None, iteration: Optional[int] = None) -> List[Trial]:
         """Trials in insertion order; ``status`` is one status or a sequence of them."""
-        db, out = self.db_path, []   # db: once, not per row
-        for row in self._select(*trials_query(status, iteration)):
-            version = (row["status"], row["finished_at"], row["attempts"])
-            known = self._finished.get(row["id"])
-            if known is not None and known[0] == version:
-                out.append(known[1])
-                continue
-            trial = trial_from_row(row, db)
-            if row["status"] in FINISHED:
-                self._finished[row["id"]] = (version, trial)
-            out.append(trial)
-        return out
+        db = self.db_path   # once, not per row
+        # which trials, and which of them are known as decoded: only the others are read whole
+        heads = self._select(*trials_query(status, iteration, "id, status, finished_at, attempts"))
+        known = {}
+        for row in heads:
+            cached = self._finished.get(row["id"])
+            if cached is not None and cached[0] == (row["status"], row["finished_at"], row["attempts"]):
+                known[row["id"]] = cached[1]
+        missing = [row["id"] for row in heads if row["id"] not in known]
+        for start in range(0, len(missing), 500):   # SQLite's limit on bound parameters
+            ids = missing[start:start + 500]
+            for row in self._select(f"SELECT * FROM trials WHERE id IN ({','.join('?' * len(ids))})", ids):
+                trial = trial_from_row(row, db)
+                if row["status"] in FINISHED:
+                    self._finished[row["id"]] = ((row["status"], row["finished_at"], row["attempts"]), trial)
+                known[row["id"]] = trial
+        return [known[row["id"]] for row in heads if row["id"] in known]
 
     def trial_pool_indices(self) -> List[Optional[int]]:
         """The pool row of every trial (None for one queued without it)."""
@@ -169,11 +174,25 @@ class RunStore(RunDirectory):
 
     def register_predictor(self, iteration: int, path, **info) -> None:
         """Record the checkpoint at ``path`` with its SHA-256 (checked by :meth:`verify`)."""
+        with self._write() as c:
+            self._register(c, iteration, path, info)
+
+    def register_fit(self, iteration: int, path, record: dict, **info) -> None:
+        """Record iteration ``iteration``'s fitted checkpoint at ``path`` (as :meth:`register_predictor`)
+        and its ``predictor_eval`` ``record`` in place of any earlier one of that iteration, in one
+        transaction: a fit is on record with its measure or not at all."""
+        with self._write() as c:
+            c.execute("DELETE FROM results WHERE kind='predictor_eval' AND json_extract(payload, '$.iteration')=?",
+                      (int(record["iteration"]),))
+            c.execute("INSERT INTO results (kind, created, payload) VALUES (?, ?, ?)",
+                      ("predictor_eval", time.time(), json.dumps(record, sort_keys=True)))
+            self._register(c, iteration, path, info)
+
+    def _register(self, c, iteration: int, path, info: dict) -> None:
         rel = os.path.relpath(Path(path), self.run_dir)
         info = dict(info, sha256=sha256(Path(path)))
-        with self._write() as c:
-            c.execute("INSERT OR REPLACE INTO predictors VALUES (?, ?, ?, ?)",
-                      (int(iteration), rel, time.time(), json.dumps(info, sort_keys=True)))
+        c.execute("INSERT OR REPLACE INTO predictors VALUES (?, ?, ?, ?)",
+                  (int(iteration), rel, time.time(), json.dumps(info, sort_keys=True)))
 
     def predictor_path(self, iteration: Optional[int] = None) -> Optional[Path]:
         """The checkpoint of ``iteration``, or with None the latest accuracy predictor (iteration >= 1)."""

@@ -204,10 +204,10 @@ def trial_from_row(row: dict, db: Path) -> Trial:
                  finished_at=row["finished_at"], key=row["key"])
 
 
-def trials_query(status=None, iteration: Optional[int] = None):
-    """The SQL and arguments selecting trials of ``status`` (one or a sequence) and ``iteration``,
-    in insertion order."""
-    sql, args = "SELECT * FROM trials", []
+def trials_query(status=None, iteration: Optional[int] = None, columns: str = "*"):
+    """The SQL and arguments selecting ``columns`` of the trials of ``status`` (one or a sequence)
+    and ``iteration``, in insertion order."""
+    sql, args = f"SELECT {columns} FROM trials", []
     where = []
     if status is not None:
         statuses = [status] if isinstance(status, str) else list(status)

@@ -35,7 +35,8 @@ class ForestSurrogate(Surrogate):
     # Defaults: the settings that found top configurations fastest in scripts/bench_search.py
     # (BENCHMARKS.md, "Search on recorded benchmarks").
     def __init__(self, space, *, trees: int = 30, method: str = "random", min_leaf: int = 2,
-                 max_features: float = 1.0, proxies: bool = True, seed: int = 0):
+                 max_features: float = 1.0, proxies: bool = True, trend: Optional[float] = 1.0,
+                 refresh: float = 0.2, refit_growth: float = 1.25, seed: int = 0):
         if method not in ("extra", "random"):
             raise ForestError(f"forest method must be 'extra' (extra-trees) or 'random' (random forest), "
                               f"got {method!r}")
@@ -43,14 +44,29 @@ class ForestSurrogate(Surrogate):
             raise ForestError(f"a forest needs at least 2 trees for a spread, got {trees!r}")
         if not 0.0 < max_features <= 1.0:
             raise ForestError(f"max_features must be a fraction in (0, 1], got {max_features!r}")
+        if not 0.0 < refresh <= 1.0:
+            raise ForestError(f"refresh must be the fraction of trees refitted per update, in (0, 1], got {refresh!r}")
+        if trend is not None and not trend >= 0.0:
+            raise ForestError(f"trend must be the ridge penalty of the proxies' linear trend (>= 0) or None (no "
+                              f"trend), got {trend!r}")
+        if not refit_growth >= 1.0:
+            raise ForestError(f"refit_growth must be >= 1 (rows since the last full fit), got {refit_growth!r}")
         self.space = space
         self.config = dict(trees=int(trees), method=method, min_leaf=int(min_leaf),
-                           max_features=float(max_features), proxies=bool(proxies), seed=int(seed))
+                           max_features=float(max_features), proxies=bool(proxies),
+                           trend=None if trend is None else float(trend), refresh=float(refresh),
+                           refit_growth=float(refit_growth), seed=int(seed))
         self.cost_stats: Optional[dict] = None
         self.target_stats: Optional[dict] = None
+        self.trend: Optional[list] = None   # [intercept, slope on log-FLOPs, on log-params] (standardised)
         self._model = None       # fitted scikit-learn ensemble (this process)
         self._arrays = None      # the same trees as arrays (after load, or for saving)
         self._cache = None       # (rows, their features): the last rows scored
+        self._scales = None      # (trees, 2): each tree's (mean, std) of the scores it was fitted to
+        self._age = None         # (trees,): the update at which each tree was last fitted
+        self._rows = None        # {"full": rows at the last full fit, "updates": updates since}
+        self._scored = None      # PoolPredictions of the last feature rows scored
+        self._seen = None        # {id(candidate): (candidate, feature row)} of the last fit's rows
         self.info: dict = {}
 
     # ------------------------------------------------------------------ inputs
@@ -84,15 +100,16 @@ class ForestSurrogate(Surrogate):
         The coarse loop scores the same pool arrays (rows and costs) every iteration, so the last
         feature rows are cached."""
         x = np.asarray(x)
-        if not self.pretrained:
-            return x
         given = costs
         if self._cache is not None and self._cache[0] is x and self._cache[1] is given:
             return self._cache[2]
-        if costs is None:
-            costs = self.space.family.costs([c.arch for c in decode_rows(self.space, x)])
-        # float32 and contiguous, as the trees read them: a 62,208-row pool was copied twice per scoring
-        out = np.ascontiguousarray(self._with_costs(x, costs), dtype=np.float32)
+        if not self.pretrained:
+            out = np.ascontiguousarray(x, dtype=np.float32)
+        else:
+            if costs is None:
+                costs = self.space.family.costs([c.arch for c in decode_rows(self.space, x)])
+            # float32 and contiguous, as the trees read them: a 62,208-row pool was copied twice per scoring
+            out = np.ascontiguousarray(self._with_costs(x, costs), dtype=np.float32)
         self._cache = (x, given, out)
         return out
 
@@ -103,7 +120,7 @@ class ForestSurrogate(Surrogate):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_cache"] = None
+        state["_cache"] = state["_scored"] = state["_seen"] = None
         return state
 
     def features(self, candidates, costs=None) -> np.ndarray:
@@ -116,9 +133,23 @@ class ForestSurrogate(Surrogate):
             costs = self.space.family.costs([c.arch for c in candidates])
         return self._with_costs(x, costs)
 
+    def _training_rows(self, candidates, costs=None) -> np.ndarray:
+        """:meth:`features` of the rows to fit, those of the candidates (the same objects) fitted
+        last time taken from then: a refit encodes and prices only the rows added."""
+        candidates = list(candidates)
+        if costs is not None or not candidates:
+            return self.features(candidates, costs)
+        seen = self._seen or {}
+        new = [c for c in candidates if id(c) not in seen]
+        if new:
+            seen = {**seen, **{id(c): (c, row) for c, row in zip(new, self.features(new))}}
+        # each candidate is kept beside its row, so that its id cannot be reused meanwhile
+        self._seen = {id(c): seen[id(c)] for c in candidates}
+        return np.stack([seen[id(c)][1] for c in candidates])
+
     # ------------------------------------------------------------------ fitting
     def fit(self, candidates, y, costs=None, *, progress: bool = False) -> "ForestSurrogate":
-        return self.fit_features(self.features(candidates, costs), y)
+        return self.fit_features(self._training_rows(candidates, costs), y)
 
     def fit_encoded(self, x, y) -> "ForestSurrogate":
         """Fit rows encoded with ``space.encode`` and their scores."""
@@ -141,6 +172,8 @@ class ForestSurrogate(Surrogate):
         if not np.all(np.isfinite(y)):
             raise ForestError("scores contain NaN or infinity; drop failed trials before fitting")
         c = self.config
+        self.trend = self._fit_trend(x, y)
+        y = y - self._trend_of(x)
         mean, std = float(y.mean()), float(max(y.std(), 1e-12))
         z = (y - mean) / std
         rng = np.random.default_rng([c["seed"] & 0xFFFFFFFF, len(y)])
@@ -149,10 +182,61 @@ class ForestSurrogate(Surrogate):
         with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
             for _ in range(c["trees"]):
                 trees.append(self._grow(x, z, rng, DecisionTreeRegressor, ExtraTreeRegressor))
-        self._model, self._arrays = trees, None
+        self._model, self._arrays, self._scored = trees, None, None
+        self._scales = np.tile([mean, std], (c["trees"], 1))
+        self._age, self._rows = np.zeros(c["trees"], dtype=np.int64), {"full": int(len(y)), "updates": 0}
         self.target_stats = {"mean": mean, "std": std}
-        self.info["fit"] = {"n": int(len(y))}
+        self.info["fit"] = {"n": int(len(y)), "kind": "full"}
         return self
+
+    def update(self, candidates, y, *, progress: bool = False) -> "ForestSurrogate":
+        """After rows were added: the ``refresh`` fraction of the trees fitted longest ago are grown
+        again on every row, the others kept; all of them once the rows reached ``refit_growth``
+        times those of the last full fit (or when these trees were loaded from a file). Scoring the
+        same pool again then traverses only the trees grown anew."""
+        n, c = len(y), self.config
+        if self._model is None or self._rows is None or n >= c["refit_growth"] * self._rows["full"] or n < 2:
+            return self.fit(candidates, y, progress=progress)
+        import sklearn
+        from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
+
+        x = np.ascontiguousarray(self._training_rows(candidates), dtype=np.float32)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(x) != len(y) or not np.all(np.isfinite(y)):
+            raise ForestError("update needs one finite score per candidate; drop failed trials before fitting")
+        self.trend = self._fit_trend(x, y)
+        y = y - self._trend_of(x)
+        mean, std = float(y.mean()), float(max(y.std(), 1e-12))
+        self._rows["updates"] += 1
+        rng = np.random.default_rng([c["seed"] & 0xFFFFFFFF, n, self._rows["updates"]])
+        k = max(1, int(round(c["refresh"] * c["trees"])))
+        redo = np.argsort(self._age, kind="stable")[:k]
+        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+            for t in redo:
+                self._model[t] = self._grow(x, (y - mean) / std, rng, DecisionTreeRegressor, ExtraTreeRegressor)
+        self._scales[redo] = mean, std
+        self._age[redo] = self._rows["updates"]
+        self._arrays = None
+        if self._scored is not None:
+            self._scored.stale(redo)
+        self.target_stats = {"mean": mean, "std": std}
+        self.info["fit"] = {"n": int(n), "kind": "partial", "trees_refitted": int(k)}
+        return self
+
+    def _fit_trend(self, x, y) -> Optional[list]:
+        """The proxies' linear trend (ridge, the intercept not penalised) on feature rows ``x``, whose
+        last two columns are the standardised log-FLOPs/params; None where there is none."""
+        if self.config["trend"] is None or not self.pretrained:
+            return None
+        a = np.c_[np.ones(len(x)), np.asarray(x[:, -2:], dtype=np.float64)]
+        coef = np.linalg.solve(a.T @ a + self.config["trend"] * np.diag([0.0, 1.0, 1.0]), a.T @ y)
+        return [float(v) for v in coef]
+
+    def _trend_of(self, x) -> np.ndarray:
+        """The trend at feature rows ``x`` (zeros without one)."""
+        if self.trend is None:
+            return np.zeros(len(x))
+        return self.trend[0] + np.asarray(x[:, -2:], dtype=np.float64) @ np.asarray(self.trend[1:])
 
     def _grow(self, x, z, rng, DecisionTreeRegressor, ExtraTreeRegressor):
         """One tree: extra-trees on every row, or a CART tree on a bootstrap resample."""
@@ -177,16 +261,38 @@ class ForestSurrogate(Surrogate):
         """(trees, n) per-tree predictions of feature rows, in the scores' units."""
         if not self.fitted:
             raise ForestError("this forest is not fitted; call fit() first or load a fitted one")
-        if self._model is not None:
-            x32 = np.ascontiguousarray(x, dtype=np.float32)
-            z = np.stack([t.value[:, 0, 0][t.apply(x32)] for t in self._model])
-        else:
+        if self._model is None:
             z = _traverse(self._arrays, np.asarray(x, dtype=np.float32).astype(np.float64))
-        return z * self.target_stats["std"] + self.target_stats["mean"]
+            return z * self.target_stats["std"] + self.target_stats["mean"] + self._trend_of(x)
+        return self._pool(x).values + self._trend_of(x)
+
+    def _tree_values(self, x32: np.ndarray, trees) -> np.ndarray:
+        """(len(trees), n) predictions of the in-memory trees ``trees`` (indices), in the scores' units."""
+        out = np.empty((len(trees), len(x32)))
+        for i, t in enumerate(trees):
+            tree = self._model[t]
+            out[i] = tree.value[:, 0, 0][tree.apply(x32)] * self._scales[t, 1] + self._scales[t, 0]
+        return out
+
+    def _pool(self, x) -> "PoolPredictions":
+        """The per-tree predictions of feature rows ``x``, kept while the same rows (the same
+        array) are scored again, with the trees grown since traversed again."""
+        scored = self._scored
+        if scored is None or scored.rows is not x:
+            x32 = np.ascontiguousarray(x, dtype=np.float32)
+            scored = PoolPredictions(x, self._tree_values(x32, range(len(self._model))))
+            self._scored = scored if x32 is x else None   # only arrays the trees read as they are
+            return scored
+        if scored.pending:
+            scored.refresh(self._tree_values(x, scored.pending))
+        return scored
 
     def predict_features(self, f):
-        z = self._members(f)
-        return z.mean(0), z.std(0)
+        if self._model is None:
+            z = self._members(f)
+            return z.mean(0), z.std(0)
+        mean, std = self._pool(f).moments()
+        return mean + self._trend_of(f), std
 
     def predict_encoded(self, x, costs=None):
         """(mean, std) of rows encoded with ``space.encode`` (the spread is across trees);
@@ -212,19 +318,25 @@ class ForestSurrogate(Surrogate):
                 k = t.node_count
                 out["left"][i, :k], out["right"][i, :k] = t.children_left, t.children_right
                 out["feature"][i, :k] = np.maximum(t.feature, 0)
-                out["threshold"][i, :k], out["value"][i, :k] = t.threshold, t.value[:, 0, 0]
+                # each tree's values in the units of the last fit's target stats (an updated
+                # forest's trees were fitted to scores standardised at different times)
+                value = t.value[:, 0, 0] * self._scales[i, 1] + self._scales[i, 0]
+                out["threshold"][i, :k] = t.threshold
+                out["value"][i, :k] = (value - self.target_stats["mean"]) / self.target_stats["std"]
             self._arrays = out
         return self._arrays
 
     def state(self) -> dict:
         trees = self.tree_arrays() if self.fitted else {}  # a pretrained-only forest has no trees yet
         return {"config": dict(self.config), "cost_stats": self.cost_stats, "target_stats": self.target_stats,
+                "trend": self.trend,
                 "info": self.info, "trees": trees}
 
     @classmethod
     def from_state(cls, state: dict, space) -> "ForestSurrogate":
         f = cls(space, **state["config"])
         f.cost_stats, f.target_stats, f.info = state["cost_stats"], state["target_stats"], dict(state["info"])
+        f.trend = state.get("trend")   # files from before the trend have none
         f._arrays = {k: np.asarray(v) for k, v in state["trees"].items()} or None
         return f
 
@@ -245,6 +357,31 @@ class ForestSurrogate(Surrogate):
         c = self.config
         return (f"ForestSurrogate({c['method']}-trees x {c['trees']}, proxies={'on' if self.pretrained else 'off'}, "
                 f"{'fitted' if self.fitted else 'unfitted'})")
+
+
+class PoolPredictions:
+    """Per-tree predictions of one array of feature rows, with running sums for their mean and
+    spread: after an update only the regrown trees (``pending``) are traversed again."""
+
+    def __init__(self, rows: np.ndarray, values: np.ndarray):
+        self.rows, self.values = rows, values
+        self.sum, self.sumsq = values.sum(0), np.square(values).sum(0)
+        self.pending: list = []
+
+    def stale(self, trees) -> None:
+        self.pending = sorted(set(self.pending) | {int(t) for t in trees})
+
+    def refresh(self, new: np.ndarray) -> None:
+        old = self.values[self.pending]
+        self.sum += new.sum(0) - old.sum(0)
+        self.sumsq += np.square(new).sum(0) - np.square(old).sum(0)
+        self.values[self.pending] = new
+        self.pending = []
+
+    def moments(self):
+        m = len(self.values)
+        mean = self.sum / m
+        return mean, np.sqrt(np.maximum(self.sumsq / m - mean * mean, 0.0))
 
 
 def _traverse(arrays: dict, x: np.ndarray) -> np.ndarray:
