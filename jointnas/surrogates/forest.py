@@ -4,7 +4,15 @@
 ``pretrain(candidates, costs)`` does not train anything: it makes log-FLOPs and log-params of
 the family's deployable model two more input features (standardised on the pool), which trees
 can split on directly. That is where proxies carry signal (NAS-Bench-201: accuracy rises with
-the number of conv edges); with ``proxies=False`` they are left out. The checkpoint stores the
+the number of conv edges); with ``proxies=False`` they are left out. The trees then fit what a
+linear trend on those two features (ridge, ``trend``) leaves: trees alone predict a constant
+beyond the rows they saw, the trend carries on, and a search that ranks by the mean reaches the
+larger models first where scores rise with them (BENCHMARKS.md, "The proxies' trend").
+
+``update()`` regrows only the ``refresh`` fraction of trees fitted longest ago, all of them once
+the rows grew by ``refit_growth`` since the last full fit, and the per-tree scores of the pool
+last scored are kept: a suggestion in a 62,208-row pool traverses a few trees, not all (BENCHMARKS.md,
+"The search's own cost"). The checkpoint stores the
 fitted trees as plain arrays (``kind="forest"``), read as plain data by :mod:`jointnas.surrogates.tensorfile`
 and scored by a vectorised traversal: no pickled scikit-learn object is ever read.
 """
