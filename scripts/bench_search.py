@@ -57,8 +57,8 @@ class Stop(Exception):
 class Repeat:
     """Answers evaluations of table rows for one search and keeps the books."""
 
-    def __init__(self, table, cap: int, seed: int, stop_at_top01: bool = False):
-        self.table, self.cap, self.stop_at_top01 = table, cap, stop_at_top01
+    def __init__(self, table, cap: int, seed: int, stop_at_top01: bool = False, stop_at_top1: bool = False):
+        self.table, self.cap, self.stop_at_top01, self.stop_at_top1 = table, cap, stop_at_top01, stop_at_top1
         self.rng = np.random.default_rng([seed, 7])
         self.top1, self.top01 = set(table.top_rows(0.01).tolist()), set(table.top_rows(0.001).tolist())
         self.best = float(table.means.max())
@@ -83,6 +83,9 @@ class Repeat:
         self.eval_cpu += time.process_time() - c
         if self.table.means[row] >= self.best:
             self.stopped = "best found"
+            raise Stop
+        if self.stop_at_top1 and self.hit1 is not None:
+            self.stopped = "top-1 % found"   # for tuning: only evaluations to top-1 % are read
             raise Stop
         if self.stop_at_top01 and self.hit01 is not None:
             self.stopped = "top-0.1 % found"  # regret is carried flat from here: an upper bound
@@ -190,13 +193,16 @@ def run_smac(table, ev, seed, cap=300, **_):
 # ---------------------------------------------------------------------------- jointnas
 def run_jointnas(table, ev, seed, pool=None, policy="ucb", explore=1.0, batch=1, first=10,
                  first_kind="diverse", trees=100, proxies=True, forest="extra", min_leaf=1, warm=None,
-                 warm_n=100, candidates=None, **_):
+                 warm_n=100, candidates=None, max_features=1.0, trend=None, partial=0, **_):
     """The coarse loop on the whole table: a first batch, then fit -> choose a batch -> evaluate.
 
     ``warm``: a related task whose predictor (a forest fitted on ``warm_n`` random evaluations
     of it, one seed each) ranks the first batch and is one more input feature.
     ``candidates``: score only that many random untried rows plus every one-column neighbour
-    of the 10 best evaluated rows (SMAC's random + local candidates) instead of the whole pool."""
+    of the 10 best evaluated rows (SMAC's random + local candidates) instead of the whole pool.
+    ``trend``: the trees fit what a ridge trend (this penalty) on the two proxy columns leaves.
+    ``partial``: after a full fit, regrow only this many of the oldest trees per evaluation until
+    the rows grew 1.25x (a random forest, mean only; see :func:`run_partial`)."""
     from jointnas.coarse import policies
 
     x, feats = pool["x"], pool["features"] if proxies else pool["x"]
@@ -224,12 +230,16 @@ def run_jointnas(table, ev, seed, pool=None, policy="ucb", explore=1.0, batch=1,
         evaluate([int(r) for r in np.argsort(-prior, kind="stable")[:first]])
     else:
         evaluate([int(r) for r in rng.choice(len(table), first, replace=False)])
+    if partial:
+        return run_partial(feats, rows, ys, untried, evaluate, rng, trees, min_leaf, max_features, trend, partial)
     while True:
         from jointnas.surrogates.forest import ForestSurrogate
 
         # features are the space's encoding (+ proxies, + the warm-start prior): fitted directly
-        model = ForestSurrogate(None, trees=trees, method=forest, min_leaf=min_leaf, seed=seed + len(rows))
-        model.fit_features(feats[rows], ys)
+        model = ForestSurrogate(None, trees=trees, method=forest, min_leaf=min_leaf, max_features=max_features,
+                                seed=seed + len(rows))
+        base = proxy_trend(feats, rows, ys, trend)
+        model.fit_features(feats[rows], np.asarray(ys) - base[rows])
         inputs = feats
         idx = np.flatnonzero(untried)
         if candidates and len(idx) > candidates:
@@ -240,6 +250,7 @@ def run_jointnas(table, ev, seed, pool=None, policy="ucb", explore=1.0, batch=1,
         sub, free = inputs[idx], np.ones(len(idx), dtype=bool)
         if policy == "ucb":
             mean, std = model.predict_encoded(sub)
+            mean = mean + base[idx]
             chosen = policies.acquisition_batch(mean, std, free, batch, explore)
         elif policy == "ei":
             mean, std = model.predict_encoded(sub)
@@ -248,6 +259,43 @@ def run_jointnas(table, ev, seed, pool=None, policy="ucb", explore=1.0, batch=1,
         else:
             chosen = policies.thompson_batch(sub, free, batch, model, rng)
         evaluate([int(idx[c]) for c in chosen])
+
+
+def proxy_trend(feats, rows, ys, ridge) -> np.ndarray:
+    """A ridge trend (intercept not penalised) on the last two columns of ``feats`` (the proxies),
+    fitted on ``rows``, at every row; zeros when ``ridge`` is None."""
+    if ridge is None:
+        return np.zeros(len(feats))
+    a = np.c_[np.ones(len(feats)), feats[:, -2:]]
+    coef = np.linalg.solve(a[rows].T @ a[rows] + ridge * np.diag([0.0, 1.0, 1.0]), a[rows].T @ np.asarray(ys))
+    return a @ coef
+
+
+def run_partial(feats, rows, ys, untried, evaluate, rng, trees, min_leaf, max_features, trend, k):
+    """The research loop with a random forest regrown in part: ``k`` of the oldest trees per
+    evaluation, all of them when the rows grew 1.25x since the last full fit; ranked by the mean."""
+    from sklearn.tree import DecisionTreeRegressor
+
+    f32 = np.ascontiguousarray(feats, dtype=np.float32)
+    preds, age, n_full, it = np.zeros((trees, len(feats))), np.zeros(trees, dtype=np.int64), 0, 0
+    while True:
+        it += 1
+        y = np.asarray(ys, dtype=np.float64)
+        base = proxy_trend(feats, rows, ys, trend)
+        r = y - base[rows]
+        m, sd = r.mean(), max(r.std(), 1e-12)
+        if n_full == 0 or len(rows) >= 1.25 * n_full:
+            redo, n_full = np.arange(trees), len(rows)
+        else:
+            redo = np.argsort(age, kind="stable")[:k]
+        for t in redo:
+            b = rng.integers(len(rows), size=len(rows))
+            tree = DecisionTreeRegressor(min_samples_leaf=min_leaf, max_features=max_features,
+                                         random_state=int(rng.integers(2 ** 31)))
+            tree.fit(f32[rows][b], (r[b] - m) / sd)
+            preds[t] = tree.tree_.value[:, 0, 0][tree.tree_.apply(f32)] * sd + m
+            age[t] = it
+        evaluate([int(np.argmax(np.where(untried, preds.mean(0) + base, -np.inf)))])
 
 
 def neighbours(table, row: int) -> list:
@@ -374,7 +422,8 @@ def method_of(name: str):
     return METHODS.get(name) or jointnas_method(name)
 
 
-def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict, stop_at_top01: bool = False) -> dict:
+def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict, stop_at_top01: bool = False,
+               stop_at_top1: bool = False) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from jointnas.evaluation.tabular import load_table
 
@@ -395,7 +444,7 @@ def one_repeat(task: str, method: str, repeat: int, cap: int, overrides: dict, s
 
         import jointnas.coarse.search  # noqa: F401
     seed = 1000 * repeat + 17
-    ev = Repeat(table, cap, seed, stop_at_top01)
+    ev = Repeat(table, cap, seed, stop_at_top01, stop_at_top1)
     start, cpu = time.perf_counter(), time.process_time()
     try:
         fn(table, ev, seed, cap=cap, **kw)
@@ -432,6 +481,9 @@ def main(argv=None) -> int:
     ap.add_argument("--stop-at-top01", action="store_true",
                     help="end a repeat once a top-0.1 %% configuration is evaluated (its regret curve is then "
                          "carried flat: an upper bound); saves time on methods that cost seconds per suggestion")
+    ap.add_argument("--stop-at-top1", action="store_true",
+                    help="end a repeat at its first top-1 %% configuration: for tuning, where only the "
+                         "evaluations to top-1 %% are read")
     ap.add_argument("--name", help="method name to record (default: the method's)")
     ap.add_argument("--out", type=Path, help="append one JSON line per repeat")
     ap.add_argument("--report", type=Path, nargs="+", help="print the tables of results files instead of running")
@@ -478,10 +530,11 @@ def main(argv=None) -> int:
 
     if args.jobs <= 1:
         for job in jobs:
-            record(one_repeat(*job, args.cap, overrides, args.stop_at_top01))
+            record(one_repeat(*job, args.cap, overrides, args.stop_at_top01, args.stop_at_top1))
     else:
         with ProcessPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(one_repeat, *job, args.cap, overrides, args.stop_at_top01) for job in jobs]
+            futures = [pool.submit(one_repeat, *job, args.cap, overrides, args.stop_at_top01, args.stop_at_top1)
+                       for job in jobs]
             for f in as_completed(futures):
                 record(f.result())
     return 0

@@ -44,7 +44,7 @@ class ForestSurrogate(Surrogate):
     # (BENCHMARKS.md, "Search on recorded benchmarks").
     def __init__(self, space, *, trees: int = 30, method: str = "random", min_leaf: int = 2,
                  max_features: float = 1.0, proxies: bool = True, trend: Optional[float] = 1.0,
-                 refresh: float = 0.2, refit_growth: float = 1.25, seed: int = 0):
+                 refresh: float = 0.1, refit_growth: float = 1.25, seed: int = 0):
         if method not in ("extra", "random"):
             raise ForestError(f"forest method must be 'extra' (extra-trees) or 'random' (random forest), "
                               f"got {method!r}")
