@@ -468,6 +468,27 @@ def render_report(paths, plot=None) -> str:
     return report(paths, plot)
 
 
+def tuning_table(paths) -> str:
+    """Evaluations to a top-1 % configuration per method and task, as the median and as the
+    geometric mean over repeats (a missed one counts as cap + 1), and both summarised over tasks
+    by their geometric mean: the table tuning runs (``--stop-at-top1``) are compared by."""
+    rows = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines()]
+    by = {}
+    for r in rows:
+        by.setdefault((r["method"], r["task"]), []).append(r["hit_top1"] or r["cap"] + 1)
+    methods, tasks = sorted({m for m, _ in by}), sorted({t for _, t in by})
+    out = ["| method | " + " | ".join(tasks) + " | geo. mean of medians | geo. mean of geo. means | repeats |",
+           "|---|" + "---:|" * (len(tasks) + 3)]
+    for m in methods:
+        runs = [by.get((m, t), []) for t in tasks]
+        med = [float(np.median(v)) if v else np.nan for v in runs]
+        geo = [float(np.exp(np.mean(np.log(v)))) if v else np.nan for v in runs]
+        out.append(f"| {m} | " + " | ".join(f"{a:g} / {b:.1f}" for a, b in zip(med, geo))
+                   + f" | {np.exp(np.nanmean(np.log(med))):.1f} | {np.exp(np.nanmean(np.log(geo))):.1f}"
+                   + f" | {min(len(v) for v in runs)} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, choices=sorted(TASKS))
@@ -488,9 +509,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="append one JSON line per repeat")
     ap.add_argument("--report", type=Path, nargs="+", help="print the tables of results files instead of running")
     ap.add_argument("--plot", type=Path, help="with --report: PNG of median regret vs evaluations")
+    ap.add_argument("--tuning", action="store_true",
+                    help="with --report: the tuning table (evaluations to top-1 %%: median / geometric mean)")
     args = ap.parse_args(argv)
     if args.report:
-        print(render_report(args.report, args.plot))
+        print(tuning_table(args.report) if args.tuning else render_report(args.report, args.plot))
         return 0
     unknown = [m for m in args.methods if method_of(m) is None]
     if unknown:
