@@ -121,3 +121,10 @@ def test_the_proxies_trend_ranks_larger_models_than_any_fitted_above_them():
         taus[trend] = kendalltau(f.predict([cands[i] for i in large])[0], y[large]).statistic
     assert taus[1.0] > 0.9
     assert taus[1.0] > taus[None] + 0.2   # trees alone predict near constants beyond the rows they saw
+
+
+@pytest.mark.parametrize("option, value", [("trend", 0.0), ("trend", -1.0), ("refresh", 0.0), ("refresh", 1.5),
+                                           ("refit_growth", 0.5)])
+def test_forest_options_out_of_range_are_refused_by_name(option, value):
+    with pytest.raises(ForestError, match=option):
+        ForestSurrogate(_space(), **{option: value})

@@ -54,8 +54,8 @@ class ForestSurrogate(Surrogate):
             raise ForestError(f"max_features must be a fraction in (0, 1], got {max_features!r}")
         if not 0.0 < refresh <= 1.0:
             raise ForestError(f"refresh must be the fraction of trees refitted per update, in (0, 1], got {refresh!r}")
-        if trend is not None and not trend >= 0.0:
-            raise ForestError(f"trend must be the ridge penalty of the proxies' linear trend (>= 0) or None (no "
+        if trend is not None and not trend > 0.0:   # FLOPs and params can be collinear: a penalty is needed
+            raise ForestError(f"trend must be the ridge penalty of the proxies' linear trend (> 0) or None (no "
                               f"trend), got {trend!r}")
         if not refit_growth >= 1.0:
             raise ForestError(f"refit_growth must be >= 1 (rows since the last full fit), got {refit_growth!r}")
