@@ -62,6 +62,7 @@ def test_rows_scored_with_the_prices_the_fine_stage_has_score_as_rows_whose_cost
     x = space.encode(cands[40:])
     counted, priced = f.predict_encoded(x), f.predict_encoded(x, costs=costs[40:])
     assert np.allclose(counted[0], priced[0]) and np.allclose(counted[1], priced[1])
+    assert np.allclose(f.predict_members(x), f.predict_members(x, costs[40:]))   # Thompson draws too
     problem = FineProblem(space, f)   # the fine stage hands its prices over
     G, inside = problem.genome.from_candidates(cands[40:])
     assert inside.all()

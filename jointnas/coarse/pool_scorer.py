@@ -34,8 +34,8 @@ class PoolScorer(Scorer):
     def predict_encoded(self, x: np.ndarray, costs: Optional[np.ndarray] = None) -> Prediction:
         return self.surrogate.predict_encoded(x, self._costs_of(x, costs))
 
-    def predict_members(self, x: np.ndarray) -> np.ndarray:
-        return self.surrogate.predict_members(x)
+    def predict_members(self, x: np.ndarray, costs: Optional[np.ndarray] = None) -> np.ndarray:
+        return self.surrogate.predict_members(x, self._costs_of(x, costs))
 
 
 def untried_mask(size: int, tried_rows: Iterable[Optional[int]]) -> np.ndarray:

@@ -257,9 +257,9 @@ class _PoolScores(Scorer):
             self._prediction = self.surrogate.predict_encoded(x)
         return self._prediction
 
-    def predict_members(self, x):
-        if x is not self.x:
-            return self.surrogate.predict_members(x)
+    def predict_members(self, x, costs=None):
+        if x is not self.x or costs is not None:
+            return self.surrogate.predict_members(x, costs)
         if self._members is None:
             self._members = self.surrogate.predict_members(x)
         return self._members

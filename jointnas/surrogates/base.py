@@ -46,10 +46,11 @@ class Scorer(ABC):
         """(mean, std) predicted score of candidates (Candidates or plain mappings)."""
         return self.predict_encoded(self.space.encode(list(candidates)), costs)
 
-    def predict_members(self, x: np.ndarray) -> np.ndarray:
-        """(members, n) per-member predictions of encoded rows. Default: the mean, as one member;
-        a policy draws from members only where ``has_members`` says they are worth drawing from."""
-        return np.asarray(self.predict_encoded(x)[0])[None, :]
+    def predict_members(self, x: np.ndarray, costs: Optional[np.ndarray] = None) -> np.ndarray:
+        """(members, n) per-member predictions of encoded rows (``costs`` as in ``predict_encoded``).
+        Default: the mean, as one member; a policy draws from members only where ``has_members``
+        says they are worth drawing from."""
+        return np.asarray(self.predict_encoded(x, costs)[0])[None, :]
 
 
 class Surrogate(Scorer):

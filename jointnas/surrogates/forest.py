@@ -261,9 +261,10 @@ class ForestSurrogate(Surrogate):
         return tree.tree_
 
     # ------------------------------------------------------------------ scoring
-    def predict_members(self, x) -> np.ndarray:
-        """(trees, n) per-tree predictions of rows encoded with ``space.encode``."""
-        return self._members(self._encoded_features(x))
+    def predict_members(self, x, costs=None) -> np.ndarray:
+        """(trees, n) per-tree predictions of rows encoded with ``space.encode`` (``costs`` as in
+        :meth:`predict_encoded`)."""
+        return self._members(self._encoded_features(x, costs))
 
     def _members(self, x) -> np.ndarray:
         """(trees, n) per-tree predictions of feature rows, in the scores' units."""

@@ -141,8 +141,8 @@ class WithPrior(Surrogate):
     def predict_encoded(self, x, costs=None):
         return self.inner.predict_encoded(x, costs)
 
-    def predict_members(self, x):
-        return self.inner.predict_members(x)
+    def predict_members(self, x, costs=None):
+        return self.inner.predict_members(x, costs)
 
     def state(self) -> dict:
         return self.inner.state()

@@ -301,9 +301,9 @@ class StackedPredictor(Surrogate):
         score bounds first. ``costs``: the rows' (n, 2) FLOPs/params when the caller has them."""
         return ensemble_stats(self._outputs(x, costs), self.target_stats, self.config["score_bounds"])
 
-    def predict_members(self, x) -> np.ndarray:
+    def predict_members(self, x, costs=None) -> np.ndarray:
         """(members, n) each member's predicted score of encoded rows, clipped to the score bounds."""
-        acc = self._outputs(x, None).astype(np.float64) * self.target_stats["std"] + self.target_stats["mean"]
+        acc = self._outputs(x, costs).astype(np.float64) * self.target_stats["std"] + self.target_stats["mean"]
         bounds = self.config["score_bounds"]
         return acc if bounds is None else np.clip(acc, bounds[0], bounds[1])
 
