@@ -371,7 +371,8 @@ def run_jointnas_api(table, ev, seed, pool=None, cap=300, surrogate=None, **sett
     config = CoarseConfig(**{"max_trials": cap, "seed": seed, **({"surrogate": surrogate} if surrogate else {}),
                              **settings})
     with tempfile.TemporaryDirectory() as tmp:
-        evaluator = FunctionEvaluator(objective, score_bounds=(0.0, 1.0))   # the tables' scores are accuracies
+        # the tables' scores are accuracies, and a lookup answers at once (batch 1, the mean, by default)
+        evaluator = FunctionEvaluator(objective, score_bounds=(0.0, 1.0), answers_at_once=True)
         with CoarseSearch.create(Path(tmp) / "run", pool["space"], evaluator, config, pool=pool["candidates"],
                                  progress=Progress(bars=False, log=lambda line: None)) as search:
             search.run()

@@ -134,3 +134,20 @@ def test_refits_after_the_first_go_through_update_and_few_of_them_are_cross_vali
     assert all(b >= 1.25 * a for a, b in zip(measured, measured[1:-1]))
     assert all("next_batch_tau" not in e or e["next_batch_tau"] is None or -1 <= e["next_batch_tau"] <= 1
                for e in evals)
+
+
+def test_a_run_on_an_evaluator_that_answers_at_once_refits_after_every_trial_unless_told_otherwise():
+    from jointnas.catalog import load_space
+    from jointnas.coarse.config import CoarseConfig, new_run_config
+    from jointnas.evaluation.function import FunctionEvaluator
+    from jointnas.evaluation.tabular import TabularEvaluator
+
+    space = load_space("hpobench-mlp")
+    table = new_run_config(None, space, TabularEvaluator("hpobench-mlp/vehicle"))
+    assert (table.batch, table.explore) == (1, 0.0)
+    lookup = new_run_config(None, space, FunctionEvaluator(lambda c, r: 0.5, answers_at_once=True))
+    assert (lookup.batch, lookup.explore) == (1, 0.0)
+    training = new_run_config(None, space, FunctionEvaluator(lambda c, r: 0.5))
+    assert (training.batch, training.explore) == (6, 1.0)
+    told = new_run_config(CoarseConfig(batch=4, explore=0.5), space, TabularEvaluator("hpobench-mlp/vehicle"))
+    assert (told.batch, told.explore) == (4, 0.5)

@@ -17,6 +17,7 @@ from ..space import Candidate, SearchSpace
 from ..surrogates.prior import check_prior_pairs
 
 MIN_TRIALS = 3  # finished trials it takes to rank epochs (calibration) or fit the surrogate
+TRAINING_BATCH, TRAINING_EXPLORE = 6, 1.0   # batch and explore of a run whose evaluator trains
 
 
 @dataclass
@@ -32,7 +33,8 @@ class CoarseConfig:
     max_params: Optional[int] = None
     # batch/iterations/epoch_cap: sized for the default run on 2 CPU cores
     # (BENCHMARKS.md, "The README's main command"); paper scale is batch 48, 4 iterations, no cap.
-    batch: int = 6
+    # None: the evaluator's (TRAINING_BATCH, or 1 where it ``answers_at_once``)
+    batch: Optional[int] = None
     first_batch: Optional[int] = None  # the first (calibration) batch's size; None: ``batch``
     # candidates ({"arch", "recipe"}) the pool holds and the first batch trains ahead of the policy's
     # choice, so that the run measures them (autotrain: the recipe it must beat)
@@ -43,7 +45,7 @@ class CoarseConfig:
     max_trials: Optional[int] = None
     epoch_cap: Optional[int] = 2       # None: every candidate's full recipe schedule
     rank_threshold: float = 0.9
-    explore: float = 1.0
+    explore: Optional[float] = None    # None: 1.0, or 0.0 (the predicted mean) where the evaluator answers at once
     ensemble: int = 5
     # forest: on digits with the shipped pairs its held-out tau was 0.40 against the MLP's 0.16, at a
     # hundredth of the fitting time (BENCHMARKS.md, "The README's main command"); "mlp" is FBNetV3's predictor
@@ -66,7 +68,7 @@ class CoarseConfig:
 
     @property
     def first_batch_size(self) -> int:
-        return self.first_batch or self.batch
+        return self.first_batch or self.batch or TRAINING_BATCH
 
     @classmethod
     def from_dict(cls, d: dict) -> "CoarseConfig":
@@ -114,9 +116,19 @@ def new_run_config(config: Union[CoarseConfig, dict, None], space: SearchSpace, 
     config.score_bounds = [float(b) for b in bounds] if bounds is not None else None
     if config.final is None:
         config.final = bool(evaluator.retrains_winner)
+    batch, explore = evaluator_defaults(evaluator)
+    config.batch = batch if config.batch is None else config.batch
+    config.explore = explore if config.explore is None else config.explore
     if config.max_trials is not None:
         config.iterations = iterations_for(config.max_trials, config.first_batch_size, config.batch)
     return config
+
+
+def evaluator_defaults(evaluator) -> tuple:
+    """(batch, explore) of a run on ``evaluator`` that sets neither: one evaluation per refit,
+    ranked by the predicted mean, where evaluations cost nothing (BENCHMARKS.md, "The proxies'
+    trend"); batches sized to train side by side, mean + 1 x spread, otherwise."""
+    return (1, 0.0) if evaluator.answers_at_once else (TRAINING_BATCH, TRAINING_EXPLORE)
 
 
 def iterations_for(max_trials: int, first: int, batch: int) -> int:

@@ -37,6 +37,10 @@ class Evaluator(ABC):
     # trainer's does; a function or a recorded table would only answer the same question again.
     # A run's ``final`` setting left unset follows it.
     retrains_winner: bool = False
+    # Whether an evaluation answers in milliseconds (a recorded table, a cheap function): the coarse
+    # loop then refits after every trial and ranks by the predicted mean (batch 1, explore 0) unless
+    # the run's settings say otherwise. Trainings are batched to run side by side.
+    answers_at_once: bool = False
 
     def check_space(self, space) -> None:
         """Raise SpaceError naming file and key if ``space``'s recipe has dims this evaluator cannot act on."""

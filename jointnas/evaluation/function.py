@@ -54,10 +54,12 @@ class FunctionEvaluator(Evaluator):
     """
 
     def __init__(self, fn: Callable, *, score_bounds: Optional[Tuple[float, float]] = None,
-                 diverged_score: Optional[float] = None, fidelities: Optional[list] = None):
+                 diverged_score: Optional[float] = None, fidelities: Optional[list] = None,
+                 answers_at_once: bool = False):
         if not callable(fn):
             raise UsageError(f"the objective must be callable, got {type(fn).__name__}")
         self.fn, self.score_bounds, self.diverged_score = fn, score_bounds, diverged_score
+        self.answers_at_once = bool(answers_at_once)   # a lookup or a formula, not a training
         self._fidelities = list(fidelities or [])
 
     def fidelities(self) -> list:

@@ -190,6 +190,7 @@ class TabularEvaluator(Evaluator):
 
     score_bounds = (0.0, 1.0)
     diverged_score = None
+    answers_at_once = True
 
     def __init__(self, table: str):
         self.table_name = table
