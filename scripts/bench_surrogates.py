@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 PAIRS = REPO / "data" / "fbnetv3_digits_pairs.jsonl"
 VARIANTS = {   # name -> (catalog kind, options)
     "forest": ("forest", {}),
+    "forest (no trend)": ("forest", {"trend": None}),   # the forest before the proxies' trend
     "mlp (member by member)": ("mlp", {}),
     "fbnetv3 pretrained": ("fbnetv3", {"pretraining": "on"}),
     "fbnetv3 not pretrained": ("fbnetv3", {"pretraining": "off"}),
@@ -54,6 +55,9 @@ def parse_args(argv=None):
     ap.add_argument("--skip-digits", action="store_true")
     ap.add_argument("--taus-only", action="store_true", help="held-out tau only (no timing, no digits); "
                     "writes bench_surrogates_taus.{json,md}")
+    ap.add_argument("--ranked", help=f"comma-separated variants for the held-out taus (default: {', '.join(RANKED)}; "
+                    f"known: {', '.join(VARIANTS)})")
+    ap.add_argument("--name", help="stem of the files written (default: bench_surrogates, or _taus with --taus-only)")
     return ap.parse_args(argv)
 
 
@@ -216,7 +220,13 @@ def tau_markdown(res: dict) -> str:
 
 
 def main(argv=None) -> int:
+    global RANKED
     args = parse_args(argv)
+    if args.ranked:
+        RANKED = args.ranked.split(",")
+        unknown = [v for v in RANKED if v not in VARIANTS]
+        if unknown:
+            raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     res = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -228,7 +238,7 @@ def main(argv=None) -> int:
     if not (args.skip_digits or args.taus_only) and PAIRS.exists():
         res["digits"] = digits(args)
     res["wall_s"], res["cpu_s"] = time.time() - start, time.process_time()
-    name = "bench_surrogates_taus" if args.taus_only else "bench_surrogates"
+    name = args.name or ("bench_surrogates_taus" if args.taus_only else "bench_surrogates")
     (args.out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
     md = markdown(res)
     (args.out / f"{name}.md").write_text(md)
