@@ -144,9 +144,9 @@ def test_a_run_on_an_evaluator_that_answers_at_once_refits_after_every_trial_unl
 
     space = load_space("hpobench-mlp")
     table = new_run_config(None, space, TabularEvaluator("hpobench-mlp/vehicle"))
-    assert (table.batch, table.explore) == (1, 0.0)
+    assert (table.batch, table.explore) == (1, 0.5)
     lookup = new_run_config(None, space, FunctionEvaluator(lambda c, r: 0.5, answers_at_once=True))
-    assert (lookup.batch, lookup.explore) == (1, 0.0)
+    assert (lookup.batch, lookup.explore) == (1, 0.5)
     training = new_run_config(None, space, FunctionEvaluator(lambda c, r: 0.5))
     assert (training.batch, training.explore) == (6, 1.0)
     told = new_run_config(CoarseConfig(batch=4, explore=0.5), space, TabularEvaluator("hpobench-mlp/vehicle"))

@@ -94,7 +94,7 @@ def register(sub):
     p.add_argument("--rank-threshold", type=fraction, metavar="TAU",
                    help=f"Kendall tau-b the early-stop epoch must reach (default: {d['rank_threshold']})")
     p.add_argument("--explore", type=non_negative, metavar="BETA",
-                   help="choose by predicted mean + BETA * ensemble std (default: 1, or 0 with an evaluator that "
+                   help="choose by predicted mean + BETA * ensemble std (default: 1, or 0.5 with an evaluator that "
                    "answers at once)")
     p.add_argument("--ensemble", type=int_at_least(1), metavar="N",
                    help=f"predictor ensemble members (default: {d['ensemble']})")

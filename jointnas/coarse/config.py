@@ -18,6 +18,7 @@ from ..surrogates.prior import check_prior_pairs
 
 MIN_TRIALS = 3  # finished trials it takes to rank epochs (calibration) or fit the surrogate
 TRAINING_BATCH, TRAINING_EXPLORE = 6, 1.0   # batch and explore of a run whose evaluator trains
+AT_ONCE_EXPLORE = 0.5                       # explore of a run whose evaluator answers at once
 
 
 @dataclass
@@ -45,7 +46,7 @@ class CoarseConfig:
     max_trials: Optional[int] = None
     epoch_cap: Optional[int] = 2       # None: every candidate's full recipe schedule
     rank_threshold: float = 0.9
-    explore: Optional[float] = None    # None: 1.0, or 0.0 (the predicted mean) where the evaluator answers at once
+    explore: Optional[float] = None    # None: 1.0, or 0.5 where the evaluator answers at once
     ensemble: int = 5
     # forest: on digits with the shipped pairs its held-out tau was 0.40 against the MLP's 0.16, at a
     # hundredth of the fitting time (BENCHMARKS.md, "The README's main command"); "mlp" is FBNetV3's predictor
@@ -126,9 +127,10 @@ def new_run_config(config: Union[CoarseConfig, dict, None], space: SearchSpace, 
 
 def evaluator_defaults(evaluator) -> tuple:
     """(batch, explore) of a run on ``evaluator`` that sets neither: one evaluation per refit,
-    ranked by the predicted mean, where evaluations cost nothing (BENCHMARKS.md, "The proxies'
-    trend"); batches sized to train side by side, mean + 1 x spread, otherwise."""
-    return (1, 0.0) if evaluator.answers_at_once else (TRAINING_BATCH, TRAINING_EXPLORE)
+    ranked by mean + 0.5 x spread, where evaluations cost nothing (the best of the tuning runs in
+    BENCHMARKS.md, "The proxies' trend"); batches sized to train side by side, mean + 1 x spread,
+    otherwise."""
+    return (1, AT_ONCE_EXPLORE) if evaluator.answers_at_once else (TRAINING_BATCH, TRAINING_EXPLORE)
 
 
 def iterations_for(max_trials: int, first: int, batch: int) -> int:

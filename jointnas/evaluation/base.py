@@ -38,7 +38,7 @@ class Evaluator(ABC):
     # A run's ``final`` setting left unset follows it.
     retrains_winner: bool = False
     # Whether an evaluation answers in milliseconds (a recorded table, a cheap function): the coarse
-    # loop then refits after every trial and ranks by the predicted mean (batch 1, explore 0) unless
+    # loop then refits after every trial and ranks by mean + 0.5 x spread (batch 1, explore 0.5) unless
     # the run's settings say otherwise. Trainings are batched to run side by side.
     answers_at_once: bool = False
 
