@@ -151,3 +151,16 @@ def test_a_run_on_an_evaluator_that_answers_at_once_refits_after_every_trial_unl
     assert (training.batch, training.explore) == (6, 1.0)
     told = new_run_config(CoarseConfig(batch=4, explore=0.5), space, TabularEvaluator("hpobench-mlp/vehicle"))
     assert (told.batch, told.explore) == (4, 0.5)
+
+
+def test_a_new_run_given_its_settings_as_a_mapping_gets_the_defaults_for_what_it_leaves_out():
+    from jointnas.catalog import load_space
+    from jointnas.coarse.config import CoarseConfig, new_run_config
+    from jointnas.errors import UsageError
+    from jointnas.evaluation.tabular import TabularEvaluator
+
+    space, table = load_space("nb201"), TabularEvaluator("nb201/cifar10")
+    config = new_run_config({"pool": 100, "max_trials": 10}, space, table)
+    assert config.surrogate == CoarseConfig().surrogate == "forest"   # not a stored run's legacy default
+    with pytest.raises(UsageError, match="unknown coarse setting.*bacth"):
+        new_run_config({"bacth": 2}, space, table)

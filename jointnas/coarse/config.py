@@ -72,6 +72,16 @@ class CoarseConfig:
         return self.first_batch or self.batch or TRAINING_BATCH
 
     @classmethod
+    def from_settings(cls, d: dict) -> "CoarseConfig":
+        """A new run's settings given as a mapping, the defaults for what it leaves out (a stored
+        run's settings are read by :meth:`from_dict`, with the defaults of the version that wrote them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UsageError(f"unknown coarse setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    @classmethod
     def from_dict(cls, d: dict) -> "CoarseConfig":
         d = dict(d)
         if d.get("kind") == "oneshot":  # jointnas.oneshot's runs share the store, not the settings
@@ -98,7 +108,7 @@ def new_run_config(config: Union[CoarseConfig, dict, None], space: SearchSpace, 
     (how to rebuild it, its score range, its diverged score and, unless earlier pairs fix full
     fidelity, its fidelities)."""
     if isinstance(config, dict):
-        config = CoarseConfig.from_dict(config)
+        config = CoarseConfig.from_settings(config)
     config = copy.deepcopy(config) if config is not None else CoarseConfig()
     evaluator.check_space(space)
     if space.family is None and (config.budget is not None or config.max_params is not None):

@@ -58,7 +58,7 @@ class Study:
         accuracies) bound the surrogate's predictions; ``diverged_score`` is what a told
         ``status="diverged"`` counts as."""
         if isinstance(config, dict):
-            config = CoarseConfig.from_dict(config)
+            config = CoarseConfig.from_settings(config)
         # The user trains each candidate once, as asked: no first batch at cheaper fidelities to rank.
         config = dataclasses.replace(config or CoarseConfig(), fidelities=[])
         evaluator = _Told(score_bounds, diverged_score)
