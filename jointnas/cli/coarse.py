@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..budget import format_flops, parse_flops, parse_params
-from ..coarse.config import CoarseConfig, evaluator_defaults
+from ..coarse.config import AT_ONCE_EXPLORE, TRAINING_BATCH, TRAINING_EXPLORE, CoarseConfig, evaluator_defaults
 from ..errors import UsageError
 from ..execution.base import ExecutorSettings
 from ..io import FLOPS_NOTE, check_writable_dir
@@ -79,8 +79,8 @@ def register(sub):
     p.add_argument("--max-params", metavar="N", help="drop candidates with more parameters (deployable model), "
                    "e.g. 8M (default: no limit)")
     p.add_argument("--batch", type=int_at_least(3), metavar="N",
-                   help="candidates trained per iteration (default: 6, or 1 with an evaluator that answers at once, "
-                   "a recorded table; paper: 48)")
+                   help=f"candidates trained per iteration (default: {TRAINING_BATCH}, or 1 with an evaluator that "
+                   "answers at once, a recorded table; paper: 48)")
     p.add_argument("--first-batch", type=int_at_least(3), metavar="N",
                    help="candidates of the first (calibration) batch (default: --batch). With a warm start a "
                    "smaller one is cheaper, but the held-out tau then rests on fewer, more alike trials")
@@ -94,8 +94,8 @@ def register(sub):
     p.add_argument("--rank-threshold", type=fraction, metavar="TAU",
                    help=f"Kendall tau-b the early-stop epoch must reach (default: {d['rank_threshold']})")
     p.add_argument("--explore", type=non_negative, metavar="BETA",
-                   help="choose by predicted mean + BETA * ensemble std (default: 1, or 0.5 with an evaluator that "
-                   "answers at once)")
+                   help=f"choose by predicted mean + BETA * ensemble std (default: {TRAINING_EXPLORE:g}, or "
+                   f"{AT_ONCE_EXPLORE:g} with an evaluator that answers at once)")
     p.add_argument("--ensemble", type=int_at_least(1), metavar="N",
                    help=f"predictor ensemble members (default: {d['ensemble']})")
     p.add_argument("--surrogate", metavar="NAME", help=f"what ranks untried candidates: {_names('SURROGATES')} "

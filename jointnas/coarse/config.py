@@ -69,17 +69,21 @@ class CoarseConfig:
 
     @property
     def first_batch_size(self) -> int:
-        return self.first_batch or self.batch or TRAINING_BATCH
+        return self.first_batch or self.batch
 
     @classmethod
     def from_settings(cls, d: dict) -> "CoarseConfig":
         """A new run's settings given as a mapping, the defaults for what it leaves out (a stored
         run's settings are read by :meth:`from_dict`, with the defaults of the version that wrote them)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = cls._unknown(d)
         if unknown:
-            raise UsageError(f"unknown coarse setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise UsageError(f"unknown coarse setting(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(f.name for f in fields(cls)))}")
         return cls(**d)
+
+    @classmethod
+    def _unknown(cls, d: dict) -> list:
+        return sorted(set(d) - {f.name for f in fields(cls)})
 
     @classmethod
     def from_dict(cls, d: dict) -> "CoarseConfig":
@@ -94,10 +98,9 @@ class CoarseConfig:
             d.setdefault("diverged_score", 1.0 / classes if classes else None)
             d.setdefault("score_bounds", [0.0, 1.0])
         d.setdefault("surrogate", "mlp")  # runs from before surrogates were named were fitted with the MLP
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+        unknown = cls._unknown(d)
         if unknown:
-            raise UsageError(f"the run's settings have unknown key(s) {', '.join(sorted(unknown))}; "
+            raise UsageError(f"the run's settings have unknown key(s) {', '.join(unknown)}; "
                              "it was made by another version of jointnas")
         return cls(**d)
 

@@ -59,9 +59,10 @@ def acquisition_batch(mean: np.ndarray, std: np.ndarray, untried: np.ndarray, k:
     """Indices of the ``k`` untried rows with the highest upper confidence bound mean + explore * std."""
     score = np.where(untried, mean + explore * std, -np.inf)
     k = min(k, int(untried.sum()))
+    if k == 0:
+        return []
     if k < len(score):   # the k best only, not the whole pool sorted (ties: the lower row first)
-        top = np.argpartition(-score, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
-        cut = (-score[top]).max() if k else np.inf
+        cut = (-score[np.argpartition(-score, k - 1)[:k]]).max()
         near = np.flatnonzero(-score <= cut)   # every row tied with the k-th too, so the order is stable
         order = near[np.argsort(-score[near], kind="stable")]
     else:

@@ -124,10 +124,11 @@ class RunStore(RunDirectory):
         db = self.db_path   # once, not per row
         # which trials, and which of them are known as decoded: only the others are read whole
         heads = self._select(*trials_query(status, iteration, "id, status, finished_at, attempts"))
+        version = lambda row: (row["status"], row["finished_at"], row["attempts"])  # noqa: E731
         known = {}
         for row in heads:
             cached = self._finished.get(row["id"])
-            if cached is not None and cached[0] == (row["status"], row["finished_at"], row["attempts"]):
+            if cached is not None and cached[0] == version(row):
                 known[row["id"]] = cached[1]
         missing = [row["id"] for row in heads if row["id"] not in known]
         for start in range(0, len(missing), 500):   # SQLite's limit on bound parameters
@@ -135,7 +136,7 @@ class RunStore(RunDirectory):
             for row in self._select(f"SELECT * FROM trials WHERE id IN ({','.join('?' * len(ids))})", ids):
                 trial = trial_from_row(row, db)
                 if row["status"] in FINISHED:
-                    self._finished[row["id"]] = ((row["status"], row["finished_at"], row["attempts"]), trial)
+                    self._finished[row["id"]] = (version(row), trial)
                 known[row["id"]] = trial
         return [known[row["id"]] for row in heads if row["id"] in known]
 
@@ -157,11 +158,15 @@ class RunStore(RunDirectory):
         """Append a result; ``replace``: a payload key whose value, if an earlier result of ``kind``
         shares it, makes this one take that one's place (a checkpoint made again is evaluated once)."""
         with self._write() as c:
-            if replace is not None:
-                c.execute("DELETE FROM results WHERE kind=? AND json_extract(payload, ?)=?",
-                          (kind, f"$.{replace}", payload[replace]))
-            c.execute("INSERT INTO results (kind, created, payload) VALUES (?, ?, ?)",
-                      (kind, time.time(), json.dumps(payload, sort_keys=True)))
+            self._save_result(c, kind, payload, replace)
+
+    @staticmethod
+    def _save_result(c, kind: str, payload: dict, replace: Optional[str]) -> None:
+        if replace is not None:
+            c.execute("DELETE FROM results WHERE kind=? AND json_extract(payload, ?)=?",
+                      (kind, f"$.{replace}", payload[replace]))
+        c.execute("INSERT INTO results (kind, created, payload) VALUES (?, ?, ?)",
+                  (kind, time.time(), json.dumps(payload, sort_keys=True)))
 
     def results(self, kind: str) -> List[dict]:
         rows = self._select("SELECT id, payload FROM results WHERE kind=? ORDER BY id", (kind,))
@@ -182,10 +187,7 @@ class RunStore(RunDirectory):
         and its ``predictor_eval`` ``record`` in place of any earlier one of that iteration, in one
         transaction: a fit is on record with its measure or not at all."""
         with self._write() as c:
-            c.execute("DELETE FROM results WHERE kind='predictor_eval' AND json_extract(payload, '$.iteration')=?",
-                      (int(record["iteration"]),))
-            c.execute("INSERT INTO results (kind, created, payload) VALUES (?, ?, ?)",
-                      ("predictor_eval", time.time(), json.dumps(record, sort_keys=True)))
+            self._save_result(c, "predictor_eval", record, replace="iteration")
             self._register(c, iteration, path, info)
 
     def _register(self, c, iteration: int, path, info: dict) -> None:

@@ -169,32 +169,13 @@ class ForestSurrogate(Surrogate):
         Trees are grown one by one (a random forest on a bootstrap resample of the rows,
         extra-trees on all of them) without scikit-learn's ensemble wrapper, whose per-tree
         overhead was most of a fit on a few hundred rows."""
-        # scikit-learn on fitting only: scoring a saved forest (the fine stage) needs none
-        import sklearn
-        from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
-
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if len(x) != len(y) or len(y) < 2:
-            raise ForestError(f"fitting needs at least 2 scored candidates and one score each, got {len(x)} / {len(y)}")
-        if not np.all(np.isfinite(y)):
-            raise ForestError("scores contain NaN or infinity; drop failed trials before fitting")
         c = self.config
-        self.trend = self._fit_trend(x, y)
-        y = y - self._trend_of(x)
-        mean, std = float(y.mean()), float(max(y.std(), 1e-12))
-        z = (y - mean) / std
-        rng = np.random.default_rng([c["seed"] & 0xFFFFFFFF, len(y)])
-        trees = []
-        # the arguments are checked here once, not by scikit-learn for every tree
-        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
-            for _ in range(c["trees"]):
-                trees.append(self._grow(x, z, rng, DecisionTreeRegressor, ExtraTreeRegressor))
-        self._model, self._arrays, self._scored = trees, None, None
-        self._scales = np.tile([mean, std], (c["trees"], 1))
-        self._age, self._rows = np.zeros(c["trees"], dtype=np.int64), {"full": int(len(y)), "updates": 0}
-        self.target_stats = {"mean": mean, "std": std}
-        self.info["fit"] = {"n": int(len(y)), "kind": "full"}
+        x, z, n = self._targets(x, y)
+        rng = np.random.default_rng([c["seed"] & 0xFFFFFFFF, n])
+        self._model, self._arrays, self._scored = self._grown(x, z, rng, c["trees"]), None, None
+        self._scales = np.tile(self._stats(), (c["trees"], 1))
+        self._age, self._rows = np.zeros(c["trees"], dtype=np.int64), {"full": n, "updates": 0}
+        self.info["fit"] = {"n": n, "kind": "full"}
         return self
 
     def update(self, candidates, y, *, progress: bool = False) -> "ForestSurrogate":
@@ -205,31 +186,49 @@ class ForestSurrogate(Surrogate):
         n, c = len(y), self.config
         if self._model is None or self._rows is None or n >= c["refit_growth"] * self._rows["full"] or n < 2:
             return self.fit(candidates, y, progress=progress)
-        import sklearn
-        from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
-
-        x = np.ascontiguousarray(self._training_rows(candidates), dtype=np.float32)
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if len(x) != len(y) or not np.all(np.isfinite(y)):
-            raise ForestError("update needs one finite score per candidate; drop failed trials before fitting")
-        self.trend = self._fit_trend(x, y)
-        y = y - self._trend_of(x)
-        mean, std = float(y.mean()), float(max(y.std(), 1e-12))
+        x, z, n = self._targets(self._training_rows(candidates), y)
         self._rows["updates"] += 1
         rng = np.random.default_rng([c["seed"] & 0xFFFFFFFF, n, self._rows["updates"]])
         k = max(1, int(round(c["refresh"] * c["trees"])))
         redo = np.argsort(self._age, kind="stable")[:k]
-        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
-            for t in redo:
-                self._model[t] = self._grow(x, (y - mean) / std, rng, DecisionTreeRegressor, ExtraTreeRegressor)
-        self._scales[redo] = mean, std
+        for t, tree in zip(redo, self._grown(x, z, rng, k)):
+            self._model[t] = tree
+        self._scales[redo] = self._stats()
         self._age[redo] = self._rows["updates"]
         self._arrays = None
         if self._scored is not None:
             self._scored.stale(redo)
-        self.target_stats = {"mean": mean, "std": std}
-        self.info["fit"] = {"n": int(n), "kind": "partial", "trees_refitted": int(k)}
+        self.info["fit"] = {"n": n, "kind": "partial", "trees_refitted": int(k)}
         return self
+
+    def _targets(self, x, y):
+        """(feature rows as the trees read them, standardised scores left by the refitted trend,
+        rows) of a fit; the trend and the target stats are set."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(x) != len(y) or len(y) < 2:
+            raise ForestError(f"fitting needs at least 2 scored candidates and one score each, got {len(x)} / {len(y)}")
+        if not np.all(np.isfinite(y)):
+            raise ForestError("scores contain NaN or infinity; drop failed trials before fitting")
+        self.trend = self._fit_trend(x, y)
+        y = y - self._trend_of(x)
+        mean, std = float(y.mean()), float(max(y.std(), 1e-12))
+        self.target_stats = {"mean": mean, "std": std}
+        return x, (y - mean) / std, len(y)
+
+    def _stats(self) -> list:
+        """[mean, std] of the scores the last fit standardised: a tree grown then is scaled back by them."""
+        return [self.target_stats["mean"], self.target_stats["std"]]
+
+    def _grown(self, x, z, rng, k: int) -> list:
+        """``k`` trees grown on ``x`` and ``z``."""
+        # scikit-learn on fitting only: scoring a saved forest (the fine stage) needs none
+        import sklearn
+        from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
+
+        # the arguments are checked here once, not by scikit-learn for every tree
+        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+            return [self._grow(x, z, rng, DecisionTreeRegressor, ExtraTreeRegressor) for _ in range(k)]
 
     def _fit_trend(self, x, y) -> Optional[list]:
         """The proxies' linear trend (ridge, the intercept not penalised) on feature rows ``x``, whose
